@@ -1,0 +1,1 @@
+"""authsvc: a hardened two-factor authentication service."""

@@ -1,0 +1,278 @@
+"""Settings: the only module that reads the environment.
+
+``Settings.from_env()`` reads ``AUTHSVC_*`` variables. A production start (``dev=False``)
+with a missing or weak secret raises :class:`ConfigError` naming every problem; ``dev=True``
+fills safe local defaults (random secrets kept in the dev data folder, console SMS and email,
+an embedded PostgreSQL when no database URL is given).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import ipaddress
+import json
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+PREFIX = "AUTHSVC_"
+BUILTIN_STEP_UP_ACTIONS = (
+    "payment.authorize",
+    "factor.add",
+    "factor.remove",
+    "factor.recovery_codes",
+    "contact.change",
+)
+_WEAK_WORDS = ("changeme", "secret", "password", "example", "default", "test")
+_ACTION_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+
+
+def _project_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    dev: bool = False
+    database_url: str | None = None
+    data_dir: Path = Path(".authsvc-dev")
+    migrations_dir: Path = field(default_factory=lambda: _project_root() / "migrations")
+    redis_url: str | None = None
+    bind: str = "127.0.0.1:8000"
+    workers: int = 2
+
+    issuer: str = "http://localhost:8000"
+    audience: str = "authsvc"
+    rp_id: str = "localhost"
+    rp_name: str = "authsvc"
+    origins: tuple[str, ...] = ("http://localhost:8000",)
+    public_url: str = "http://localhost:8000"
+    report_url: str = "http://localhost:8000/report?token={token}"
+
+    # kid -> 32-byte AES key; the first one encrypts, all of them decrypt.
+    encryption_keys: tuple[tuple[str, bytes], ...] = ()
+
+    sms_provider: str = "console"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from: str | None = None
+    twilio_api_base: str | None = None
+    smtp_url: str | None = None
+    email_from: str = "authsvc <no-reply@localhost>"
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    step_up_actions: tuple[str, ...] = BUILTIN_STEP_UP_ACTIONS
+
+    argon2_time_cost: int = 2
+    argon2_memory_cost: int = 19456
+    argon2_parallelism: int = 1
+
+    access_token_ttl: int = 600
+    refresh_token_ttl: int = 30 * 24 * 3600
+    mfa_token_ttl: int = 300
+    enrollment_token_ttl: int = 900
+    code_ttl: int = 600
+    registration_ttl: int = 900
+    step_up_ttl: int = 300
+
+    rate_limits_enabled: bool = True
+    deliver_inline: bool = True  # kick the outbox dispatcher after each commit
+
+    def replace(self, **changes: object) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def encryption_key_id(self) -> str:
+        return self.encryption_keys[0][0]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, dev: bool = False) -> "Settings":
+        env = os.environ if env is None else env
+
+        def get(name: str, default: str | None = None) -> str | None:
+            value = env.get(PREFIX + name)
+            return value if value not in (None, "") else default
+
+        problems: list[str] = []
+        data_dir = Path(get("DATA_DIR", ".authsvc-dev") or ".authsvc-dev")
+        dev_secrets = _dev_secrets(data_dir) if dev else {}
+
+        raw_key = get("ENCRYPTION_KEY") or dev_secrets.get("encryption_key")
+        keys: tuple[tuple[str, bytes], ...] = ()
+        if raw_key is None:
+            problems.append("AUTHSVC_ENCRYPTION_KEY is missing (32 random bytes, base64)")
+        else:
+            try:
+                keys = parse_encryption_keys(raw_key)
+            except ConfigError as exc:
+                problems.append(f"AUTHSVC_ENCRYPTION_KEY: {exc.detail}")
+
+        sms_provider = get("SMS_PROVIDER", "console" if dev else "twilio")
+        if sms_provider not in ("twilio", "console"):
+            problems.append("AUTHSVC_SMS_PROVIDER must be 'twilio' or 'console'")
+        if sms_provider == "console" and not dev:
+            problems.append("AUTHSVC_SMS_PROVIDER=console is for --dev only")
+        if sms_provider == "twilio":
+            for name in ("TWILIO_ACCOUNT_SID", "TWILIO_FROM"):
+                if not get(name):
+                    problems.append(f"AUTHSVC_{name} is missing")
+            token = get("TWILIO_AUTH_TOKEN")
+            if not token:
+                problems.append("AUTHSVC_TWILIO_AUTH_TOKEN is missing")
+            elif _weak_secret(token, min_len=32):
+                problems.append("AUTHSVC_TWILIO_AUTH_TOKEN is weak (32+ characters, not a placeholder)")
+
+        webhook_url = get("WEBHOOK_URL")
+        webhook_secret = get("WEBHOOK_SECRET") or (dev_secrets.get("webhook_secret") if webhook_url else None)
+        if webhook_url:
+            if not webhook_secret:
+                problems.append("AUTHSVC_WEBHOOK_SECRET is missing (required with AUTHSVC_WEBHOOK_URL)")
+            elif _weak_secret(webhook_secret, min_len=32):
+                problems.append("AUTHSVC_WEBHOOK_SECRET is weak (32+ characters, not a placeholder)")
+
+        database_url = get("DATABASE_URL")
+        if not database_url and not dev:
+            problems.append("AUTHSVC_DATABASE_URL is missing")
+        smtp_url = get("SMTP_URL")
+        if not smtp_url and not dev:
+            problems.append("AUTHSVC_SMTP_URL is missing")
+
+        public_url = get("PUBLIC_URL", "http://localhost:8000").rstrip("/")
+        issuer = get("ISSUER", public_url)
+        origins = tuple(o.strip().rstrip("/") for o in (get("ORIGINS", public_url) or "").split(",") if o.strip())
+        rp_id = get("RP_ID", urlsplit(public_url).hostname or "localhost")
+        if not dev:
+            for name, value in (("ISSUER", issuer), ("PUBLIC_URL", public_url)):
+                if not value.startswith("https://"):
+                    problems.append(f"AUTHSVC_{name} must be an https:// URL outside --dev")
+
+        proxies: list = []
+        for item in (get("TRUSTED_PROXIES", "") or "").split(","):
+            if item.strip():
+                try:
+                    proxies.append(ipaddress.ip_network(item.strip(), strict=False))
+                except ValueError:
+                    problems.append(f"AUTHSVC_TRUSTED_PROXIES: {item.strip()!r} is not a CIDR")
+
+        extra_actions = []
+        for item in (get("STEP_UP_ACTIONS", "") or "").split(","):
+            item = item.strip()
+            if not item:
+                continue
+            if not _ACTION_RE.match(item) or len(item) > 64:
+                problems.append(f"AUTHSVC_STEP_UP_ACTIONS: {item!r} is not a valid action name")
+            elif item not in BUILTIN_STEP_UP_ACTIONS:
+                extra_actions.append(item)
+
+        ints: dict[str, int] = {}
+        for name, default, low in (
+            ("ARGON2_TIME_COST", 2, 2),
+            ("ARGON2_MEMORY_COST", 19456, 19456),
+            ("ARGON2_PARALLELISM", 1, 1),
+            ("ACCESS_TOKEN_TTL", 600, 60),
+            ("WORKERS", 2, 1),
+        ):
+            raw = get(name, str(default))
+            try:
+                ints[name] = int(raw)
+            except ValueError:
+                problems.append(f"AUTHSVC_{name} must be an integer")
+                continue
+            if ints[name] < low:
+                problems.append(f"AUTHSVC_{name} must be at least {low}")
+
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+        return cls(
+            dev=dev,
+            database_url=database_url,
+            data_dir=data_dir,
+            migrations_dir=Path(get("MIGRATIONS_DIR", str(_project_root() / "migrations"))),
+            redis_url=get("REDIS_URL"),
+            bind=get("BIND", "127.0.0.1:8000" if dev else "0.0.0.0:8000"),
+            workers=ints["WORKERS"],
+            issuer=issuer,
+            audience=get("AUDIENCE", "authsvc"),
+            rp_id=rp_id,
+            rp_name=get("RP_NAME", "authsvc"),
+            origins=origins,
+            public_url=public_url,
+            report_url=get("REPORT_URL", public_url + "/report?token={token}"),
+            encryption_keys=keys,
+            sms_provider=sms_provider,
+            twilio_account_sid=get("TWILIO_ACCOUNT_SID"),
+            twilio_auth_token=get("TWILIO_AUTH_TOKEN"),
+            twilio_from=get("TWILIO_FROM"),
+            twilio_api_base=get("TWILIO_API_BASE"),
+            smtp_url=smtp_url,
+            email_from=get("EMAIL_FROM", "authsvc <no-reply@localhost>"),
+            webhook_url=webhook_url,
+            webhook_secret=webhook_secret,
+            trusted_proxies=tuple(proxies),
+            step_up_actions=BUILTIN_STEP_UP_ACTIONS + tuple(extra_actions),
+            argon2_time_cost=ints["ARGON2_TIME_COST"],
+            argon2_memory_cost=ints["ARGON2_MEMORY_COST"],
+            argon2_parallelism=ints["ARGON2_PARALLELISM"],
+            access_token_ttl=ints["ACCESS_TOKEN_TTL"],
+        )
+
+
+def parse_encryption_keys(raw: str) -> tuple[tuple[str, bytes], ...]:
+    """``base64`` or ``kid:base64[,kid:base64...]``; the first key encrypts."""
+    keys: list[tuple[str, bytes]] = []
+    for i, part in enumerate(p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        kid, _, b64 = part.rpartition(":")
+        kid = kid or ("k1" if i == 0 else f"k{i + 1}")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", kid):
+            raise ConfigError(f"key id {kid!r} must be 1-32 letters, digits, '-' or '_'")
+        try:
+            key = base64.b64decode(b64 + "=" * (-len(b64) % 4), altchars=b"-_" if ("-" in b64 or "_" in b64) else None, validate=True)
+        except (ValueError, TypeError):
+            raise ConfigError(f"key {kid!r} is not valid base64") from None
+        if len(key) != 32:
+            raise ConfigError(f"key {kid!r} must decode to 32 bytes, got {len(key)}")
+        if len(set(key)) < 16:
+            raise ConfigError(f"key {kid!r} is weak (not random)")
+        if any(k == kid for k, _ in keys):
+            raise ConfigError(f"key id {kid!r} appears twice")
+        keys.append((kid, key))
+    if not keys:
+        raise ConfigError("no key given")
+    return tuple(keys)
+
+
+def _weak_secret(value: str, *, min_len: int) -> bool:
+    lowered = value.lower()
+    return (
+        len(value) < min_len
+        or len(set(value)) < 10
+        or any(word in lowered for word in _WEAK_WORDS)
+    )
+
+
+def _dev_secrets(data_dir: Path) -> dict[str, str]:
+    """Random secrets for --dev, made once and kept in the data folder (mode 0600)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "dev-secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    values = {
+        "encryption_key": "dev1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        "webhook_secret": secrets.token_urlsafe(32),
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(values, fh)
+    return values
