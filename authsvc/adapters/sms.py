@@ -1,0 +1,98 @@
+"""SMS delivery: Twilio in production, stdout in --dev. The only module that imports twilio.
+
+Message bodies carry one-time codes: they are never logged and never put into an error.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from ..errors import ConfigError, DeliveryError
+
+
+class SmsSender(Protocol):
+    def send(self, to: str, body: str) -> str:
+        """Hand one SMS to the provider; return its message id. Raises DeliveryError."""
+        ...
+
+
+class _RebasedHttpClient(TwilioHttpClient):
+    """Sends requests for ``https://*.twilio.com`` to ``api_base`` instead (path and query kept)."""
+
+    def __init__(self, api_base: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        base = urlsplit(api_base)
+        if base.scheme not in ("http", "https") or not base.netloc:
+            raise ConfigError("twilio api_base must be an http(s):// URL")
+        self._scheme, self._netloc, self._prefix = base.scheme, base.netloc, base.path.rstrip("/")
+
+    def request(self, method, url, *args, **kwargs):
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if parts.scheme == "https" and (host == "twilio.com" or host.endswith(".twilio.com")):
+            url = urlunsplit((self._scheme, self._netloc, self._prefix + parts.path, parts.query, ""))
+        return super().request(method, url, *args, **kwargs)
+
+
+class TwilioSms:
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        from_number: str,
+        *,
+        api_base: str | None = None,
+        timeout: float = 10,
+    ) -> None:
+        if not (account_sid and auth_token and from_number):
+            raise ConfigError("twilio account_sid, auth_token and from_number are required")
+        http = _RebasedHttpClient(api_base, timeout=timeout) if api_base else TwilioHttpClient(timeout=timeout)
+        self._client = Client(account_sid, auth_token, http_client=http)
+        self._from = from_number
+
+    def send(self, to: str, body: str) -> str:
+        try:
+            message = self._client.messages.create(to=to, from_=self._from, body=body)
+        except TwilioRestException as exc:
+            raise DeliveryError(f"Twilio rejected the message (HTTP {exc.status}, code {exc.code})") from exc
+        except TwilioException as exc:
+            code = getattr(exc, "code", None)
+            raise DeliveryError(f"Twilio error ({type(exc).__name__}, code {code})") from exc
+        except requests.RequestException as exc:
+            raise DeliveryError(f"Twilio unreachable ({type(exc).__name__})") from exc
+        except json.JSONDecodeError as exc:
+            raise DeliveryError("Twilio sent an unreadable response") from exc
+        if not message.sid:
+            raise DeliveryError("Twilio response carried no message sid")
+        return message.sid
+
+
+class ConsoleSms:
+    """--dev only: prints the message (code included) to stdout."""
+
+    def send(self, to: str, body: str) -> str:
+        print(f"SMS to {to}: {body}", flush=True)
+        return "console-" + secrets.token_hex(16)
+
+
+def build_sms_sender(settings) -> SmsSender:
+    if settings.sms_provider == "twilio":
+        return TwilioSms(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            settings.twilio_from,
+            api_base=settings.twilio_api_base,
+        )
+    if settings.sms_provider == "console":
+        if not settings.dev:
+            raise ConfigError("console SMS prints codes to stdout and is for --dev only")
+        return ConsoleSms()
+    raise ConfigError(f"unknown sms_provider {settings.sms_provider!r}")
