@@ -1,0 +1,103 @@
+"""Strict request bodies, checked in one place before any work is done.
+
+A body must be ``application/json``, at most 64 KiB, valid UTF-8, valid JSON without
+duplicate keys, NaN/Infinity, NUL characters or nesting deeper than ``MAX_DEPTH``; then it
+must match a strict pydantic model (unknown fields and wrong types are refused).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TypeVar
+
+from flask import request
+from pydantic import BaseModel, ValidationError
+
+from .. import errors
+
+MAX_BODY = 64 * 1024
+MAX_DEPTH = 8
+M = TypeVar("M", bound=BaseModel)
+
+
+def _bad(detail: str) -> errors.InvalidRequest:
+    return errors.InvalidRequest(detail)
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise _bad(f"duplicate key {key!r} in JSON object")
+        out[key] = value
+    return out
+
+
+def _reject_constant(name: str) -> None:
+    raise _bad(f"{name} is not allowed in JSON")
+
+
+def _check(value: object) -> None:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise _bad(f"JSON nested deeper than {MAX_DEPTH} levels")
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise _bad("NUL characters are not allowed")
+        elif isinstance(item, dict):
+            for k, v in item.items():
+                if "\x00" in k:
+                    raise _bad("NUL characters are not allowed")
+                stack.append((v, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+
+
+def read_json() -> object:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise errors.PayloadTooLarge(f"request bodies are limited to {MAX_BODY} bytes")
+    if request.mimetype != "application/json":
+        raise errors.UnsupportedMediaType("send the body as application/json")
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise errors.UnsupportedMediaType("the body must be UTF-8")
+    raw = request.get_data(cache=True)
+    if len(raw) > MAX_BODY:
+        raise errors.PayloadTooLarge(f"request bodies are limited to {MAX_BODY} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _bad("the body is not valid UTF-8") from None
+    try:
+        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+    except errors.InvalidRequest:
+        raise
+    except (ValueError, RecursionError):
+        raise _bad("the body is not valid JSON") from None
+    _check(data)
+    return data
+
+
+def parse(model: type[M]) -> M:
+    data = read_json()
+    if not isinstance(data, dict):
+        raise _bad("the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            {
+                "field": ".".join(str(p) for p in e["loc"]) or "(body)",
+                "message": _message(e),
+            }
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        raise errors.InvalidRequest("the body does not match the schema", errors=problems) from None
+
+
+def _message(e: dict) -> str:
+    if e["type"] == "extra_forbidden":
+        return "unknown field"
+    return e["msg"]

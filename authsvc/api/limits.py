@@ -1,0 +1,36 @@
+"""Per-IP rate limits (flask-limiter), shared through Redis when AUTHSVC_REDIS_URL is set.
+
+These are the coarse, per-client-IP limits; per-account throttling of second-factor
+failures lives in the services, where it holds however many IPs an attacker uses.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_limiter import Limiter
+
+from ..config import Settings
+from .context import client_ip
+
+# endpoint -> limits per client IP
+ENDPOINT_LIMITS: dict[str, str] = {
+    "registration.start": "5/minute;30/hour",
+    "registration.verify": "10/minute",
+}
+
+
+def install(app: Flask, settings: Settings) -> Limiter:
+    limiter = Limiter(
+        key_func=client_ip,
+        storage_uri=settings.redis_url or "memory://",
+        strategy="moving-window",
+        headers_enabled=True,
+        key_prefix="authsvc",
+        enabled=settings.rate_limits_enabled,
+        swallow_errors=False,
+    )
+    limiter.init_app(app)
+    for endpoint, limit in ENDPOINT_LIMITS.items():
+        if endpoint in app.view_functions:
+            app.view_functions[endpoint] = limiter.limit(limit)(app.view_functions[endpoint])
+    return limiter

@@ -1,0 +1,36 @@
+"""POST /v1/registrations and POST /v1/registrations/{id}/verify."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+from . import body
+from .schemas import RegistrationIn, RegistrationVerifyIn
+
+bp = Blueprint("registration", __name__)
+
+
+@bp.post("/v1/registrations")
+def start():
+    req = body.parse(RegistrationIn)
+    started = current_app.extensions["authsvc"].registration.start(
+        email=req.email, phone=req.phone, password=req.password
+    )
+    resp = jsonify(registration_id=started.registration_id, expires_in=started.expires_in)
+    resp.status_code = 202
+    return resp
+
+
+@bp.post("/v1/registrations/<registration_id>/verify")
+def verify(registration_id: str):
+    req = body.parse(RegistrationVerifyIn)
+    verified = current_app.extensions["authsvc"].registration.verify(
+        registration_id, phone_code=req.phone_code, email_code=req.email_code
+    )
+    resp = jsonify(
+        account_id=verified.account_id,
+        enrollment_token=verified.enrollment_token,
+        expires_in=verified.expires_in,
+    )
+    resp.status_code = 201
+    return resp

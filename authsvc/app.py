@@ -1,0 +1,104 @@
+"""``create_app(settings)``: builds every part of the service and wires them together."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, g, request
+
+from . import api, errors
+from .adapters.email import build_email_sender
+from .adapters.sms import build_sms_sender
+from .adapters.webhooks import WebhookSender
+from .api.limits import install as install_limits
+from .config import Settings
+from .metrics import Metrics
+from .security.crypto import Cipher
+from .security.passwords import PasswordHasher, PasswordPolicy
+from .services.health import Health
+from .services.outbox import Outbox
+from .services.registration import RegistrationService
+from .store import Store
+
+
+@dataclass
+class Container:
+    """Everything a request handler may call; kept in ``app.extensions["authsvc"]``."""
+
+    settings: Settings
+    store: Store
+    outbox: Outbox
+    registration: RegistrationService
+    health: Health
+    metrics: Metrics
+    limiter: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def close(self) -> None:
+        self.outbox.stop()
+        self.store.close()
+
+
+def build_container(settings: Settings) -> Container:
+    if not settings.database_url:
+        raise errors.ConfigError("no database URL (AUTHSVC_DATABASE_URL, or --dev for the embedded one)")
+    store = Store(settings.database_url)
+    cipher = Cipher(settings.encryption_keys)
+    hasher = PasswordHasher(
+        time_cost=settings.argon2_time_cost,
+        memory_cost=settings.argon2_memory_cost,
+        parallelism=settings.argon2_parallelism,
+    )
+    policy = PasswordPolicy()
+    webhooks = (
+        WebhookSender(settings.webhook_url, settings.webhook_secret)
+        if settings.webhook_url and settings.webhook_secret
+        else None
+    )
+    outbox = Outbox(
+        store, cipher, sms=build_sms_sender(settings), email=build_email_sender(settings), webhooks=webhooks
+    )
+    registration = RegistrationService(
+        settings=settings, store=store, cipher=cipher, hasher=hasher, policy=policy, outbox=outbox
+    )
+    return Container(
+        settings=settings,
+        store=store,
+        outbox=outbox,
+        registration=registration,
+        health=Health(store, settings.migrations_dir),
+        metrics=Metrics(outbox.depth),
+    )
+
+
+def create_app(settings: Settings, *, start_outbox: bool = True) -> Flask:
+    app = Flask("authsvc")
+    app.config.update(MAX_CONTENT_LENGTH=api.body.MAX_BODY, JSON_SORT_KEYS=False)
+    container = build_container(settings)
+    app.extensions["authsvc"] = container
+    api.register(app)
+    container.limiter = install_limits(app, settings)
+    _instrument(app, container.metrics)
+    if start_outbox and settings.deliver_inline:
+        container.outbox.start()
+    return app
+
+
+def _instrument(app: Flask, metrics: Metrics) -> None:
+    @app.before_request
+    def _start() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response):  # type: ignore[no-untyped-def]
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.requests.labels(request.method, endpoint, str(response.status_code)).inc()
+        if "started" in g:
+            metrics.latency.labels(request.method, endpoint).observe(time.perf_counter() - g.started)
+        if response.status_code == 429:
+            metrics.rate_limited.labels(endpoint).inc()
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response

@@ -1,0 +1,16 @@
+"""The audit log: who changed what, and why (operators give a reason)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def audit(tx: Any, actor: str, action: str, account_id: str | None, **detail: Any) -> None:
+    tx.run(
+        "audit_insert",
+        actor=actor,
+        action=action,
+        account_id=account_id,
+        detail=json.dumps(detail, default=str, sort_keys=True),
+    )

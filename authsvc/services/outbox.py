@@ -1,0 +1,138 @@
+"""Transactional outbox: messages are written with the change that causes them, then delivered.
+
+``enqueue_*`` take the caller's transaction, so a crash between the change and the message
+cannot lose the message (nor send one for a change that rolled back). Delivery is at least
+once: a row is leased, handed to its adapter, and marked delivered; on failure it is retried
+with exponential backoff. Payloads are encrypted at rest (they carry codes) and blanked once
+delivered. A background thread in each process drains the outbox right after commits
+(``kick``); ``authsvc worker`` drains it too, for retries and for processes that died.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from .. import errors
+from ..security.crypto import Cipher
+
+_log = logging.getLogger(__name__)
+_AAD = b"authsvc outbox v1"
+MAX_ATTEMPTS = 12
+LEASE_SECONDS = 60
+
+
+class Outbox:
+    def __init__(
+        self,
+        store: Any,
+        cipher: Cipher,
+        *,
+        sms: Any,
+        email: Any,
+        webhooks: Any | None,
+    ) -> None:
+        self._store = store
+        self._cipher = cipher
+        self._handlers: dict[str, Callable[[dict], None]] = {
+            "sms": lambda p: sms.send(p["to"], p["body"]),
+            "email": lambda p: email.send(p["to"], p["subject"], p["body"]),
+        }
+        if webhooks is not None:
+            self._handlers["webhook"] = lambda p: webhooks.send(p)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ enqueue
+    def _enqueue(self, tx: Any, kind: str, payload: dict) -> None:
+        sealed = self._cipher.encrypt(json.dumps(payload).encode(), aad=_AAD + kind.encode())
+        tx.run("outbox_insert", kind=kind, payload=sealed)
+
+    def sms(self, tx: Any, to: str, body: str) -> None:
+        self._enqueue(tx, "sms", {"to": to, "body": body})
+
+    def email(self, tx: Any, to: str, subject: str, body: str) -> None:
+        self._enqueue(tx, "email", {"to": to, "subject": subject, "body": body})
+
+    def event(self, tx: Any, event_type: str, data: dict) -> None:
+        """A security event for the webhook (dropped here when no webhook is configured)."""
+        if "webhook" not in self._handlers:
+            return
+        self._enqueue(
+            tx,
+            "webhook",
+            {"id": str(uuid.uuid4()), "type": event_type, "created": int(time.time()), "data": data},
+        )
+
+    # ------------------------------------------------------------------ deliver
+    def deliver_due(self, limit: int = 20) -> int:
+        """Deliver what is due now; returns how many were delivered."""
+        with self._store.transaction() as tx:
+            rows = tx.all("outbox_lease", limit=limit, lease_seconds=LEASE_SECONDS)
+        delivered = 0
+        for row in rows:
+            try:
+                payload = json.loads(
+                    self._cipher.decrypt(row["payload"], aad=_AAD + row["kind"].encode())
+                )
+                self._handlers[row["kind"]](payload)
+            except (errors.AuthsvcError, KeyError, ValueError) as exc:
+                delay = min(3600, 2 ** row["attempts"])
+                _log.warning("outbox %s #%s attempt %s failed: %s", row["kind"], row["id"], row["attempts"], type(exc).__name__)
+                with self._store.transaction() as tx:
+                    tx.run(
+                        "outbox_retry_later",
+                        id=row["id"],
+                        delay=delay,
+                        error=f"{type(exc).__name__}: {getattr(exc, 'detail', '')}"[:500],
+                        max_attempts=MAX_ATTEMPTS,
+                    )
+                continue
+            with self._store.transaction() as tx:
+                tx.run("outbox_delivered", id=row["id"])
+            delivered += 1
+        return delivered
+
+    def depth(self) -> dict[str, int]:
+        with self._store.transaction() as tx:
+            return dict(tx.one("outbox_depth"))
+
+    def requeue_failed(self) -> int:
+        with self._store.transaction() as tx:
+            return len(tx.all("outbox_requeue_failed"))
+
+    # ------------------------------------------------------------------ background
+    def kick(self) -> None:
+        self._wake.set()
+
+    def start(self, idle_seconds: float = 5.0) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self.run_forever, args=(idle_seconds,), name="authsvc-outbox", daemon=True
+        )
+        self._thread.start()
+
+    def run_forever(self, idle_seconds: float = 5.0) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                while self.deliver_due() and not self._stop.is_set():
+                    pass
+            except errors.AuthsvcError as exc:  # database down: try again later
+                _log.warning("outbox drain failed: %s", exc.detail)
+            self._wake.wait(idle_seconds)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None

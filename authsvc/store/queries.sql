@@ -1,0 +1,90 @@
+-- Named queries. Each starts with "-- name: <query_name>"; parameters are %(name)s.
+
+-- name: ping
+SELECT 1 AS ok;
+
+-- ---------------------------------------------------------------- registrations
+-- name: account_exists_by_email
+SELECT EXISTS (SELECT 1 FROM accounts WHERE email_normalized = %(email_normalized)s) AS taken;
+
+-- name: recent_registration_sms_count
+SELECT count(*) AS n FROM registrations
+ WHERE phone = %(phone)s AND NOT email_taken AND created_at > now() - interval '1 hour';
+
+-- name: insert_registration
+INSERT INTO registrations (id, email, email_normalized, phone, password_hash,
+                           phone_code_mac, email_code_mac, email_taken, expires_at)
+VALUES (%(id)s, %(email)s, %(email_normalized)s, %(phone)s, %(password_hash)s,
+        %(phone_code_mac)s, %(email_code_mac)s, %(email_taken)s,
+        now() + make_interval(secs => %(ttl)s))
+RETURNING id;
+
+-- name: lock_live_registration
+SELECT * FROM registrations
+ WHERE id = %(id)s AND consumed_at IS NULL AND dead_at IS NULL AND expires_at > now()
+ FOR UPDATE;
+
+-- name: registration_failed_attempt
+UPDATE registrations
+   SET failed_attempts = failed_attempts + 1,
+       dead_at = CASE WHEN failed_attempts + 1 >= %(max_attempts)s THEN now() END
+ WHERE id = %(id)s AND consumed_at IS NULL AND dead_at IS NULL
+RETURNING failed_attempts, dead_at;
+
+-- name: consume_registration
+UPDATE registrations SET consumed_at = now()
+ WHERE id = %(id)s AND consumed_at IS NULL AND dead_at IS NULL AND expires_at > now()
+RETURNING *;
+
+-- name: insert_account
+INSERT INTO accounts (id, email, email_normalized, phone, password_hash, webauthn_user_id,
+                      email_verified_at, phone_verified_at)
+VALUES (%(id)s, %(email)s, %(email_normalized)s, %(phone)s, %(password_hash)s,
+        %(webauthn_user_id)s, now(), now())
+RETURNING *;
+
+-- name: insert_enrollment_token
+INSERT INTO enrollment_tokens (id, account_id, token_hash, expires_at)
+VALUES (%(id)s, %(account_id)s, %(token_hash)s, now() + make_interval(secs => %(ttl)s))
+RETURNING id, expires_at;
+
+-- name: delete_expired_registrations
+DELETE FROM registrations
+ WHERE expires_at < now() - interval '1 day';
+
+-- ---------------------------------------------------------------- outbox
+-- name: outbox_insert
+INSERT INTO outbox (kind, payload) VALUES (%(kind)s, %(payload)s) RETURNING id;
+
+-- name: outbox_lease
+UPDATE outbox SET attempts = attempts + 1,
+                  available_at = now() + make_interval(secs => %(lease_seconds)s)
+ WHERE id IN (SELECT id FROM outbox
+               WHERE delivered_at IS NULL AND failed_at IS NULL AND available_at <= now()
+               ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+RETURNING id, kind, payload, attempts;
+
+-- name: outbox_delivered
+UPDATE outbox SET delivered_at = now(), payload = '', last_error = NULL
+ WHERE id = %(id)s AND delivered_at IS NULL;
+
+-- name: outbox_retry_later
+UPDATE outbox SET available_at = now() + make_interval(secs => %(delay)s),
+                  last_error = %(error)s,
+                  failed_at = CASE WHEN attempts >= %(max_attempts)s THEN now() END
+ WHERE id = %(id)s AND delivered_at IS NULL;
+
+-- name: outbox_depth
+SELECT count(*) FILTER (WHERE failed_at IS NULL) AS pending,
+       count(*) FILTER (WHERE failed_at IS NOT NULL) AS failed
+  FROM outbox WHERE delivered_at IS NULL;
+
+-- name: outbox_requeue_failed
+UPDATE outbox SET failed_at = NULL, attempts = 0, available_at = now()
+ WHERE delivered_at IS NULL AND failed_at IS NOT NULL
+RETURNING id;
+
+-- ---------------------------------------------------------------- audit
+-- name: audit_insert
+INSERT INTO audit_log (actor, action, account_id, detail)
+VALUES (%(actor)s, %(action)s, %(account_id)s, %(detail)s);
