@@ -1,6 +1,6 @@
 """Storage: named SQL on psycopg 3. The only package that imports psycopg.
 
-Queries live in ``queries.sql`` under ``-- name: <query_name>`` headers and are run by name
+Queries live in ``queries/*.sql`` under ``-- name: <query_name>`` headers and are run by name
 inside a transaction::
 
     with store.transaction() as tx:
@@ -25,18 +25,18 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .. import errors
 
-_QUERIES_FILE = Path(__file__).with_name("queries.sql")
+_QUERIES_DIR = Path(__file__).with_name("queries")
 _HEADER = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.M)
 
 
-def load_queries(path: Path = _QUERIES_FILE) -> dict[str, str]:
-    text = path.read_text(encoding="utf-8")
-    parts = _HEADER.split(text)
+def load_queries(directory: Path = _QUERIES_DIR) -> dict[str, str]:
     queries: dict[str, str] = {}
-    for name, body in zip(parts[1::2], parts[2::2]):
-        if name in queries:
-            raise ValueError(f"query {name!r} is defined twice in {path}")
-        queries[name] = body.strip().rstrip(";")
+    for path in sorted(directory.glob("*.sql")):
+        parts = _HEADER.split(path.read_text(encoding="utf-8"))
+        for name, body in zip(parts[1::2], parts[2::2]):
+            if name in queries:
+                raise ValueError(f"query {name!r} is defined twice ({path.name})")
+            queries[name] = body.strip().rstrip(";")
     return queries
 
 
