@@ -15,11 +15,21 @@ from .adapters.webhooks import WebhookSender
 from .api.limits import install as install_limits
 from .config import Settings
 from .metrics import Metrics
+from .security import passwords
 from .security.crypto import Cipher
 from .security.passwords import PasswordHasher, PasswordPolicy
+from .security.webauthn import WebAuthn
+from .services.accounts import AccountService
+from .services.clients import ClientService
+from .services.factors import FactorService
 from .services.health import Health
+from .services.keys import KeyService
+from .services.login import LoginService
 from .services.outbox import Outbox
 from .services.registration import RegistrationService
+from .services.second_factor import SecondFactors
+from .services.sessions import Sessions
+from .services.step_up import StepUpService
 from .store import Store
 
 
@@ -30,7 +40,14 @@ class Container:
     settings: Settings
     store: Store
     outbox: Outbox
+    keys: KeyService
     registration: RegistrationService
+    login: LoginService
+    sessions: Sessions
+    factors: FactorService
+    step_up: StepUpService
+    accounts: AccountService
+    clients: ClientService
     health: Health
     metrics: Metrics
     limiter: Any = None
@@ -60,16 +77,37 @@ def build_container(settings: Settings) -> Container:
     outbox = Outbox(
         store, cipher, sms=build_sms_sender(settings), email=build_email_sender(settings), webhooks=webhooks
     )
-    registration = RegistrationService(
-        settings=settings, store=store, cipher=cipher, hasher=hasher, policy=policy, outbox=outbox
+    metrics = Metrics(outbox.depth)
+    keys = KeyService(store, cipher, settings)
+    second = SecondFactors(
+        cipher=cipher,
+        webauthn=WebAuthn(rp_id=settings.rp_id, rp_name=settings.rp_name, origins=settings.origins),
+        outbox=outbox,
+    )
+    sessions = Sessions(settings=settings, store=store, keys=keys, outbox=outbox)
+    step_up = StepUpService(settings=settings, store=store, factors=second, outbox=outbox, metrics=metrics)
+    factors = FactorService(
+        settings=settings, store=store, cipher=cipher, factors=second, step_up=step_up, outbox=outbox
     )
     return Container(
         settings=settings,
         store=store,
         outbox=outbox,
-        registration=registration,
+        keys=keys,
+        registration=RegistrationService(
+            settings=settings, store=store, cipher=cipher, hasher=hasher, policy=policy, outbox=outbox
+        ),
+        login=LoginService(
+            settings=settings, store=store, cipher=cipher, hasher=hasher, factors=second,
+            sessions=sessions, outbox=outbox, metrics=metrics,
+        ),
+        sessions=sessions,
+        factors=factors,
+        step_up=step_up,
+        accounts=AccountService(store, factors),
+        clients=ClientService(store),
         health=Health(store, settings.migrations_dir),
-        metrics=Metrics(outbox.depth),
+        metrics=metrics,
     )
 
 
@@ -77,6 +115,7 @@ def create_app(settings: Settings, *, start_outbox: bool = True) -> Flask:
     app = Flask("authsvc")
     app.config.update(MAX_CONTENT_LENGTH=api.body.MAX_BODY, JSON_SORT_KEYS=False)
     container = build_container(settings)
+    passwords.common_password_count()  # load the breached-password list once, before serving
     app.extensions["authsvc"] = container
     api.register(app)
     container.limiter = install_limits(app, settings)

@@ -160,6 +160,16 @@ class LastFactor(Conflict):
     title = "The last second factor cannot be removed"
 
 
+class TransactionMismatch(Conflict):
+    code = "transaction_mismatch"
+    title = "The step-up token was issued for another action or transaction"
+
+
+class AlreadyRedeemed(Conflict):
+    code = "already_redeemed"
+    title = "The step-up token was already redeemed"
+
+
 class CredentialExists(Conflict):
     code = "credential_exists"
     title = "This authenticator is already registered"

@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
-
 from flask import current_app, request
 
+from ..services.sessions import RequestInfo
+
 MAX_HEADER = 256
-
-
-@dataclass(frozen=True)
-class RequestContext:
-    ip: str
-    user_agent: str
-    device_id: str | None
 
 
 def client_ip() -> str:
@@ -49,11 +42,11 @@ def resolve_client_ip(peer: str, forwarded: list[str], trusted: tuple) -> str:
     return client
 
 
-def request_context() -> RequestContext:
+def request_context() -> RequestInfo:
     device = request.headers.get("X-Device-Id")
     if device is not None:
         device = device.strip()[:MAX_HEADER] or None
-    return RequestContext(
+    return RequestInfo(
         ip=client_ip(),
         user_agent=(request.headers.get("User-Agent") or "")[:MAX_HEADER],
         device_id=device,

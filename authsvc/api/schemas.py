@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
@@ -28,3 +28,75 @@ class RegistrationIn(Strict):
 class RegistrationVerifyIn(Strict):
     phone_code: Code6
     email_code: Code6
+
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+FactorCode = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class LoginIn(Strict):
+    email: Email
+    password: Password
+
+
+class MfaIn(Strict):
+    mfa_token: Token
+    method: Literal["totp", "webauthn", "recovery_code", "sms"]
+    code: FactorCode | None = None
+    credential: dict[str, Any] | None = None
+
+
+class RefreshIn(Strict):
+    refresh_token: Token
+
+
+class TotpBeginIn(Strict):
+    name: Name | None = None
+
+
+class TotpConfirmIn(Strict):
+    code: Code6
+
+
+class WebauthnOptionsIn(Strict):
+    pass
+
+
+class WebauthnAddIn(Strict):
+    credential: dict[str, Any]
+    name: Name | None = None
+
+
+class EmptyIn(Strict):
+    pass
+
+
+class IntrospectIn(Strict):
+    token: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    token_type_hint: Literal["access_token"] | None = None
+
+
+class TransactionIn(Strict):
+    amount: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    currency: Annotated[str, StringConstraints(min_length=3, max_length=3)]
+    payee: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+Action = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class StepUpIn(Strict):
+    action: Action
+    transaction: TransactionIn | None = None
+
+
+class StepUpVerifyIn(Strict):
+    method: Literal["totp", "webauthn", "recovery_code"]
+    code: FactorCode | None = None
+    credential: dict[str, Any] | None = None
+
+
+class RedeemIn(Strict):
+    step_up_token: Token
+    action: Action
+    transaction: TransactionIn | None = None

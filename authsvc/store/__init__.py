@@ -70,18 +70,18 @@ class Tx:
             raise KeyError(f"no query named {name!r}") from None
         return self._conn.execute(sql, params)
 
-    def one(self, name: str, **params: Any) -> dict[str, Any] | None:
-        return self._run(name, params).fetchone()
+    def one(self, query: str, /, **params: Any) -> dict[str, Any] | None:
+        return self._run(query, params).fetchone()
 
-    def all(self, name: str, **params: Any) -> list[dict[str, Any]]:
-        return self._run(name, params).fetchall()
+    def all(self, query: str, /, **params: Any) -> list[dict[str, Any]]:
+        return self._run(query, params).fetchall()
 
-    def scalar(self, name: str, **params: Any) -> Any:
-        row = self._run(name, params).fetchone()
+    def scalar(self, query: str, /, **params: Any) -> Any:
+        row = self._run(query, params).fetchone()
         return None if row is None else next(iter(row.values()))
 
-    def run(self, name: str, **params: Any) -> int:
-        return self._run(name, params).rowcount
+    def run(self, query: str, /, **params: Any) -> int:
+        return self._run(query, params).rowcount
 
 
 class Store:

@@ -38,3 +38,63 @@ def register(client, twilio, smtp, *, email=None, phone=None, password=STRONG_PA
     )
     assert verify.status_code == 201, verify.get_json()
     return {**verify.get_json(), "email": email, "phone": phone, "password": password}
+
+
+def enroll_totp(client, token: str) -> dict:
+    """Enroll and confirm a TOTP factor with an independent client (pyotp); returns
+    ``{factor_id, secret, recovery_codes?, totp}``."""
+    import pyotp
+
+    r = client.post("/v1/factors/totp", json={"name": "phone"}, headers=bearer(token))
+    assert r.status_code == 201, r.get_json()
+    begun = r.get_json()
+    totp = pyotp.TOTP(begun["secret"])
+    c = client.post(
+        f"/v1/factors/totp/{begun['factor_id']}/confirm", json={"code": totp.now()}, headers=bearer(token)
+    )
+    assert c.status_code == 200, c.get_json()
+    return {**c.get_json(), "secret": begun["secret"], "totp": totp}
+
+
+def enroll_webauthn(client, token: str, authenticator, *, name="key", headers=None) -> dict:
+    h = {**bearer(token), **(headers or {})}
+    r = client.post("/v1/factors/webauthn/options", json={}, headers=h)
+    assert r.status_code == 200, r.get_json()
+    credential = authenticator.create(r.get_json()["options"])
+    c = client.post("/v1/factors/webauthn", json={"credential": credential, "name": name}, headers=bearer(token))
+    assert c.status_code == 201, c.get_json()
+    return c.get_json()
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def login_password(client, account: dict, **headers):
+    return client.post(
+        "/v1/login", json={"email": account["email"], "password": account["password"]}, headers=headers
+    )
+
+
+def next_totp_code(totp, used: set | None = None) -> str:
+    """A valid code for a step not yet used (t, then t+1, accepted as the window allows)."""
+    import time
+
+    for offset in (0, 30, -30):
+        code = totp.at(time.time() + offset)
+        if not used or code not in used:
+            return code
+    raise AssertionError("no unused TOTP step in the window")
+
+
+def login_totp(client, account: dict, totp_factor: dict, *, step_offset: int = 0, **headers) -> dict:
+    import time
+
+    r = login_password(client, account, **headers)
+    assert r.status_code == 200, r.get_json()
+    code = totp_factor["totp"].at(time.time() + step_offset)
+    m = client.post(
+        "/v1/login/mfa", json={"mfa_token": r.get_json()["mfa_token"], "method": "totp", "code": code}, headers=headers
+    )
+    assert m.status_code == 200, m.get_json()
+    return m.get_json()

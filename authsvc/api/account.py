@@ -1,0 +1,39 @@
+"""The signed-in account and its sessions."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+from . import auth
+
+bp = Blueprint("account", __name__)
+
+
+def _svc():
+    return current_app.extensions["authsvc"]
+
+
+@bp.get("/v1/account")
+def account():
+    principal = auth.require_bearer()
+    return jsonify(_svc().accounts.describe(principal.account_id))
+
+
+@bp.get("/v1/sessions")
+def sessions():
+    principal = auth.require_bearer()
+    return jsonify(_svc().sessions.list(principal))
+
+
+@bp.delete("/v1/sessions/<session_id>")
+def revoke(session_id: str):
+    principal = auth.require_bearer()
+    _svc().sessions.revoke(principal, session_id)
+    return "", 204
+
+
+@bp.delete("/v1/sessions")
+def revoke_others():
+    principal = auth.require_bearer()
+    _svc().sessions.revoke_others(principal)
+    return "", 204

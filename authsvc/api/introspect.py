@@ -1,0 +1,17 @@
+"""RFC 7662 token introspection for payment backends (client credentials)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+from . import auth, body
+from .schemas import IntrospectIn
+
+bp = Blueprint("introspect", __name__)
+
+
+@bp.post("/v1/introspect")
+def introspect():
+    auth.require_client()
+    req = body.parse(IntrospectIn)
+    return jsonify(current_app.extensions["authsvc"].sessions.introspect(req.token))

@@ -1,0 +1,61 @@
+"""Login, second factor, refresh, logout."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+from ..services.login import EnrollmentGrant
+from . import auth, body
+from .schemas import LoginIn, MfaIn, RefreshIn
+
+bp = Blueprint("login", __name__)
+
+
+def _svc():
+    return current_app.extensions["authsvc"]
+
+
+def _tokens(pair):
+    return jsonify(
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
+        token_type="Bearer",
+        expires_in=pair.expires_in,
+        session_id=pair.session_id,
+        acr=pair.acr,
+        amr=pair.amr,
+    )
+
+
+@bp.post("/v1/login")
+def login():
+    req = body.parse(LoginIn)
+    ch = _svc().login.password(email=req.email, password=req.password, info=auth.info())
+    out = {"mfa_token": ch.mfa_token, "expires_in": ch.expires_in, "methods": ch.methods}
+    if ch.webauthn_options is not None:
+        out["webauthn_options"] = ch.webauthn_options
+    return jsonify(out)
+
+
+@bp.post("/v1/login/mfa")
+def mfa():
+    req = body.parse(MfaIn)
+    result = _svc().login.second_factor(
+        mfa_token=req.mfa_token, method=req.method, code=req.code, credential=req.credential, info=auth.info()
+    )
+    if isinstance(result, EnrollmentGrant):
+        return jsonify(enrollment_token=result.enrollment_token, expires_in=result.expires_in)
+    return _tokens(result)
+
+
+@bp.post("/v1/token/refresh")
+def refresh():
+    req = body.parse(RefreshIn)
+    return _tokens(_svc().sessions.refresh(req.refresh_token))
+
+
+@bp.post("/v1/logout")
+def logout():
+    principal = auth.require_bearer()
+    _svc().sessions.logout(principal)
+    return "", 204

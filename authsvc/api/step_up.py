@@ -1,0 +1,45 @@
+"""Step-up for payments and other sensitive actions; redemption by payment backends."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+from . import auth, body
+from .schemas import RedeemIn, StepUpIn, StepUpVerifyIn
+
+bp = Blueprint("step_up", __name__)
+
+
+def _svc():
+    return current_app.extensions["authsvc"].step_up
+
+
+def _tx(model):
+    return model.model_dump() if model is not None else None
+
+
+@bp.post("/v1/step-up")
+def create():
+    principal = auth.require_bearer()
+    req = body.parse(StepUpIn)
+    ch = _svc().create(principal, req.action, _tx(req.transaction))
+    out = {"challenge_id": ch.challenge_id, "expires_in": ch.expires_in, "methods": ch.methods}
+    if ch.webauthn_options is not None:
+        out["webauthn_options"] = ch.webauthn_options
+    resp = jsonify(out)
+    resp.status_code = 201
+    return resp
+
+
+@bp.post("/v1/step-up/<challenge_id>/verify")
+def verify(challenge_id: str):
+    principal = auth.require_bearer()
+    req = body.parse(StepUpVerifyIn)
+    return jsonify(_svc().verify(principal, challenge_id, method=req.method, code=req.code, credential=req.credential))
+
+
+@bp.post("/v1/step-up/redeem")
+def redeem():
+    client_id = auth.require_client()
+    req = body.parse(RedeemIn)
+    return jsonify(_svc().redeem(client_id, token=req.step_up_token, action=req.action, transaction=_tx(req.transaction)))

@@ -1,0 +1,28 @@
+"""The account as its owner sees it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import errors
+from .contacts import mask_phone
+
+
+class AccountService:
+    def __init__(self, store: Any, factors: Any) -> None:
+        self._store = store
+        self._factors = factors
+
+    def describe(self, account_id: str) -> dict:
+        with self._store.transaction() as tx:
+            row = tx.one("account_by_id", account_id=account_id)
+        if row is None:
+            raise errors.InvalidToken("unknown account")
+        return {
+            "account_id": str(row["id"]),
+            "email": row["email"],
+            "phone_masked": mask_phone(row["phone"]),
+            "status": row["status"],
+            "created_at": row["created_at"].isoformat(),
+            "factors": self._factors.list(account_id),
+        }

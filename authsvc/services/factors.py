@@ -1,0 +1,264 @@
+"""Enrolling and managing second factors (TOTP, WebAuthn) and recovery codes.
+
+- An enrollment token (from registration, or from the SMS login path) may enroll the FIRST
+  factor of its account only; it dies when that factor becomes active.
+- Later changes need a bearer token plus step-up; the API layer checks the step-up and tells
+  this service through ``Actor.step_up``.
+- The first active factor returns 10 recovery codes; adding or removing a factor notifies the
+  phone and the email; the last factor cannot be removed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from .. import errors
+from ..config import Settings
+from ..security import crypto, totp
+from ..security.crypto import Cipher
+from .audit import audit
+from .outbox import Outbox
+from .second_factor import SecondFactors, totp_aad
+
+PENDING_TTL = 600
+CHALLENGE_TTL = 300
+MAX_CONFIRM_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asks: an enrollment token's account, or a session (with an optional step-up token)."""
+
+    account_id: str
+    enrollment_token_id: str | None = None
+    session_id: str | None = None
+    step_up_token: str | None = None
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value else None
+
+
+def client_challenge(credential: Any) -> bytes:
+    """The challenge the browser signed, read from clientDataJSON (verified again by py_webauthn)."""
+    try:
+        data = json.loads(credential) if isinstance(credential, str) else credential
+        client_data = data["response"]["clientDataJSON"]
+        raw = base64.urlsafe_b64decode(client_data + "=" * (-len(client_data) % 4))
+        challenge = json.loads(raw)["challenge"]
+        return base64.urlsafe_b64decode(challenge + "=" * (-len(challenge) % 4))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise errors.VerificationFailed("the credential is malformed") from None
+
+
+class FactorService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Any,
+        cipher: Cipher,
+        factors: SecondFactors,
+        step_up: Any,
+        outbox: Outbox,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._cipher = cipher
+        self._factors = factors
+        self._step_up = step_up
+        self._outbox = outbox
+
+    # ------------------------------------------------------------------ authorisation
+    def enrollment_actor(self, token: str) -> Actor:
+        with self._store.transaction() as tx:
+            row = tx.one("enrollment_token_lookup", token_hash=crypto.hash_token(token))
+        if row is None:
+            raise errors.InvalidToken("unknown, used or expired enrollment token")
+        return Actor(account_id=str(row["account_id"]), enrollment_token_id=str(row["id"]))
+
+    def _authorize(self, tx: Any, actor: Actor, action: str | None) -> dict:
+        """Lock the account row and check this actor may make this change.
+
+        Enrollment tokens may only act while the account has no active factor. Sessions need a
+        step-up token for ``action`` (consumed in this transaction, so a failed change keeps
+        it); steps that finish a ceremony begun under step-up (``action=None``) need none.
+        """
+        account = tx.one("lock_account", account_id=actor.account_id)
+        if account is None:
+            raise errors.InvalidToken("unknown account")
+        if actor.enrollment_token_id is not None:
+            if tx.scalar("active_factor_count", account_id=actor.account_id):
+                raise errors.InsufficientScope("an enrollment token can only enroll the first second factor")
+        elif action is not None:
+            self._step_up.consume(tx, account_id=actor.account_id, session_id=actor.session_id,
+                                  action=action, token=actor.step_up_token)
+        return account
+
+    def _activated(self, tx: Any, actor: Actor, account: dict, factor_id: str, kind: str) -> list[str] | None:
+        """Bookkeeping after a factor became active; returns recovery codes for the first one."""
+        codes = None
+        if tx.scalar("active_factor_count", account_id=actor.account_id) == 1:
+            codes = self._factors.issue_recovery_codes(tx, actor.account_id)
+            tx.run("enrollment_tokens_consume_all", account_id=actor.account_id)
+        audit(tx, "user", "factor.added", actor.account_id, factor_id=factor_id, type=kind)
+        self._outbox.event(tx, "factor.added", {"account_id": actor.account_id, "factor_id": factor_id, "type": kind})
+        self._notify(tx, account, f"A new second factor ({kind}) was added to your account.")
+        return codes
+
+    def _notify(self, tx: Any, account: dict, text: str) -> None:
+        self._outbox.sms(tx, account["phone"], text + " If this was not you, contact support now.")
+        self._outbox.email(
+            tx, account["email"], "Your sign-in methods changed",
+            text + "\n\nIf this was not you, someone has access to your account: contact support now.",
+        )
+
+    # ------------------------------------------------------------------ listing
+    def list(self, account_id: str) -> list[dict]:
+        with self._store.transaction() as tx:
+            rows = tx.all("factors_of_account", account_id=account_id)
+        return [
+            {
+                "factor_id": str(r["id"]),
+                "type": r["type"],
+                "name": r["name"],
+                "created_at": _iso(r["created_at"]),
+                "last_used_at": _iso(r["last_used_at"]),
+            }
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------ TOTP
+    def begin_totp(self, actor: Actor, name: str | None) -> dict:
+        factor_id = str(uuid.uuid4())
+        secret = totp.new_secret()
+        with self._store.transaction() as tx:
+            account = self._authorize(tx, actor, "factor.add")
+            tx.run(
+                "insert_totp_factor",
+                id=factor_id,
+                account_id=actor.account_id,
+                name=name or "Authenticator app",
+                secret_enc=self._cipher.encrypt(secret.encode(), aad=totp_aad(factor_id)),
+                ttl=PENDING_TTL,
+            )
+        uri = totp.provisioning_uri(secret, account_name=account["email"], issuer=self._settings.rp_name)
+        return {"factor_id": factor_id, "secret": secret, "otpauth_uri": uri, "expires_in": PENDING_TTL}
+
+    def confirm_totp(self, actor: Actor, factor_id: str, code: str) -> dict:
+        failed = errors.VerificationFailed("the code does not match this pending factor")
+        try:
+            uuid.UUID(factor_id)
+        except ValueError:
+            raise failed from None
+        with self._store.transaction() as tx:
+            account = self._authorize(tx, actor, None)  # the pending factor was made under step-up
+            row = tx.one("lock_pending_totp", id=factor_id, account_id=actor.account_id,
+                         max_attempts=MAX_CONFIRM_ATTEMPTS)
+            if row is None:
+                raise failed
+            secret = self._cipher.decrypt(row["totp_secret_enc"], aad=totp_aad(factor_id)).decode()
+            step = totp.verify(secret, code, last_step=None) if totp.is_well_formed(code) else None
+            if step is None:
+                tx.run("pending_totp_failed", id=factor_id)
+                result: dict | None = None
+            else:
+                tx.one("activate_totp", id=factor_id, step=step)
+                codes = self._activated(tx, actor, account, factor_id, "totp")
+                result = {"factor_id": factor_id, "status": "active"}
+                if codes:
+                    result["recovery_codes"] = codes
+        self._outbox.kick()
+        if result is None:
+            raise failed
+        return result
+
+    # ------------------------------------------------------------------ WebAuthn
+    def webauthn_options(self, actor: Actor) -> dict:
+        with self._store.transaction() as tx:
+            account = self._authorize(tx, actor, "factor.add")
+            existing = [bytes(r["credential_id"]) for r in tx.all("active_webauthn_credential_ids",
+                                                                   account_id=actor.account_id)]
+            options, challenge = self._factors.webauthn.registration_options(
+                user_id=bytes(account["webauthn_user_id"]),
+                user_name=account["email"],
+                user_display_name=account["email"],
+                exclude_credential_ids=existing,
+            )
+            tx.run("insert_webauthn_challenge", id=str(uuid.uuid4()), account_id=actor.account_id,
+                   purpose="register", challenge=challenge, ttl=CHALLENGE_TTL)
+        return options
+
+    def add_webauthn(self, actor: Actor, credential: Any, name: str | None) -> dict:
+        challenge = client_challenge(credential)
+        factor_id = str(uuid.uuid4())
+        try:
+            with self._store.transaction() as tx:
+                account = self._authorize(tx, actor, None)  # the challenge was made under step-up
+                if not tx.one("consume_webauthn_challenge", account_id=actor.account_id,
+                              purpose="register", challenge=challenge):
+                    raise errors.VerificationFailed("unknown, used or expired challenge")
+                try:
+                    cred = self._factors.webauthn.verify_registration(
+                        credential=credential, expected_challenge=challenge
+                    )
+                except errors.InvalidFactor as exc:
+                    raise errors.VerificationFailed(exc.detail) from None
+                tx.run(
+                    "insert_webauthn_factor",
+                    id=factor_id,
+                    account_id=actor.account_id,
+                    name=name or "Security key",
+                    credential_id=cred.credential_id,
+                    public_key=cred.public_key,
+                    sign_count=cred.sign_count,
+                    aaguid=cred.aaguid,
+                    transports=list(cred.transports),
+                    backed_up=cred.backed_up,
+                )
+                codes = self._activated(tx, actor, account, factor_id, "webauthn")
+        except errors.UniqueViolation:
+            raise errors.CredentialExists("this authenticator is already registered") from None
+        self._outbox.kick()
+        result = {"factor_id": factor_id, "status": "active"}
+        if codes:
+            result["recovery_codes"] = codes
+        return result
+
+    # ------------------------------------------------------------------ recovery codes, removal
+    def regenerate_recovery_codes(self, actor: Actor) -> list[str]:
+        with self._store.transaction() as tx:
+            account = self._authorize(tx, actor, "factor.recovery_codes")
+            if not tx.scalar("active_factor_count", account_id=actor.account_id):
+                raise errors.Conflict("enroll a second factor first")
+            codes = self._factors.issue_recovery_codes(tx, actor.account_id)
+            audit(tx, "user", "recovery_codes.regenerated", actor.account_id)
+            self._notify(tx, account, "New recovery codes were made for your account; the old ones no longer work.")
+        self._outbox.kick()
+        return codes
+
+    def remove(self, actor: Actor, factor_id: str) -> None:
+        try:
+            uuid.UUID(factor_id)
+        except ValueError:
+            raise errors.NotFound("no such factor") from None
+        with self._store.transaction() as tx:
+            if actor.enrollment_token_id is not None:
+                raise errors.InsufficientScope("an enrollment token cannot remove factors")
+            account = self._authorize(tx, actor, "factor.remove")
+            active = {str(r["id"]): r for r in tx.all("factors_of_account", account_id=actor.account_id)}
+            if factor_id not in active:
+                raise errors.NotFound("no such factor")
+            if len(active) == 1:
+                raise errors.LastFactor("add another second factor before removing this one")
+            tx.one("delete_factor", id=factor_id, account_id=actor.account_id)
+            kind = active[factor_id]["type"]
+            audit(tx, "user", "factor.removed", actor.account_id, factor_id=factor_id, type=kind)
+            self._outbox.event(tx, "factor.removed",
+                               {"account_id": actor.account_id, "factor_id": factor_id, "type": kind})
+            self._notify(tx, account, f"A second factor ({kind}) was removed from your account.")
+        self._outbox.kick()

@@ -1,0 +1,198 @@
+"""Login: a password step that yields only an mfa_token, then a mandatory second factor.
+
+Rules (API contract, "Login"):
+- an unknown email, a wrong password, a frozen or unverified account all answer 401
+  ``invalid_credentials`` after the same argon2 work (unknown emails verify a dummy hash);
+- the mfa_token is good for one correct answer and dies after 5 wrong ones; wrong answers also
+  count for the account (see ``second_factor``), which locks with growing delays;
+- a frozen account learns so only after both factors;
+- an account without an active factor gets an SMS code to its verified phone, and a correct
+  code yields an enrollment token, never a session.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from .. import errors
+from ..config import Settings
+from ..security import crypto
+from ..security.passwords import PasswordHasher
+from . import contacts
+from .audit import audit
+from .outbox import Outbox
+from .second_factor import SecondFactors
+from .sessions import RequestInfo, Sessions, TokenPair
+
+MFA_MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class MfaChallenge:
+    mfa_token: str
+    expires_in: int
+    methods: list[str]
+    webauthn_options: dict | None
+
+
+@dataclass(frozen=True)
+class EnrollmentGrant:
+    enrollment_token: str
+    expires_in: int
+
+
+class LoginService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Any,
+        cipher: crypto.Cipher,
+        hasher: PasswordHasher,
+        factors: SecondFactors,
+        sessions: Sessions,
+        outbox: Outbox,
+        metrics: Any,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._cipher = cipher
+        self._hasher = hasher
+        self._factors = factors
+        self._sessions = sessions
+        self._outbox = outbox
+        self._metrics = metrics
+
+    # ------------------------------------------------------------------ step 1
+    def password(self, *, email: str, password: str, info: RequestInfo) -> MfaChallenge:
+        invalid = errors.InvalidCredentials("email or password is wrong")
+        try:
+            _, email_normalized = contacts.normalize_email(email)
+        except errors.InvalidRequest:
+            email_normalized = None
+        with self._store.transaction() as tx:
+            account = tx.one("account_by_email", email_normalized=email_normalized) if email_normalized else None
+        if account is None:
+            self._hasher.dummy_verify(password)
+            self._metrics.logins.labels("password", "unknown_account").inc()
+            raise invalid
+        if not self._hasher.verify(account["password_hash"], password):
+            self._metrics.logins.labels("password", "wrong_password").inc()
+            raise invalid
+        account_id = str(account["id"])
+        token = crypto.new_token()
+        sms_code = None
+        with self._store.transaction() as tx:
+            if self._hasher.needs_rehash(account["password_hash"]):
+                tx.run("update_password_hash", account_id=account_id, password_hash=self._hasher.hash(password))
+            remaining = self._factors.lock_remaining(tx, account_id)
+            if remaining:
+                self._metrics.logins.labels("password", "locked").inc()
+                raise errors.RateLimited(remaining, "sign-in for this account is paused; try again later")
+            methods = self._factors.methods(tx, account_id)
+            options, challenge = (None, None)
+            if "webauthn" in methods:
+                options, challenge = self._factors.webauthn_options(tx, account_id)
+            if not methods:
+                methods = ["sms"]
+                sms_code = crypto.new_numeric_code()
+            token_id = str(uuid.uuid4())
+            tx.run(
+                "insert_mfa_token",
+                id=token_id,
+                token_hash=crypto.hash_token(token),
+                account_id=account_id,
+                methods=methods,
+                webauthn_challenge=challenge,
+                sms_code_mac=self._sms_mac(token_id, sms_code) if sms_code else None,
+                ip=info.ip,
+                user_agent=info.user_agent,
+                device_id=info.device_id,
+                ttl=self._settings.mfa_token_ttl,
+            )
+            if sms_code:
+                self._outbox.sms(
+                    tx, account["phone"],
+                    f"Your sign-in code is {sms_code}. It expires in {self._settings.mfa_token_ttl // 60} minutes.",
+                )
+        if sms_code:
+            self._outbox.kick()
+        self._metrics.logins.labels("password", "ok").inc()
+        return MfaChallenge(token, self._settings.mfa_token_ttl, methods, options)
+
+    def _sms_mac(self, token_id: str, code: str) -> bytes:
+        return self._cipher.mac(f"login-sms:{token_id}", code)
+
+    # ------------------------------------------------------------------ step 2
+    def second_factor(
+        self, *, mfa_token: str, method: str, code: str | None, credential: Any, info: RequestInfo
+    ) -> TokenPair | EnrollmentGrant:
+        rejected = errors.InvalidFactor("the second factor was not accepted")
+        with self._store.transaction() as tx:
+            row = tx.one("lock_live_mfa_token", token_hash=crypto.hash_token(mfa_token))
+            if row is None:
+                raise rejected
+            account_id = str(row["account_id"])
+            account = tx.one("lock_account", account_id=account_id)
+            remaining = self._factors.lock_remaining(tx, account_id)
+            if remaining:
+                raise errors.RateLimited(remaining, "sign-in for this account is paused; try again later")
+            result = None
+            enrollment = False
+            if method in row["methods"]:
+                if method == "sms":
+                    enrollment = isinstance(code, str) and crypto.mac_equals(
+                        bytes(row["sms_code_mac"]), self._sms_mac(str(row["id"]), code)
+                    )
+                else:
+                    result = self._factors.verify(
+                        tx, account_id, method=method, code=code, credential=credential,
+                        webauthn_challenge=bytes(row["webauthn_challenge"]) if row["webauthn_challenge"] else None,
+                    )
+            if result is None and not enrollment:
+                tx.one("mfa_token_failed", id=row["id"], max_attempts=MFA_MAX_ATTEMPTS)
+                self._factors.record_failure(tx, account)
+                outcome: Any = None
+            else:
+                if tx.one("consume_mfa_token", id=row["id"]) is None:
+                    raise rejected
+                if enrollment:
+                    if tx.scalar("active_factor_count", account_id=account_id):
+                        raise rejected  # a factor was enrolled meanwhile: the SMS path is closed
+                    outcome = self._enrollment_grant(tx, account_id)
+                elif account["status"] == "frozen":
+                    audit(tx, "user", "login.refused_frozen", account_id)
+                    outcome = errors.AccountFrozen("this account is frozen; contact support")
+                elif account["password_change_required"]:
+                    outcome = errors.PasswordChangeRequired("the password must be changed before signing in")
+                else:
+                    outcome = self._sessions.open(tx, account, result, info)
+                    audit(tx, "user", "login.succeeded", account_id, method=result.method)
+                    self._outbox.event(
+                        tx, "login.succeeded",
+                        {"account_id": account_id, "session_id": outcome.session_id, "method": result.method},
+                    )
+        self._outbox.kick()
+        if outcome is None:
+            self._metrics.logins.labels("second_factor", "rejected").inc()
+            raise rejected
+        if isinstance(outcome, errors.AuthsvcError):
+            self._metrics.logins.labels("second_factor", outcome.code).inc()
+            raise outcome
+        self._metrics.logins.labels("second_factor", "ok").inc()
+        return outcome
+
+    def _enrollment_grant(self, tx: Any, account_id: str) -> EnrollmentGrant:
+        token = crypto.new_token()
+        ttl = self._settings.enrollment_token_ttl
+        tx.one(
+            "insert_enrollment_token",
+            id=str(uuid.uuid4()),
+            account_id=account_id,
+            token_hash=crypto.hash_token(token),
+            ttl=ttl,
+        )
+        audit(tx, "user", "login.sms_enrollment", account_id)
+        return EnrollmentGrant(token, ttl)

@@ -1,0 +1,189 @@
+"""Checking a second-factor answer, and the account-wide throttle on wrong answers.
+
+Shared by login (and later step-up and password reset): one place decides what a TOTP
+code, a WebAuthn assertion or a recovery code proves, and every acceptance is an atomic
+conditional UPDATE, so a code, a step or an assertion counter is accepted at most once
+even under concurrent requests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from .. import errors
+from ..security import totp
+from ..security.crypto import Cipher
+from ..security.webauthn import WebAuthn
+from .audit import audit
+from .outbox import Outbox
+
+_log = logging.getLogger(__name__)
+
+FAILURE_WINDOW = 15 * 60
+FAILURES_BEFORE_LOCK = 10
+MAX_LOCK_SECONDS = 3600
+RECOVERY_CODE_COUNT = 10
+_RC_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i
+_RC_LENGTH = 16  # 16 symbols of 31: ~79 bits
+_RC_RE = re.compile(rf"^[{_RC_ALPHABET}]{{{_RC_LENGTH}}}$")
+
+
+@dataclass(frozen=True)
+class FactorResult:
+    method: str
+    amr: tuple[str, ...]
+    acr: str
+    factor_id: str | None
+
+
+def totp_aad(factor_id: str) -> bytes:
+    return b"totp-secret:" + factor_id.encode()
+
+
+def new_recovery_codes() -> list[str]:
+    codes = []
+    for _ in range(RECOVERY_CODE_COUNT):
+        raw = "".join(secrets.choice(_RC_ALPHABET) for _ in range(_RC_LENGTH))
+        codes.append("-".join(raw[i : i + 4] for i in range(0, _RC_LENGTH, 4)))
+    return codes
+
+
+def normalize_recovery_code(code: str) -> str | None:
+    cleaned = code.replace("-", "").replace(" ", "").lower()
+    return cleaned if _RC_RE.match(cleaned) else None
+
+
+def recovery_code_hash(normalized: str) -> bytes:
+    return hashlib.sha256(b"authsvc recovery code v1\x00" + normalized.encode()).digest()
+
+
+class SecondFactors:
+    def __init__(self, *, cipher: Cipher, webauthn: WebAuthn, outbox: Outbox) -> None:
+        self._cipher = cipher
+        self.webauthn = webauthn
+        self._outbox = outbox
+
+    # ------------------------------------------------------------------ what the account has
+    def methods(self, tx: Any, account_id: str) -> list[str]:
+        methods = []
+        if tx.all("active_webauthn_credential_ids", account_id=account_id):
+            methods.append("webauthn")
+        if tx.all("active_totp_factors", account_id=account_id):
+            methods.append("totp")
+        if methods and tx.scalar("unused_recovery_code_count", account_id=account_id):
+            methods.append("recovery_code")
+        return methods
+
+    def webauthn_options(self, tx: Any, account_id: str, challenge: bytes | None = None) -> tuple[dict, bytes]:
+        ids = [bytes(r["credential_id"]) for r in tx.all("active_webauthn_credential_ids", account_id=account_id)]
+        return self.webauthn.authentication_options(allow_credential_ids=ids, challenge=challenge)
+
+    def issue_recovery_codes(self, tx: Any, account_id: str) -> list[str]:
+        """A new set of codes; the old set dies in the same transaction."""
+        tx.run("delete_recovery_codes", account_id=account_id)
+        codes = new_recovery_codes()
+        for code in codes:
+            tx.run("insert_recovery_code", account_id=account_id,
+                   code_hash=recovery_code_hash(normalize_recovery_code(code)))
+        return codes
+
+    # ------------------------------------------------------------------ checking an answer
+    def verify(
+        self,
+        tx: Any,
+        account_id: str,
+        *,
+        method: str,
+        code: str | None,
+        credential: Any,
+        webauthn_challenge: bytes | None,
+    ) -> FactorResult | None:
+        """The proof an answer gives, or None for a wrong answer (the caller counts it)."""
+        if method == "totp":
+            return self._totp(tx, account_id, code)
+        if method == "recovery_code":
+            return self._recovery(tx, account_id, code)
+        if method == "webauthn":
+            return self._webauthn(tx, account_id, credential, webauthn_challenge)
+        return None
+
+    def _totp(self, tx: Any, account_id: str, code: str | None) -> FactorResult | None:
+        if not totp.is_well_formed(code):
+            return None
+        for factor in tx.all("active_totp_factors", account_id=account_id):
+            factor_id = str(factor["id"])
+            secret = self._cipher.decrypt(factor["totp_secret_enc"], aad=totp_aad(factor_id)).decode()
+            step = totp.verify(secret, code, last_step=factor["totp_last_step"])
+            if step is not None and tx.one("totp_accept_step", id=factor_id, step=step):
+                return FactorResult("totp", ("pwd", "otp", "mfa"), "aal2", factor_id)
+        return None
+
+    def _recovery(self, tx: Any, account_id: str, code: str | None) -> FactorResult | None:
+        normalized = normalize_recovery_code(code) if isinstance(code, str) else None
+        if normalized is None:
+            return None
+        if tx.one("burn_recovery_code", account_id=account_id, code_hash=recovery_code_hash(normalized)):
+            audit(tx, "user", "recovery_code.used", account_id)
+            return FactorResult("recovery_code", ("pwd", "otp", "mfa"), "aal2", None)
+        return None
+
+    def _webauthn(self, tx: Any, account_id: str, credential: Any, challenge: bytes | None) -> FactorResult | None:
+        if credential is None or challenge is None:
+            return None
+        try:
+            credential_id = self.webauthn.credential_id(credential)
+        except errors.InvalidFactor:
+            return None
+        factor = tx.one("webauthn_factor_by_credential", account_id=account_id, credential_id=credential_id)
+        if factor is None:  # not a credential of this account
+            return None
+        try:
+            new_count = self.webauthn.verify_authentication(
+                credential=credential,
+                expected_challenge=challenge,
+                public_key=bytes(factor["public_key"]),
+                current_sign_count=factor["sign_count"],
+            )
+        except errors.SignCountRegression:
+            tx.run("webauthn_counter_regression", id=factor["id"])
+            audit(tx, "system", "webauthn.counter_regression", account_id, factor_id=str(factor["id"]))
+            _log.warning("webauthn counter regression on factor %s", factor["id"])
+            return None
+        except errors.InvalidFactor:
+            return None
+        if not tx.one("webauthn_accept_count", id=factor["id"], old_count=factor["sign_count"], new_count=new_count):
+            return None  # a concurrent use of the same assertion won
+        return FactorResult("webauthn", ("pwd", "hwk", "mfa"), "aal3", str(factor["id"]))
+
+    # ------------------------------------------------------------------ throttle
+    def lock_remaining(self, tx: Any, account_id: str) -> int:
+        return tx.scalar("account_lock_remaining", account_id=account_id) or 0
+
+    def record_failure(self, tx: Any, account: dict) -> None:
+        """Count a wrong answer for the account; lock it (growing, capped delays) past the limit."""
+        account_id = str(account["id"])
+        tx.run("record_factor_failure", account_id=account_id)
+        failures = tx.scalar("recent_factor_failures", account_id=account_id, window=FAILURE_WINDOW)
+        if failures < FAILURES_BEFORE_LOCK:
+            return
+        seconds = min(MAX_LOCK_SECONDS, 60 * 2 ** min(account["lock_count"], 10))
+        tx.one("lock_account_until", account_id=account_id, seconds=seconds)
+        minutes = max(1, seconds // 60)
+        audit(tx, "system", "login.locked", account_id, seconds=seconds, failures=failures)
+        self._outbox.event(tx, "login.locked", {"account_id": account_id, "seconds": seconds})
+        self._outbox.email(
+            tx,
+            account["email"],
+            "Sign-in to your account is paused",
+            f"There were {failures} wrong second-factor answers for your account in the last "
+            f"15 minutes, so sign-in is paused for {minutes} minutes.\n\nIf this was not you, "
+            "someone knows your password: change it as soon as sign-in resumes.",
+        )
+        self._outbox.sms(
+            tx, account["phone"], f"Sign-in to your account is paused for {minutes} minutes after repeated wrong codes."
+        )

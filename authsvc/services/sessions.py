@@ -1,0 +1,226 @@
+"""Sessions, access and refresh tokens, and bearer authentication.
+
+- Access tokens are ES256 JWTs (``KeyService``); every bearer request also checks that the
+  token's session is still live, so revoking a session stops its tokens here at once.
+- Refresh tokens are opaque, stored hashed, rotated on every use; presenting a used one
+  revokes the whole session (reuse detection).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .. import errors
+from ..config import Settings
+from ..security import crypto
+from .audit import audit
+from .outbox import Outbox
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    ip: str
+    user_agent: str
+    device_id: str | None
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    session_id: str
+    acr: str
+    amr: list[str]
+
+
+@dataclass(frozen=True)
+class Principal:
+    account_id: str
+    session_id: str
+    acr: str
+    amr: list[str]
+    auth_time: int
+    claims: dict
+
+
+def device_name(user_agent: str) -> str:
+    """A short human label for the session list, from the User-Agent."""
+    ua = user_agent or ""
+    for needle, name in (
+        ("iPhone", "iPhone"), ("iPad", "iPad"), ("Android", "Android"), ("Macintosh", "Mac"),
+        ("Windows", "Windows"), ("Linux", "Linux"),
+    ):
+        if needle in ua:
+            return name
+    return ua[:64] or "Unknown device"
+
+
+class Sessions:
+    def __init__(self, *, settings: Settings, store: Any, keys: Any, outbox: Outbox) -> None:
+        self._settings = settings
+        self._store = store
+        self._keys = keys
+        self._outbox = outbox
+
+    # ------------------------------------------------------------------ issuing
+    def open(self, tx: Any, account: dict, result: Any, info: RequestInfo) -> TokenPair:
+        """A new session after a successful second factor (inside the caller's transaction)."""
+        session = tx.one(
+            "insert_session",
+            id=str(uuid.uuid4()),
+            account_id=str(account["id"]),
+            acr=result.acr,
+            amr=list(result.amr),
+            ip=info.ip,
+            user_agent=info.user_agent,
+            device_id=info.device_id,
+            device_name=device_name(info.user_agent),
+        )
+        return self._issue(tx, session)
+
+    def _issue(self, tx: Any, session: dict) -> TokenPair:
+        refresh = crypto.new_token()
+        tx.run(
+            "insert_refresh_token",
+            id=str(uuid.uuid4()),
+            session_id=str(session["id"]),
+            token_hash=crypto.hash_token(refresh),
+            ttl=self._settings.refresh_token_ttl,
+        )
+        now = int(time.time())
+        ttl = self._settings.access_token_ttl
+        claims = {
+            "iss": self._settings.issuer,
+            "aud": self._settings.audience,
+            "sub": str(session["account_id"]),
+            "sid": str(session["id"]),
+            "iat": now,
+            "exp": now + ttl,
+            "auth_time": int(_epoch(session["auth_time"])),
+            "acr": session["acr"],
+            "amr": list(session["amr"]),
+            "jti": str(uuid.uuid4()),
+        }
+        return TokenPair(self._keys.sign(claims), refresh, ttl, str(session["id"]), session["acr"], list(session["amr"]))
+
+    def refresh(self, refresh_token: str) -> TokenPair:
+        invalid = errors.InvalidToken("the refresh token is not valid")
+        token_hash = crypto.hash_token(refresh_token)
+        with self._store.transaction() as tx:
+            used = tx.one("use_refresh_token", token_hash=token_hash)
+            if used is None:
+                known = tx.one("refresh_token_session", token_hash=token_hash)
+                if known is None or known["used_at"] is None:
+                    raise invalid
+                # Reuse of a rotated token: someone holds a copy. Kill the whole session.
+                session = tx.one("live_session", session_id=known["session_id"])
+                if session is not None:
+                    self._revoke(tx, str(session["account_id"]), str(session["id"]), "refresh_token_reuse")
+                    audit(tx, "system", "session.refresh_reuse", str(session["account_id"]),
+                          session_id=str(session["id"]))
+                outcome: Any = invalid
+            else:
+                session = tx.one("live_session", session_id=used["session_id"])
+                if session is None or session["account_status"] != "active":
+                    raise invalid
+                outcome = self._issue(tx, session)
+        self._outbox.kick()
+        if isinstance(outcome, errors.AuthsvcError):
+            raise outcome
+        return outcome
+
+    # ------------------------------------------------------------------ checking
+    def authenticate(self, access_token: str, *, ip: str | None = None) -> Principal:
+        claims = self._keys.verify(access_token)
+        with self._store.transaction() as tx:
+            session = tx.one("live_session", session_id=claims["sid"])
+            if (
+                session is None
+                or str(session["account_id"]) != claims["sub"]
+                or session["account_status"] != "active"
+            ):
+                raise errors.InvalidToken("the session of this token has ended")
+            tx.run("touch_session", session_id=claims["sid"], ip=ip or session["ip"])
+        return Principal(
+            account_id=claims["sub"],
+            session_id=claims["sid"],
+            acr=claims["acr"],
+            amr=list(claims["amr"]),
+            auth_time=claims["auth_time"],
+            claims=claims,
+        )
+
+    def introspect(self, token: str) -> dict:
+        """RFC 7662: the token's claims while it and its session are live, else inactive."""
+        try:
+            p = self.authenticate(token)
+        except errors.InvalidToken:
+            return {"active": False}
+        c = p.claims
+        return {
+            "active": True, "sub": c["sub"], "sid": c["sid"], "acr": c["acr"], "amr": c["amr"],
+            "auth_time": c["auth_time"], "iat": c["iat"], "exp": c["exp"], "iss": c["iss"],
+            "aud": c["aud"], "token_type": "Bearer",
+        }
+
+    # ------------------------------------------------------------------ managing
+    def list(self, principal: Principal) -> list[dict]:
+        with self._store.transaction() as tx:
+            rows = tx.all("sessions_of_account", account_id=principal.account_id)
+        return [
+            {
+                "session_id": str(r["id"]),
+                "created_at": _iso(r["created_at"]),
+                "last_seen_at": _iso(r["last_seen_at"]),
+                "ip": r["ip"],
+                "user_agent": r["user_agent"],
+                "device_name": r["device_name"],
+                "current": str(r["id"]) == principal.session_id,
+            }
+            for r in rows
+        ]
+
+    def revoke(self, principal: Principal, session_id: str, *, reason: str = "user") -> None:
+        try:
+            uuid.UUID(session_id)
+        except ValueError:
+            raise errors.NotFound("no such session") from None
+        with self._store.transaction() as tx:
+            if not self._revoke(tx, principal.account_id, session_id, reason):
+                raise errors.NotFound("no such session")
+        self._outbox.kick()
+
+    def logout(self, principal: Principal) -> None:
+        self.revoke(principal, principal.session_id, reason="logout")
+
+    def revoke_others(self, principal: Principal) -> int:
+        with self._store.transaction() as tx:
+            rows = tx.all("revoke_other_sessions", account_id=principal.account_id,
+                          keep=principal.session_id, reason="user")
+            for r in rows:
+                tx.run("kill_refresh_tokens_of_session", session_id=r["id"])
+                self._outbox.event(tx, "session.revoked",
+                                   {"account_id": principal.account_id, "session_id": str(r["id"])})
+        self._outbox.kick()
+        return len(rows)
+
+    def _revoke(self, tx: Any, account_id: str, session_id: str, reason: str) -> bool:
+        if tx.one("revoke_session", account_id=account_id, session_id=session_id, reason=reason) is None:
+            return False
+        tx.run("kill_refresh_tokens_of_session", session_id=session_id)
+        self._outbox.event(tx, "session.revoked",
+                           {"account_id": account_id, "session_id": session_id, "reason": reason})
+        return True
+
+
+def _epoch(value: datetime) -> float:
+    return value.timestamp()
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None

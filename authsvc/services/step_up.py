@@ -1,0 +1,242 @@
+"""Step-up: a fresh second factor bound to a session, an action and a canonical transaction.
+
+Dynamic linking (PSD2): the token carries the action and the SHA-256 of the canonical
+transaction (amount as a normalised decimal string, ISO 4217 currency, payee); redeeming it
+with anything else answers ``transaction_mismatch``. For WebAuthn the challenge itself is
+derived from the canonical transaction, so the authenticator signs over what is paid.
+Tokens work once: redeemed by a payment backend, or consumed by one of our own endpoints
+(``consume``) inside the transaction of the change it authorises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from .. import errors
+from ..config import Settings
+from ..security import crypto
+from .audit import audit
+from .outbox import Outbox
+from .second_factor import SecondFactors
+from .sessions import Principal
+
+MAX_ATTEMPTS = 5
+_AMOUNT = re.compile(r"^(0|[1-9][0-9]{0,17})(\.[0-9]{1,6})?$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+def canonical_transaction(tx: dict | None) -> dict | None:
+    """The canonical form of ``{amount, currency, payee}``; a 400 for anything else."""
+    if tx is None:
+        return None
+    problems = []
+    amount = tx.get("amount")
+    if not isinstance(amount, str) or not _AMOUNT.match(amount):
+        problems.append({"field": "transaction.amount", "message": "a positive decimal string such as \"1200.50\""})
+    currency = tx.get("currency")
+    if not isinstance(currency, str) or not _CURRENCY.match(currency):
+        problems.append({"field": "transaction.currency", "message": "an ISO 4217 code such as \"JPY\""})
+    payee = tx.get("payee")
+    if not isinstance(payee, str) or not 1 <= len(payee) <= 256 or not payee.isprintable():
+        problems.append({"field": "transaction.payee", "message": "1 to 256 printable characters"})
+    if not problems:
+        try:
+            value = Decimal(amount)
+        except InvalidOperation:  # pragma: no cover - the pattern already excludes it
+            value = Decimal(0)
+        if value <= 0:
+            problems.append({"field": "transaction.amount", "message": "must be greater than zero"})
+    if problems:
+        raise errors.InvalidRequest("the transaction is not valid", errors=problems)
+    normalized = format(Decimal(amount).normalize(), "f")
+    return {"amount": normalized, "currency": currency, "payee": payee}
+
+
+def transaction_hash(action: str, canonical: dict | None) -> str:
+    body = json.dumps({"action": action, "transaction": canonical}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def webauthn_challenge(challenge_id: str, tx_hash: str) -> bytes:
+    return hashlib.sha256(b"authsvc step-up v1\x00" + challenge_id.encode() + b"\x00" + tx_hash.encode()).digest()
+
+
+@dataclass(frozen=True)
+class StepUpChallenge:
+    challenge_id: str
+    expires_in: int
+    methods: list[str]
+    webauthn_options: dict | None
+
+
+class StepUpService:
+    def __init__(
+        self, *, settings: Settings, store: Any, factors: SecondFactors, outbox: Outbox, metrics: Any
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._factors = factors
+        self._outbox = outbox
+        self._metrics = metrics
+
+    def _check_action(self, action: str, transaction: dict | None) -> dict | None:
+        if action not in self._settings.step_up_actions:
+            raise errors.InvalidRequest(
+                "unknown action", errors=[{"field": "action", "message": "not an action this service knows"}]
+            )
+        canonical = canonical_transaction(transaction)
+        if action == "payment.authorize" and canonical is None:
+            raise errors.InvalidRequest(
+                "payment.authorize needs a transaction",
+                errors=[{"field": "transaction", "message": "required for payment.authorize"}],
+            )
+        return canonical
+
+    def create(self, principal: Principal, action: str, transaction: dict | None) -> StepUpChallenge:
+        canonical = self._check_action(action, transaction)
+        tx_hash = transaction_hash(action, canonical)
+        challenge_id = str(uuid.uuid4())
+        ttl = self._settings.step_up_ttl
+        with self._store.transaction() as tx:
+            remaining = self._factors.lock_remaining(tx, principal.account_id)
+            if remaining:
+                raise errors.RateLimited(remaining, "second-factor checks for this account are paused")
+            methods = self._factors.methods(tx, principal.account_id)
+            if not methods:
+                raise errors.Conflict("the account has no second factor to step up with")
+            options, challenge = None, None
+            if "webauthn" in methods:
+                options, challenge = self._factors.webauthn_options(
+                    tx, principal.account_id, challenge=webauthn_challenge(challenge_id, tx_hash)
+                )
+            tx.run(
+                "insert_step_up_challenge",
+                id=challenge_id,
+                account_id=principal.account_id,
+                session_id=principal.session_id,
+                action=action,
+                transaction=json.dumps(canonical) if canonical else None,
+                transaction_hash=tx_hash,
+                methods=methods,
+                webauthn_challenge=challenge,
+                ttl=ttl,
+            )
+        return StepUpChallenge(challenge_id, ttl, methods, options)
+
+    def verify(
+        self, principal: Principal, challenge_id: str, *, method: str, code: str | None, credential: Any
+    ) -> dict:
+        rejected = errors.InvalidFactor("the second factor was not accepted")
+        try:
+            uuid.UUID(challenge_id)
+        except ValueError:
+            raise rejected from None
+        token = crypto.new_token()
+        ttl = self._settings.step_up_ttl
+        with self._store.transaction() as tx:
+            row = tx.one("lock_live_step_up_challenge", id=challenge_id, session_id=principal.session_id)
+            if row is None:
+                raise rejected
+            account = tx.one("lock_account", account_id=principal.account_id)
+            remaining = self._factors.lock_remaining(tx, principal.account_id)
+            if remaining:
+                raise errors.RateLimited(remaining, "second-factor checks for this account are paused")
+            result = None
+            if method in row["methods"]:
+                result = self._factors.verify(
+                    tx, principal.account_id, method=method, code=code, credential=credential,
+                    webauthn_challenge=bytes(row["webauthn_challenge"]) if row["webauthn_challenge"] else None,
+                )
+            if result is None:
+                tx.run("step_up_challenge_failed", id=challenge_id, max_attempts=MAX_ATTEMPTS)
+                self._factors.record_failure(tx, account)
+                answer: dict | None = None
+            else:
+                if tx.one("step_up_challenge_verified", id=challenge_id) is None:
+                    raise rejected
+                amr = [m for m in result.amr if m != "pwd"]
+                tx.run(
+                    "insert_step_up_token",
+                    id=str(uuid.uuid4()),
+                    token_hash=crypto.hash_token(token),
+                    challenge_id=challenge_id,
+                    account_id=principal.account_id,
+                    session_id=principal.session_id,
+                    action=row["action"],
+                    transaction=json.dumps(row["transaction"]) if row["transaction"] else None,
+                    transaction_hash=row["transaction_hash"],
+                    acr=result.acr,
+                    amr=amr,
+                    ttl=ttl,
+                )
+                audit(tx, "user", "step_up.verified", principal.account_id, action=row["action"],
+                      transaction_hash=row["transaction_hash"])
+                self._outbox.event(tx, "step_up.verified", {
+                    "account_id": principal.account_id, "session_id": principal.session_id,
+                    "action": row["action"], "transaction_hash": row["transaction_hash"],
+                })
+                answer = {
+                    "step_up_token": token, "expires_in": ttl, "acr": result.acr, "amr": amr,
+                    "transaction_hash": row["transaction_hash"],
+                }
+        self._outbox.kick()
+        if answer is None:
+            raise rejected
+        return answer
+
+    def _locked_token(self, tx: Any, token: str) -> dict | None:
+        row = tx.one("lock_step_up_token", token_hash=crypto.hash_token(token))
+        if row is None or not row["live"] or row["session_revoked_at"] is not None:
+            return None
+        return row
+
+    def redeem(self, client_id: str, *, token: str, action: str, transaction: dict | None) -> dict:
+        """A payment backend redeems a step-up token, once, for exactly what was verified."""
+        with self._store.transaction() as tx:
+            row = self._locked_token(tx, token)
+            if row is None:
+                raise errors.InvalidToken("unknown, expired or foreign step-up token")
+            if row["redeemed_at"] is not None:
+                raise errors.AlreadyRedeemed("this step-up token was already used")
+            try:
+                canonical = canonical_transaction(transaction)
+            except errors.InvalidRequest:
+                canonical = {"invalid": True}
+            if action != row["action"] or transaction_hash(action, canonical) != row["transaction_hash"]:
+                raise errors.TransactionMismatch("the action or transaction differs from what was verified")
+            redeemed = tx.one("redeem_step_up_token", id=row["id"], redeemed_by=client_id)
+            if redeemed is None:
+                raise errors.AlreadyRedeemed("this step-up token was already used")
+            audit(tx, f"client:{client_id}", "step_up.redeemed", str(row["account_id"]), action=action)
+        return {
+            "account_id": str(row["account_id"]),
+            "session_id": str(row["session_id"]),
+            "action": row["action"],
+            "transaction": row["transaction"],
+            "acr": row["acr"],
+            "amr": list(row["amr"]),
+            "verified_at": redeemed["verified_at"].isoformat(),
+        }
+
+    def consume(self, tx: Any, *, account_id: str, session_id: str | None, action: str, token: str | None) -> None:
+        """Use a step-up token for one of this service's own sensitive endpoints."""
+        required = errors.StepUpRequired(f"this change needs a step-up token for {action} (X-Step-Up-Token)")
+        if not token:
+            raise required
+        row = self._locked_token(tx, token)
+        if (
+            row is None
+            or row["redeemed_at"] is not None
+            or str(row["account_id"]) != account_id
+            or str(row["session_id"]) != session_id
+            or row["action"] != action
+        ):
+            raise required
+        if tx.one("redeem_step_up_token", id=row["id"], redeemed_by="authsvc") is None:
+            raise required

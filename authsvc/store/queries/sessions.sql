@@ -1,0 +1,95 @@
+-- Login (mfa tokens), sessions, refresh tokens, known devices, API clients.
+
+-- name: account_by_email
+SELECT * FROM accounts WHERE email_normalized = %(email_normalized)s;
+
+-- name: update_password_hash
+UPDATE accounts SET password_hash = %(password_hash)s, updated_at = now() WHERE id = %(account_id)s;
+
+-- name: insert_mfa_token
+INSERT INTO mfa_tokens (id, token_hash, account_id, methods, webauthn_challenge, sms_code_mac,
+                        ip, user_agent, device_id, expires_at)
+VALUES (%(id)s, %(token_hash)s, %(account_id)s, %(methods)s, %(webauthn_challenge)s, %(sms_code_mac)s,
+        %(ip)s, %(user_agent)s, %(device_id)s, now() + make_interval(secs => %(ttl)s));
+
+-- name: lock_live_mfa_token
+SELECT * FROM mfa_tokens
+ WHERE token_hash = %(token_hash)s AND used_at IS NULL AND dead_at IS NULL AND expires_at > now()
+ FOR UPDATE;
+
+-- name: mfa_token_failed
+UPDATE mfa_tokens
+   SET failed_attempts = failed_attempts + 1,
+       dead_at = CASE WHEN failed_attempts + 1 >= %(max_attempts)s THEN now() END
+ WHERE id = %(id)s AND used_at IS NULL AND dead_at IS NULL
+RETURNING failed_attempts;
+
+-- name: consume_mfa_token
+UPDATE mfa_tokens SET used_at = now()
+ WHERE id = %(id)s AND used_at IS NULL AND dead_at IS NULL AND expires_at > now()
+RETURNING id;
+
+-- name: insert_session
+INSERT INTO sessions (id, account_id, acr, amr, auth_time, ip, user_agent, device_id, device_name)
+VALUES (%(id)s, %(account_id)s, %(acr)s, %(amr)s, now(), %(ip)s, %(user_agent)s, %(device_id)s, %(device_name)s)
+RETURNING *;
+
+-- name: insert_refresh_token
+INSERT INTO refresh_tokens (id, session_id, token_hash, expires_at)
+VALUES (%(id)s, %(session_id)s, %(token_hash)s, now() + make_interval(secs => %(ttl)s));
+
+-- name: use_refresh_token
+UPDATE refresh_tokens SET used_at = now()
+ WHERE token_hash = %(token_hash)s AND used_at IS NULL AND expires_at > now()
+RETURNING session_id;
+
+-- name: refresh_token_session
+SELECT session_id, used_at FROM refresh_tokens WHERE token_hash = %(token_hash)s;
+
+-- name: live_session
+SELECT s.*, a.status AS account_status
+  FROM sessions s JOIN accounts a ON a.id = s.account_id
+ WHERE s.id = %(session_id)s AND s.revoked_at IS NULL;
+
+-- name: touch_session
+UPDATE sessions SET last_seen_at = now(), ip = %(ip)s
+ WHERE id = %(session_id)s AND last_seen_at < now() - interval '30 seconds';
+
+-- name: revoke_session
+UPDATE sessions SET revoked_at = now(), revoked_reason = %(reason)s
+ WHERE id = %(session_id)s AND account_id = %(account_id)s AND revoked_at IS NULL
+RETURNING id;
+
+-- name: revoke_other_sessions
+UPDATE sessions SET revoked_at = now(), revoked_reason = %(reason)s
+ WHERE account_id = %(account_id)s AND id <> %(keep)s AND revoked_at IS NULL
+RETURNING id;
+
+-- name: kill_refresh_tokens_of_session
+UPDATE refresh_tokens SET used_at = coalesce(used_at, now()), expires_at = least(expires_at, now())
+ WHERE session_id = %(session_id)s;
+
+-- name: sessions_of_account
+SELECT id, created_at, last_seen_at, ip, user_agent, device_name
+  FROM sessions WHERE account_id = %(account_id)s AND revoked_at IS NULL
+ ORDER BY created_at;
+
+-- name: see_device
+INSERT INTO known_devices (account_id, device_key) VALUES (%(account_id)s, %(device_key)s)
+ON CONFLICT (account_id, device_key) DO UPDATE SET last_seen = now()
+RETURNING (xmax = 0) AS is_new;
+
+-- name: known_device_count
+SELECT count(*) AS n FROM known_devices WHERE account_id = %(account_id)s;
+
+-- name: insert_client
+INSERT INTO clients (id, name, secret_hash) VALUES (%(id)s, %(name)s, %(secret_hash)s);
+
+-- name: client_by_id
+SELECT * FROM clients WHERE id = %(id)s AND revoked_at IS NULL;
+
+-- name: list_clients
+SELECT id, name, created_at, revoked_at FROM clients ORDER BY created_at;
+
+-- name: revoke_client
+UPDATE clients SET revoked_at = now() WHERE id = %(id)s AND revoked_at IS NULL RETURNING id;
