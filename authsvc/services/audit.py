@@ -6,11 +6,11 @@ import json
 from typing import Any
 
 
-def audit(tx: Any, actor: str, action: str, account_id: str | None, **detail: Any) -> None:
+def audit(tx: Any, actor: str, event: str, account_id: str | None, /, **detail: Any) -> None:
     tx.run(
         "audit_insert",
         actor=actor,
-        action=action,
+        action=event,
         account_id=account_id,
         detail=json.dumps(detail, default=str, sort_keys=True),
     )
