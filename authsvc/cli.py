@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from . import errors
-from .config import Settings
+from .config import Settings, operator_name
 from .store import embedded, migrate
 
 
@@ -116,6 +116,86 @@ def db_status(dev: bool) -> None:
         click.echo(f"MODIFIED after being applied: {name}")
     if not st.current:
         sys.exit(1)
+
+
+def _container(dev: bool):
+    from .app import build_container
+
+    return build_container(_settings(dev))
+
+
+_reason = click.option("--reason", required=True, help="Why: written to the audit log.")
+_dev = click.option("--dev", is_flag=True, help="Use the --dev settings (embedded database).")
+
+
+@main.group()
+def clients() -> None:
+    """API clients of payment backends (introspection, step-up redemption)."""
+
+
+@clients.command("create")
+@click.argument("name")
+@_reason
+@_dev
+def clients_create(name: str, reason: str, dev: bool) -> None:
+    """Create a client; its secret is shown once and stored hashed."""
+    c = _container(dev)
+    try:
+        client_id, secret = c.clients.create(name, operator=operator_name(), reason=reason)
+    finally:
+        c.close()
+    click.echo(f"client_id: {client_id}")
+    click.echo(f"client_secret: {secret}")
+    click.echo("The secret is shown only now; store it in the backend's secret manager.", err=True)
+
+
+@clients.command("list")
+@_dev
+def clients_list(dev: bool) -> None:
+    c = _container(dev)
+    try:
+        rows = c.clients.list()
+    finally:
+        c.close()
+    for r in rows:
+        state = f"revoked {r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"] else "active"
+        click.echo(f"{r['id']}\t{r['name']}\t{r['created_at']:%Y-%m-%d %H:%M}\t{state}")
+
+
+@clients.command("revoke")
+@click.argument("client_id")
+@_reason
+@_dev
+def clients_revoke(client_id: str, reason: str, dev: bool) -> None:
+    c = _container(dev)
+    try:
+        done = c.clients.revoke(client_id, operator=operator_name(), reason=reason)
+    finally:
+        c.close()
+    if not done:
+        raise click.ClickException(f"no active client {client_id}")
+    click.echo(f"revoked {client_id}")
+
+
+@main.group()
+def keys() -> None:
+    """Token signing keys."""
+
+
+@keys.command("rotate")
+@click.option("--activate-in", default=360, show_default=True, type=click.IntRange(0, 86400),
+              help="Seconds the new key is published before it signs: longer than JWKS caching "
+                   "(max-age 300 s) so verifiers know it before they see its tokens.")
+@_reason
+@_dev
+def keys_rotate(activate_in: int, reason: str, dev: bool) -> None:
+    """Publish a new signing key; the old one stays published until its tokens expired."""
+    c = _container(dev)
+    try:
+        kid = c.keys.rotate(activate_in, actor=f"operator:{operator_name()}", reason=reason)
+    finally:
+        c.close()
+    click.echo(f"new signing key {kid} (signs in {activate_in}s)")
 
 
 if __name__ == "__main__":  # pragma: no cover

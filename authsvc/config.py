@@ -227,6 +227,13 @@ class Settings:
         )
 
 
+def operator_name() -> str:
+    """Who runs an operator command, for the audit log (AUTHSVC_OPERATOR, else the OS user)."""
+    import getpass
+
+    return os.environ.get(PREFIX + "OPERATOR") or getpass.getuser()
+
+
 def parse_encryption_keys(raw: str) -> tuple[tuple[str, bytes], ...]:
     """``base64`` or ``kid:base64[,kid:base64...]``; the first key encrypts."""
     keys: list[tuple[str, bytes]] = []

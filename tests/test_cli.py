@@ -1,0 +1,83 @@
+"""The operator CLI against the test database (same process, click's runner)."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from click.testing import CliRunner
+
+from authsvc import cli
+
+
+@pytest.fixture
+def run(settings, monkeypatch):
+    env = {
+        "AUTHSVC_DATABASE_URL": settings.database_url,
+        "AUTHSVC_ENCRYPTION_KEY": "t1:" + base64.b64encode(settings.encryption_keys[0][1]).decode(),
+        "AUTHSVC_SMS_PROVIDER": "twilio",
+        "AUTHSVC_TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
+        "AUTHSVC_TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
+        "AUTHSVC_TWILIO_FROM": settings.twilio_from,
+        "AUTHSVC_TWILIO_API_BASE": settings.twilio_api_base,
+        "AUTHSVC_SMTP_URL": settings.smtp_url,
+        "AUTHSVC_PUBLIC_URL": "https://auth.test",
+        "AUTHSVC_MIGRATIONS_DIR": str(settings.migrations_dir),
+        "AUTHSVC_OPERATOR": "alice",
+    }
+
+    def _run(*args: str):
+        return CliRunner().invoke(cli.main, list(args), env=env, catch_exceptions=False)
+
+    return _run
+
+
+def test_db_status_and_upgrade_are_idempotent(run):
+    assert run("db", "upgrade").output.strip() == "database is current"
+    status = run("db", "status")
+    assert status.exit_code == 0 and "pending" not in status.output
+
+
+def test_clients_create_list_revoke_with_audit(run, db):
+    created = run("clients", "create", "payments-api", "--reason", "onboarding CHG-1")
+    assert created.exit_code == 0
+    client_id = created.output.split("client_id: ")[1].split()[0]
+    secret = created.output.split("client_secret: ")[1].split()[0]
+    assert len(secret) >= 43
+    stored = bytes(db.execute("SELECT secret_hash FROM clients").fetchone()[0])
+    assert secret.encode() not in stored
+    listed = run("clients", "list").output
+    assert client_id in listed and "active" in listed
+    assert run("clients", "revoke", client_id, "--reason", "rotated").exit_code == 0
+    assert "revoked" in run("clients", "list").output
+    assert run("clients", "revoke", client_id, "--reason", "again").exit_code != 0
+    actions = db.execute("SELECT actor, action, detail->>'reason' FROM audit_log ORDER BY id").fetchall()
+    assert ("operator:alice", "client.created", "onboarding CHG-1") in actions
+    assert ("operator:alice", "client.revoked", "rotated") in actions
+
+
+def test_reason_is_required(run):
+    result = run("clients", "create", "x")
+    assert result.exit_code != 0 and "--reason" in result.output
+
+
+def test_keys_rotate_publishes_a_new_key(run, app, client, db):
+    before = {k["kid"] for k in client.get("/.well-known/jwks.json").get_json()["keys"]}
+    out = run("keys", "rotate", "--reason", "quarterly")
+    assert out.exit_code == 0 and "signs in 360s" in out.output
+    kid = out.output.split("new signing key ")[1].split()[0]
+    app.extensions["authsvc"].keys.refresh()  # the serving process re-reads keys every 30 s
+    after = {k["kid"] for k in client.get("/.well-known/jwks.json").get_json()["keys"]}
+    assert kid in after and kid not in before
+    assert db.execute("SELECT detail->>'reason' FROM audit_log WHERE action = 'keys.rotated'").fetchone()[0] == "quarterly"
+
+
+def test_production_start_refuses_weak_or_missing_secrets(monkeypatch):
+    result = CliRunner().invoke(
+        cli.main, ["db", "status"],
+        env={"AUTHSVC_DATABASE_URL": "postgresql://x/y", "AUTHSVC_ENCRYPTION_KEY": "",
+             "AUTHSVC_TWILIO_AUTH_TOKEN": "changeme"},
+    )
+    assert result.exit_code != 0
+    assert "AUTHSVC_ENCRYPTION_KEY is missing" in result.output
+    assert "AUTHSVC_TWILIO_AUTH_TOKEN is weak" in result.output
