@@ -227,6 +227,11 @@ def test_one_recovery_code_succeeds_once_under_concurrency(app, totp_account):
 
 
 # ---------------------------------------------------------------------------- account-wide throttle
+def test_per_ip_limit_on_login(client, totp_account):
+    statuses = [login_password(client, totp_account).status_code for _ in range(11)]
+    assert statuses[:10] == [200] * 10 and statuses[10] == 429
+
+
 def test_wrong_answers_across_tokens_lock_the_account_and_notify(client, totp_account, smtp, db):
     smtp.clear()
     for _ in range(2):
@@ -246,7 +251,9 @@ def test_wrong_answers_across_tokens_lock_the_account_and_notify(client, totp_ac
     assert login_password(client, totp_account).status_code == 200
 
 
-def test_lock_delays_grow_and_cap_at_an_hour(client, totp_account, db):
+def test_lock_delays_grow_and_cap_at_an_hour(make_app, settings, totp_account, db):
+    client = make_app(settings.replace(rate_limits_enabled=False)).test_client()  # per account, not per IP
+
     def ten_failures():
         for _ in range(2):
             mfa_token = login_password(client, totp_account).get_json()["mfa_token"]

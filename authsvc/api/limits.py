@@ -16,6 +16,12 @@ from .context import client_ip
 ENDPOINT_LIMITS: dict[str, str] = {
     "registration.start": "5/minute;30/hour",
     "registration.verify": "10/minute",
+    "login.login": "10/minute;100/hour",
+    "login.mfa": "20/minute",
+    "login.refresh": "60/minute",
+    "step_up.create": "30/minute",
+    "step_up.verify": "20/minute",
+    "factors.confirm_totp": "20/minute",
 }
 
 
