@@ -13,9 +13,9 @@ from .config import Settings, operator_name
 from .store import embedded, migrate
 
 
-def _settings(dev: bool) -> Settings:
+def _settings(dev: bool, *, database_only: bool = False) -> Settings:
     try:
-        settings = Settings.from_env(dev=dev)
+        settings = Settings.from_env(dev=dev, database_only=database_only)
     except errors.ConfigError as exc:
         raise click.ClickException(f"refusing to start: {exc.detail}") from None
     if not settings.database_url and dev:
@@ -62,6 +62,7 @@ def _gunicorn(settings: Settings) -> None:
             self.cfg.set("worker_class", "sync")
             self.cfg.set("accesslog", "-")
             self.cfg.set("forwarded_allow_ips", "")  # client IPs come from AUTHSVC_TRUSTED_PROXIES only
+            self.cfg.set("control_socket_disable", True)  # no writable $HOME in the image
 
         def load(self) -> Any:
             return create_app(settings)
@@ -98,7 +99,7 @@ def db() -> None:
 @click.option("--dev", is_flag=True)
 def db_upgrade(dev: bool) -> None:
     """Apply pending migrations (safe to run from several instances at once)."""
-    settings = _settings(dev)
+    settings = _settings(dev, database_only=True)
     applied = migrate.upgrade(settings.database_url, settings.migrations_dir)
     click.echo("\n".join(f"applied {n}" for n in applied) if applied else "database is current")
 
@@ -107,7 +108,7 @@ def db_upgrade(dev: bool) -> None:
 @click.option("--dev", is_flag=True)
 def db_status(dev: bool) -> None:
     """Show applied and pending migrations; exit 1 when not current."""
-    settings = _settings(dev)
+    settings = _settings(dev, database_only=True)
     st = migrate.status(settings.database_url, settings.migrations_dir)
     click.echo(f"applied: {len(st.applied)}")
     for name in st.pending:

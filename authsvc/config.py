@@ -81,7 +81,7 @@ class Settings:
     mfa_token_ttl: int = 300
     enrollment_token_ttl: int = 900
     code_ttl: int = 600
-    registration_ttl: int = 900
+    registration_ttl: int = 600  # the codes it carries live 10 minutes
     step_up_ttl: int = 300
 
     rate_limits_enabled: bool = True
@@ -95,7 +95,10 @@ class Settings:
         return self.encryption_keys[0][0]
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, *, dev: bool = False) -> "Settings":
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, dev: bool = False, database_only: bool = False
+    ) -> "Settings":
+        """``database_only`` (migrations): only the database settings are required."""
         env = os.environ if env is None else env
 
         def get(name: str, default: str | None = None) -> str | None:
@@ -190,6 +193,8 @@ class Settings:
             if ints[name] < low:
                 problems.append(f"AUTHSVC_{name} must be at least {low}")
 
+        if database_only:
+            problems = [p for p in problems if p.startswith("AUTHSVC_DATABASE_URL")]
         if problems:
             raise ConfigError("; ".join(problems))
 

@@ -72,9 +72,18 @@ def test_keys_rotate_publishes_a_new_key(run, app, client, db):
     assert db.execute("SELECT detail->>'reason' FROM audit_log WHERE action = 'keys.rotated'").fetchone()[0] == "quarterly"
 
 
-def test_production_start_refuses_weak_or_missing_secrets(monkeypatch):
+def test_migrations_need_only_the_database(settings):
     result = CliRunner().invoke(
         cli.main, ["db", "status"],
+        env={"AUTHSVC_DATABASE_URL": settings.database_url, "AUTHSVC_MIGRATIONS_DIR": str(settings.migrations_dir),
+             "AUTHSVC_ENCRYPTION_KEY": "", "AUTHSVC_TWILIO_AUTH_TOKEN": ""},
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_production_start_refuses_weak_or_missing_secrets(monkeypatch):
+    result = CliRunner().invoke(
+        cli.main, ["clients", "list"],
         env={"AUTHSVC_DATABASE_URL": "postgresql://x/y", "AUTHSVC_ENCRYPTION_KEY": "",
              "AUTHSVC_TWILIO_AUTH_TOKEN": "changeme"},
     )

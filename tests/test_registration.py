@@ -294,3 +294,49 @@ def test_sms_outage_does_not_lose_the_code(client, twilio, smtp, db, app):
     db.execute("UPDATE outbox SET available_at = now() WHERE delivered_at IS NULL")
     app.extensions["authsvc"].outbox.deliver_due()
     assert twilio.wait_for(lambda m: m["to"] == phone)
+
+
+def test_health_readiness_and_metrics(client, make_app, settings, pg_admin_url):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+    client.post("/v1/registrations", json={"email": "x"})
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'authsvc_http_requests_total{endpoint="/v1/registrations",method="POST",status="400"} 1.0' in metrics
+    assert "authsvc_outbox_depth" in metrics
+    # a database whose migrations are behind is not ready
+    import uuid
+
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    name = f"authsvc_empty_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        behind = make_app(settings.replace(database_url=make_conninfo(pg_admin_url, dbname=name)), start_outbox=False)
+        r = behind.test_client().get("/readyz")
+        assert r.status_code == 503 and "pending" in r.get_json()["detail"]
+        behind.extensions["authsvc"].close()
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_unknown_route_and_method_are_problems(client):
+    r = client.get("/v1/nope")
+    assert r.status_code == 404 and r.get_json()["code"] == "not_found"
+    r = client.get("/v1/registrations")
+    assert r.status_code == 405 and r.headers["Content-Type"] == "application/problem+json"
+
+
+def test_retry_after_only_on_429(client):
+    r = client.post("/v1/registrations", json={"email": "x", "phone": "y", "password": "z"})
+    assert "Retry-After" not in r.headers
+
+
+def test_readyz_is_503_while_the_database_is_down(make_app, settings):
+    down = make_app(settings.replace(database_url="postgresql://postgres@127.0.0.1:1/nothing?connect_timeout=1"),
+                    start_outbox=False)
+    r = down.test_client().get("/readyz")
+    assert r.status_code == 503 and r.get_json()["status"] == "unavailable"
+    assert down.test_client().get("/healthz").status_code == 200

@@ -30,7 +30,7 @@ def install(app: Flask, settings: Settings) -> Limiter:
         key_func=client_ip,
         storage_uri=settings.redis_url or "memory://",
         strategy="moving-window",
-        headers_enabled=True,
+        headers_enabled=False,  # Retry-After is set on 429 answers only (api.problems)
         key_prefix="authsvc",
         enabled=settings.rate_limits_enabled,
         swallow_errors=False,
