@@ -270,6 +270,10 @@ def test_sms_per_phone_is_limited(make_app, settings, twilio, smtp, db):
     statuses = [start_registration(client, phone=phone)[0].status_code for _ in range(6)]
     assert statuses[:5] == [202] * 5 and statuses[5] == 429
     assert _count(db, "registrations") == 5
+    # the limit answers alike for a taken email: it must not reveal registered emails
+    owner = register(client, twilio, smtp)
+    taken = start_registration(client, phone=phone, email=owner["email"])[0]
+    assert taken.status_code == 429
 
 
 def test_per_ip_rate_limit_answers_429_with_retry_after(client):

@@ -72,9 +72,10 @@ class RegistrationService:
         email_code = crypto.new_numeric_code()
         ttl = self._settings.registration_ttl
         with self._store.transaction() as tx:
-            taken = tx.scalar("account_exists_by_email", email_normalized=email_normalized)
-            if not taken and tx.scalar("recent_registration_sms_count", phone=phone) >= MAX_SMS_PER_PHONE_PER_HOUR:
+            # Counted whether or not the email is taken, so the limit cannot reveal which it is.
+            if tx.scalar("recent_registration_sms_count", phone=phone) >= MAX_SMS_PER_PHONE_PER_HOUR:
                 raise errors.RateLimited(3600, "too many registrations for this phone number")
+            taken = tx.scalar("account_exists_by_email", email_normalized=email_normalized)
             if taken:
                 # Unusable codes: verification of this registration can never succeed.
                 phone_code, email_code = secrets.token_hex(16), secrets.token_hex(16)

@@ -9,7 +9,7 @@ SELECT EXISTS (SELECT 1 FROM accounts WHERE email_normalized = %(email_normalize
 
 -- name: recent_registration_sms_count
 SELECT count(*) AS n FROM registrations
- WHERE phone = %(phone)s AND NOT email_taken AND created_at > now() - interval '1 hour';
+ WHERE phone = %(phone)s AND created_at > now() - interval '1 hour';
 
 -- name: insert_registration
 INSERT INTO registrations (id, email, email_normalized, phone, password_hash,
