@@ -112,6 +112,25 @@ def settings(db_url, twilio, smtp):
 
 
 @pytest.fixture
+def cli_env(settings):
+    """The production environment variables that describe ``settings``, for CLI tests."""
+    import base64
+
+    return {
+        "AUTHSVC_DATABASE_URL": settings.database_url,
+        "AUTHSVC_ENCRYPTION_KEY": "t1:" + base64.b64encode(settings.encryption_keys[0][1]).decode(),
+        "AUTHSVC_SMS_PROVIDER": "twilio",
+        "AUTHSVC_TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
+        "AUTHSVC_TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
+        "AUTHSVC_TWILIO_FROM": settings.twilio_from,
+        "AUTHSVC_TWILIO_API_BASE": settings.twilio_api_base,
+        "AUTHSVC_SMTP_URL": settings.smtp_url,
+        "AUTHSVC_PUBLIC_URL": "https://auth.test",
+        "AUTHSVC_MIGRATIONS_DIR": str(settings.migrations_dir),
+    }
+
+
+@pytest.fixture
 def make_app():
     """Build apps from settings; every one is closed (pool, outbox thread) after the test."""
     apps = []

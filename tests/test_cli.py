@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-
 import pytest
 from click.testing import CliRunner
 
@@ -11,20 +9,8 @@ from authsvc import cli
 
 
 @pytest.fixture
-def run(settings, monkeypatch):
-    env = {
-        "AUTHSVC_DATABASE_URL": settings.database_url,
-        "AUTHSVC_ENCRYPTION_KEY": "t1:" + base64.b64encode(settings.encryption_keys[0][1]).decode(),
-        "AUTHSVC_SMS_PROVIDER": "twilio",
-        "AUTHSVC_TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
-        "AUTHSVC_TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
-        "AUTHSVC_TWILIO_FROM": settings.twilio_from,
-        "AUTHSVC_TWILIO_API_BASE": settings.twilio_api_base,
-        "AUTHSVC_SMTP_URL": settings.smtp_url,
-        "AUTHSVC_PUBLIC_URL": "https://auth.test",
-        "AUTHSVC_MIGRATIONS_DIR": str(settings.migrations_dir),
-        "AUTHSVC_OPERATOR": "alice",
-    }
+def run(cli_env):
+    env = {**cli_env, "AUTHSVC_OPERATOR": "alice"}
 
     def _run(*args: str):
         return CliRunner().invoke(cli.main, list(args), env=env, catch_exceptions=False)

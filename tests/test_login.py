@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 
 import jwt
 import pytest
 
+from tests.support.concurrency import race
 from tests.support.flows import (
     bearer,
     enroll_totp,
@@ -175,19 +175,7 @@ def test_mfa_token_dies_after_five_wrong_answers(client, totp_account):
 def test_mfa_token_works_once_under_concurrency(app, totp_account):
     mfa_token = login_password(app.test_client(), totp_account).get_json()["mfa_token"]
     code = totp_account["factor"]["totp"].at(time.time() + 30)
-    statuses = []
-    barrier = threading.Barrier(6)
-
-    def answer():
-        c = app.test_client()
-        barrier.wait()
-        statuses.append(mfa(c, mfa_token, "totp", code=code).status_code)
-
-    threads = [threading.Thread(target=answer) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    statuses = race([lambda: mfa(app.test_client(), mfa_token, "totp", code=code).status_code] * 6)
     assert sorted(statuses) == [200] + [401] * 5
 
 
@@ -210,19 +198,9 @@ def test_one_recovery_code_succeeds_once_under_concurrency(app, totp_account):
     client = app.test_client()
     code = totp_account["factor"]["recovery_codes"][1]
     tokens = [login_password(client, totp_account).get_json()["mfa_token"] for _ in range(6)]
-    statuses = []
-    barrier = threading.Barrier(6)
-
-    def answer(mfa_token):
-        c = app.test_client()
-        barrier.wait()
-        statuses.append(mfa(c, mfa_token, "recovery_code", code=code).status_code)
-
-    threads = [threading.Thread(target=answer, args=(t,)) for t in tokens]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    statuses = race(
+        [lambda t=t: mfa(app.test_client(), t, "recovery_code", code=code).status_code for t in tokens]
+    )
     assert sorted(statuses) == [200] + [401] * 5
 
 

@@ -4,10 +4,10 @@ introspection and redemption by payment backends with client credentials."""
 from __future__ import annotations
 
 import base64
-import threading
 
 import pytest
 
+from tests.support.concurrency import race
 from tests.support.flows import bearer, enroll_totp, enroll_webauthn, login_password, register
 from tests.support.soft_authenticator import SoftAuthenticator, b64url_decode
 
@@ -125,19 +125,7 @@ def test_step_up_token_of_a_revoked_session_is_invalid(client, user, backend):
 
 def test_concurrent_redemption_succeeds_once(app, user, backend):
     done = step_up(app.test_client(), user)
-    statuses = []
-    barrier = threading.Barrier(6)
-
-    def go():
-        c = app.test_client()
-        barrier.wait()
-        statuses.append(redeem(c, backend, done["step_up_token"]).status_code)
-
-    threads = [threading.Thread(target=go) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    statuses = race([lambda: redeem(app.test_client(), backend, done["step_up_token"]).status_code] * 6)
     assert sorted(statuses) == [200] + [409] * 5
 
 

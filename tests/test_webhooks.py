@@ -9,9 +9,11 @@ import threading
 import time
 
 import pytest
+from click.testing import CliRunner
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from authsvc import cli
 from authsvc.adapters.webhooks import sign
 from tests.support.flows import register, start_registration
 
@@ -81,30 +83,14 @@ def test_a_webhook_outage_is_retried_not_dropped(make_app, settings, receiver, t
     assert db.execute("SELECT count(*) FROM outbox WHERE delivered_at IS NULL").fetchone()[0] == 0
 
 
-def test_worker_delivers_what_the_request_left_behind(make_app, settings, twilio, smtp, db):
+def test_worker_delivers_what_the_request_left_behind(make_app, settings, cli_env, twilio, smtp, db):
     app = make_app(settings, start_outbox=False)  # as if the process died right after commit
     resp, email, phone = start_registration(app.test_client())
     assert resp.status_code == 202
     time.sleep(0.2)
     assert twilio.snapshot() == []
     assert db.execute("SELECT count(*) FROM outbox WHERE delivered_at IS NULL").fetchone()[0] == 2
-    from click.testing import CliRunner
-
-    from authsvc import cli
-    import base64
-
-    env = {
-        "AUTHSVC_DATABASE_URL": settings.database_url,
-        "AUTHSVC_ENCRYPTION_KEY": "t1:" + base64.b64encode(settings.encryption_keys[0][1]).decode(),
-        "AUTHSVC_TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
-        "AUTHSVC_TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
-        "AUTHSVC_TWILIO_FROM": settings.twilio_from,
-        "AUTHSVC_TWILIO_API_BASE": settings.twilio_api_base,
-        "AUTHSVC_SMTP_URL": settings.smtp_url,
-        "AUTHSVC_PUBLIC_URL": "https://auth.test",
-        "AUTHSVC_MIGRATIONS_DIR": str(settings.migrations_dir),
-    }
-    result = CliRunner().invoke(cli.main, ["worker", "--once"], env=env, catch_exceptions=False)
+    result = CliRunner().invoke(cli.main, ["worker", "--once"], env=cli_env, catch_exceptions=False)
     assert result.exit_code == 0 and "delivered 2" in result.output
     twilio.wait_for(lambda m: m["to"] == phone)
     smtp.wait_for(lambda m: m["to"] == email)
