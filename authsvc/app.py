@@ -12,6 +12,7 @@ from . import api, errors
 from .adapters.email import build_email_sender
 from .adapters.sms import build_sms_sender
 from .adapters.webhooks import WebhookSender
+from .api.body import MAX_BODY
 from .api.limits import install as install_limits
 from .config import Settings
 from .metrics import Metrics
@@ -113,7 +114,7 @@ def build_container(settings: Settings) -> Container:
 
 def create_app(settings: Settings, *, start_outbox: bool = True) -> Flask:
     app = Flask("authsvc")
-    app.config.update(MAX_CONTENT_LENGTH=api.body.MAX_BODY, JSON_SORT_KEYS=False)
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY)
     container = build_container(settings)
     passwords.common_password_count()  # load the breached-password list once, before serving
     app.extensions["authsvc"] = container

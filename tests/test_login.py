@@ -19,7 +19,6 @@ from tests.support.flows import (
     enroll_totp,
     enroll_webauthn,
     login_password,
-    login_totp,
     register,
 )
 from tests.support.messages import extract_code

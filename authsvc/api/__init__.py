@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import account, body, factors, health, introspect, jwks, login, problems, registration, step_up
+from . import account, factors, health, introspect, jwks, login, problems, registration, step_up
 
 
 def register(app: Flask) -> None:

@@ -21,6 +21,7 @@ from ..config import Settings
 from ..security import crypto, totp
 from ..security.crypto import Cipher
 from .audit import audit
+from .ids import require_uuid
 from .outbox import Outbox
 from .second_factor import SecondFactors, totp_aad
 
@@ -41,6 +42,14 @@ class Actor:
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value else None
+
+
+def issue_enrollment_token(tx: Any, account_id: str, ttl: int) -> str:
+    """A short-lived token (stored hashed) that may enroll the account's first factor only."""
+    token = crypto.new_token()
+    tx.one("insert_enrollment_token", id=str(uuid.uuid4()), account_id=account_id,
+           token_hash=crypto.hash_token(token), ttl=ttl)
+    return token
 
 
 def client_challenge(credential: Any) -> bytes:
@@ -151,10 +160,7 @@ class FactorService:
 
     def confirm_totp(self, actor: Actor, factor_id: str, code: str) -> dict:
         failed = errors.VerificationFailed("the code does not match this pending factor")
-        try:
-            uuid.UUID(factor_id)
-        except ValueError:
-            raise failed from None
+        require_uuid(factor_id, failed)
         with self._store.transaction() as tx:
             account = self._authorize(tx, actor, None)  # the pending factor was made under step-up
             row = tx.one("lock_pending_totp", id=factor_id, account_id=actor.account_id,
@@ -242,10 +248,7 @@ class FactorService:
         return codes
 
     def remove(self, actor: Actor, factor_id: str) -> None:
-        try:
-            uuid.UUID(factor_id)
-        except ValueError:
-            raise errors.NotFound("no such factor") from None
+        require_uuid(factor_id, errors.NotFound("no such factor"))
         with self._store.transaction() as tx:
             if actor.enrollment_token_id is not None:
                 raise errors.InsufficientScope("an enrollment token cannot remove factors")

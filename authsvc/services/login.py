@@ -22,6 +22,7 @@ from ..security import crypto
 from ..security.passwords import PasswordHasher
 from . import contacts
 from .audit import audit
+from .factors import issue_enrollment_token
 from .outbox import Outbox
 from .second_factor import SecondFactors
 from .sessions import RequestInfo, Sessions, TokenPair
@@ -185,14 +186,7 @@ class LoginService:
         return outcome
 
     def _enrollment_grant(self, tx: Any, account_id: str) -> EnrollmentGrant:
-        token = crypto.new_token()
         ttl = self._settings.enrollment_token_ttl
-        tx.one(
-            "insert_enrollment_token",
-            id=str(uuid.uuid4()),
-            account_id=account_id,
-            token_hash=crypto.hash_token(token),
-            ttl=ttl,
-        )
+        token = issue_enrollment_token(tx, account_id, ttl)
         audit(tx, "user", "login.sms_enrollment", account_id)
         return EnrollmentGrant(token, ttl)

@@ -21,6 +21,8 @@ from ..security import crypto
 from ..security.passwords import PasswordHasher, PasswordPolicy
 from . import contacts
 from .audit import audit
+from .factors import issue_enrollment_token
+from .ids import require_uuid
 from .outbox import Outbox
 
 MAX_ATTEMPTS = 5
@@ -117,11 +119,7 @@ class RegistrationService:
 
     def verify(self, registration_id: str, *, phone_code: str, email_code: str) -> Verified:
         failed = errors.VerificationFailed("the codes do not match a live registration")
-        try:
-            uuid.UUID(registration_id)
-        except ValueError:
-            raise failed from None
-        token = crypto.new_token()
+        require_uuid(registration_id, failed)
         ttl = self._settings.enrollment_token_ttl
         try:
             with self._store.transaction() as tx:
@@ -151,13 +149,7 @@ class RegistrationService:
                         password_hash=reg["password_hash"],
                         webauthn_user_id=secrets.token_bytes(32),
                     )
-                    tx.one(
-                        "insert_enrollment_token",
-                        id=str(uuid.uuid4()),
-                        account_id=account_id,
-                        token_hash=crypto.hash_token(token),
-                        ttl=ttl,
-                    )
+                    token = issue_enrollment_token(tx, account_id, ttl)
                     audit(tx, "user", "account.registered", account_id)
                     self._outbox.event(tx, "account.registered", {"account_id": account_id})
                     outcome = Verified(account_id, token, ttl)

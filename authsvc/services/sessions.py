@@ -18,6 +18,7 @@ from .. import errors
 from ..config import Settings
 from ..security import crypto
 from .audit import audit
+from .ids import require_uuid
 from .outbox import Outbox
 
 
@@ -186,10 +187,7 @@ class Sessions:
         ]
 
     def revoke(self, principal: Principal, session_id: str, *, reason: str = "user") -> None:
-        try:
-            uuid.UUID(session_id)
-        except ValueError:
-            raise errors.NotFound("no such session") from None
+        require_uuid(session_id, errors.NotFound("no such session"))
         with self._store.transaction() as tx:
             if not self._revoke(tx, principal.account_id, session_id, reason):
                 raise errors.NotFound("no such session")

@@ -22,6 +22,7 @@ from .. import errors
 from ..config import Settings
 from ..security import crypto
 from .audit import audit
+from .ids import require_uuid
 from .outbox import Outbox
 from .second_factor import SecondFactors
 from .sessions import Principal
@@ -133,10 +134,7 @@ class StepUpService:
         self, principal: Principal, challenge_id: str, *, method: str, code: str | None, credential: Any
     ) -> dict:
         rejected = errors.InvalidFactor("the second factor was not accepted")
-        try:
-            uuid.UUID(challenge_id)
-        except ValueError:
-            raise rejected from None
+        require_uuid(challenge_id, rejected)
         token = crypto.new_token()
         ttl = self._settings.step_up_ttl
         with self._store.transaction() as tx:

@@ -74,27 +74,3 @@ def login_password(client, account: dict, **headers):
     return client.post(
         "/v1/login", json={"email": account["email"], "password": account["password"]}, headers=headers
     )
-
-
-def next_totp_code(totp, used: set | None = None) -> str:
-    """A valid code for a step not yet used (t, then t+1, accepted as the window allows)."""
-    import time
-
-    for offset in (0, 30, -30):
-        code = totp.at(time.time() + offset)
-        if not used or code not in used:
-            return code
-    raise AssertionError("no unused TOTP step in the window")
-
-
-def login_totp(client, account: dict, totp_factor: dict, *, step_offset: int = 0, **headers) -> dict:
-    import time
-
-    r = login_password(client, account, **headers)
-    assert r.status_code == 200, r.get_json()
-    code = totp_factor["totp"].at(time.time() + step_offset)
-    m = client.post(
-        "/v1/login/mfa", json={"mfa_token": r.get_json()["mfa_token"], "method": "totp", "code": code}, headers=headers
-    )
-    assert m.status_code == 200, m.get_json()
-    return m.get_json()
