@@ -199,5 +199,35 @@ def keys_rotate(activate_in: int, reason: str, dev: bool) -> None:
     click.echo(f"new signing key {kid} (signs in {activate_in}s)")
 
 
+@main.group()
+def outbox() -> None:
+    """The outbox of SMS, email and webhooks."""
+
+
+@outbox.command("status")
+@_dev
+def outbox_status(dev: bool) -> None:
+    """Undelivered messages: pending (being retried) and failed (gave up after 12 attempts)."""
+    c = _container(dev)
+    try:
+        depth = c.outbox.depth()
+    finally:
+        c.close()
+    click.echo(f"pending: {depth['pending']}\nfailed: {depth['failed']}")
+
+
+@outbox.command("retry")
+@_reason
+@_dev
+def outbox_retry(reason: str, dev: bool) -> None:
+    """Put failed messages back in line (run the worker, or let the service deliver them)."""
+    c = _container(dev)
+    try:
+        n = c.outbox.requeue_failed(operator=operator_name(), reason=reason)
+    finally:
+        c.close()
+    click.echo(f"requeued {n}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -109,15 +109,6 @@ CREATE TABLE refresh_tokens (
 );
 CREATE INDEX refresh_tokens_session ON refresh_tokens (session_id);
 
--- Devices seen per account, for new-device notifications.
-CREATE TABLE known_devices (
-    account_id  uuid NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
-    device_key  bytea NOT NULL,
-    first_seen  timestamptz NOT NULL DEFAULT now(),
-    last_seen   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (account_id, device_key)
-);
-
 -- ES256 signing keys: private halves encrypted. A key signs from activate_at; after a
 -- rotation the old key stays published until publish_until (its last tokens expired).
 CREATE TABLE signing_keys (

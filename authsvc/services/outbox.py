@@ -20,6 +20,7 @@ from typing import Any
 
 from .. import errors
 from ..security.crypto import Cipher
+from .audit import audit
 
 _log = logging.getLogger(__name__)
 _AAD = b"authsvc outbox v1"
@@ -103,9 +104,11 @@ class Outbox:
         with self._store.transaction() as tx:
             return dict(tx.one("outbox_depth"))
 
-    def requeue_failed(self) -> int:
+    def requeue_failed(self, *, operator: str, reason: str) -> int:
         with self._store.transaction() as tx:
-            return len(tx.all("outbox_requeue_failed"))
+            n = len(tx.all("outbox_requeue_failed"))
+            audit(tx, f"operator:{operator}", "outbox.requeued", None, count=n, reason=reason)
+        return n
 
     # ------------------------------------------------------------------ background
     def kick(self) -> None:

@@ -48,10 +48,6 @@ INSERT INTO enrollment_tokens (id, account_id, token_hash, expires_at)
 VALUES (%(id)s, %(account_id)s, %(token_hash)s, now() + make_interval(secs => %(ttl)s))
 RETURNING id, expires_at;
 
--- name: delete_expired_registrations
-DELETE FROM registrations
- WHERE expires_at < now() - interval '1 day';
-
 -- ---------------------------------------------------------------- outbox
 -- name: outbox_insert
 INSERT INTO outbox (kind, payload) VALUES (%(kind)s, %(payload)s) RETURNING id;

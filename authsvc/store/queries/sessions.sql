@@ -74,14 +74,6 @@ SELECT id, created_at, last_seen_at, ip, user_agent, device_name
   FROM sessions WHERE account_id = %(account_id)s AND revoked_at IS NULL
  ORDER BY created_at;
 
--- name: see_device
-INSERT INTO known_devices (account_id, device_key) VALUES (%(account_id)s, %(device_key)s)
-ON CONFLICT (account_id, device_key) DO UPDATE SET last_seen = now()
-RETURNING (xmax = 0) AS is_new;
-
--- name: known_device_count
-SELECT count(*) AS n FROM known_devices WHERE account_id = %(account_id)s;
-
 -- name: insert_client
 INSERT INTO clients (id, name, secret_hash) VALUES (%(id)s, %(name)s, %(secret_hash)s);
 
