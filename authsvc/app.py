@@ -117,6 +117,13 @@ def create_app(settings: Settings, *, start_outbox: bool = True) -> Flask:
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY)
     container = build_container(settings)
     passwords.common_password_count()  # load the breached-password list once, before serving
+    try:
+        # Made now rather than inside the first login's transaction, which would need a second
+        # pool connection for it. A database that is down at start is not fatal: /readyz says so
+        # and the key is made on first use.
+        container.keys.ensure_signing_key()
+    except errors.StoreError:
+        pass
     app.extensions["authsvc"] = container
     api.register(app)
     container.limiter = install_limits(app, settings)
