@@ -27,7 +27,9 @@ from .services.health import Health
 from .services.keys import KeyService
 from .services.login import LoginService
 from .services.outbox import Outbox
+from .services.password_change import PasswordChangeService
 from .services.registration import RegistrationService
+from .services.reports import ReportService
 from .services.second_factor import SecondFactors
 from .services.sessions import Sessions
 from .services.step_up import StepUpService
@@ -49,6 +51,8 @@ class Container:
     step_up: StepUpService
     accounts: AccountService
     clients: ClientService
+    reports: ReportService
+    password_change: PasswordChangeService
     health: Health
     metrics: Metrics
     limiter: Any = None
@@ -86,6 +90,10 @@ def build_container(settings: Settings) -> Container:
         outbox=outbox,
     )
     sessions = Sessions(settings=settings, store=store, keys=keys, outbox=outbox)
+    reports = ReportService(settings=settings, store=store, sessions=sessions, outbox=outbox)
+    password_change = PasswordChangeService(
+        store=store, hasher=hasher, policy=policy, sessions=sessions, outbox=outbox
+    )
     step_up = StepUpService(settings=settings, store=store, factors=second, outbox=outbox, metrics=metrics)
     factors = FactorService(
         settings=settings, store=store, cipher=cipher, factors=second, step_up=step_up, outbox=outbox
@@ -100,13 +108,15 @@ def build_container(settings: Settings) -> Container:
         ),
         login=LoginService(
             settings=settings, store=store, cipher=cipher, hasher=hasher, factors=second,
-            sessions=sessions, outbox=outbox, metrics=metrics,
+            sessions=sessions, reports=reports, password_change=password_change, outbox=outbox, metrics=metrics,
         ),
         sessions=sessions,
         factors=factors,
         step_up=step_up,
         accounts=AccountService(store, factors),
         clients=ClientService(store),
+        reports=reports,
+        password_change=password_change,
         health=Health(store, settings.migrations_dir),
         metrics=metrics,
     )

@@ -22,6 +22,8 @@ ENDPOINT_LIMITS: dict[str, str] = {
     "step_up.create": "30/minute",
     "step_up.verify": "20/minute",
     "factors.confirm_totp": "20/minute",
+    "login.password_change": "10/minute",
+    "login.report": "10/minute",
 }
 
 

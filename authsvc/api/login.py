@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, jsonify
 
 from ..services.login import EnrollmentGrant
 from . import auth, body
-from .schemas import LoginIn, MfaIn, RefreshIn
+from .schemas import LoginIn, MfaIn, PasswordChangeIn, RefreshIn, ReportIn
 
 bp = Blueprint("login", __name__)
 
@@ -59,3 +59,17 @@ def logout():
     principal = auth.require_bearer()
     _svc().sessions.logout(principal)
     return "", 204
+
+
+@bp.post("/v1/password-change")
+def password_change():
+    req = body.parse(PasswordChangeIn)
+    _svc().password_change.change(req.password_change_token, req.new_password)
+    return "", 204
+
+
+@bp.post("/v1/security/reports")
+def report():
+    req = body.parse(ReportIn)
+    _svc().reports.report(req.report_token)
+    return "", 202

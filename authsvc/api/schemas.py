@@ -100,3 +100,12 @@ class RedeemIn(Strict):
     step_up_token: Token
     action: Action
     transaction: TransactionIn | None = None
+
+
+class PasswordChangeIn(Strict):
+    password_change_token: Token
+    new_password: Password
+
+
+class ReportIn(Strict):
+    report_token: Token

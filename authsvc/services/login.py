@@ -54,6 +54,8 @@ class LoginService:
         hasher: PasswordHasher,
         factors: SecondFactors,
         sessions: Sessions,
+        reports: Any,
+        password_change: Any,
         outbox: Outbox,
         metrics: Any,
     ) -> None:
@@ -63,6 +65,8 @@ class LoginService:
         self._hasher = hasher
         self._factors = factors
         self._sessions = sessions
+        self._reports = reports
+        self._password_change = password_change
         self._outbox = outbox
         self._metrics = metrics
 
@@ -167,13 +171,18 @@ class LoginService:
                     audit(tx, "user", "login.refused_frozen", account_id)
                     outcome = errors.AccountFrozen("this account is frozen; contact support")
                 elif account["password_change_required"]:
-                    outcome = errors.PasswordChangeRequired("the password must be changed before signing in")
+                    outcome = errors.PasswordChangeRequired(
+                        "the password must be changed before signing in",
+                        extra={"password_change_token": self._password_change.issue(tx, account_id)},
+                    )
                 else:
                     outcome = self._sessions.open(tx, account, result, info)
-                    audit(tx, "user", "login.succeeded", account_id, method=result.method)
+                    new_device = self._reports.seen_device(tx, account, outcome.session_id, info)
+                    audit(tx, "user", "login.succeeded", account_id, method=result.method, new_device=new_device)
                     self._outbox.event(
                         tx, "login.succeeded",
-                        {"account_id": account_id, "session_id": outcome.session_id, "method": result.method},
+                        {"account_id": account_id, "session_id": outcome.session_id, "method": result.method,
+                         "new_device": new_device},
                     )
         self._outbox.kick()
         if outcome is None:

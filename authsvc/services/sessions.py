@@ -207,6 +207,15 @@ class Sessions:
         self._outbox.kick()
         return len(rows)
 
+    def revoke_all(self, tx: Any, account_id: str, reason: str) -> int:
+        """Revoke every session of the account and kill their refresh tokens (caller's transaction)."""
+        rows = tx.all("revoke_all_sessions", account_id=account_id, reason=reason)
+        for r in rows:
+            tx.run("kill_refresh_tokens_of_session", session_id=r["id"])
+            self._outbox.event(tx, "session.revoked",
+                               {"account_id": account_id, "session_id": str(r["id"]), "reason": reason})
+        return len(rows)
+
     def _revoke(self, tx: Any, account_id: str, session_id: str, reason: str) -> bool:
         if tx.one("revoke_session", account_id=account_id, session_id=session_id, reason=reason) is None:
             return False

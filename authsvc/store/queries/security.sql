@@ -1,0 +1,45 @@
+-- Known devices, "this wasn't me" reports, forced password changes.
+
+-- name: see_device
+INSERT INTO known_devices (account_id, device_key) VALUES (%(account_id)s, %(device_key)s)
+ON CONFLICT (account_id, device_key) DO UPDATE SET last_seen = now()
+RETURNING (xmax = 0) AS is_new;
+
+-- name: known_device_count
+SELECT count(*) AS n FROM known_devices WHERE account_id = %(account_id)s;
+
+-- name: insert_report_token
+INSERT INTO report_tokens (id, account_id, token_hash, reason, expires_at)
+VALUES (%(id)s, %(account_id)s, %(token_hash)s, %(reason)s, now() + make_interval(secs => %(ttl)s));
+
+-- name: consume_report_token
+UPDATE report_tokens SET used_at = now()
+ WHERE token_hash = %(token_hash)s AND used_at IS NULL AND expires_at > now()
+RETURNING account_id, reason;
+
+-- name: freeze_account
+UPDATE accounts SET status = 'frozen', updated_at = now() WHERE id = %(account_id)s
+RETURNING email, phone;
+
+-- name: revoke_all_sessions
+UPDATE sessions SET revoked_at = now(), revoked_reason = %(reason)s
+ WHERE account_id = %(account_id)s AND revoked_at IS NULL
+RETURNING id;
+
+-- name: insert_password_change_token
+INSERT INTO password_change_tokens (id, account_id, token_hash, expires_at)
+VALUES (%(id)s, %(account_id)s, %(token_hash)s, now() + make_interval(secs => %(ttl)s));
+
+-- name: lock_password_change_token
+SELECT t.id, t.account_id FROM password_change_tokens t
+ WHERE t.token_hash = %(token_hash)s AND t.used_at IS NULL AND t.expires_at > now()
+ FOR UPDATE;
+
+-- name: consume_password_change_token
+UPDATE password_change_tokens SET used_at = now()
+ WHERE id = %(id)s AND used_at IS NULL AND expires_at > now()
+RETURNING account_id;
+
+-- name: set_password
+UPDATE accounts SET password_hash = %(password_hash)s, password_change_required = false, updated_at = now()
+ WHERE id = %(account_id)s;
