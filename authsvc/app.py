@@ -26,6 +26,7 @@ from .services.factors import FactorService
 from .services.health import Health
 from .services.keys import KeyService
 from .services.login import LoginService
+from .services.operators import AccountAdmin
 from .services.outbox import Outbox
 from .services.password_change import PasswordChangeService
 from .services.registration import RegistrationService
@@ -52,6 +53,7 @@ class Container:
     accounts: AccountService
     clients: ClientService
     reports: ReportService
+    admin: AccountAdmin
     password_change: PasswordChangeService
     health: Health
     metrics: Metrics
@@ -116,6 +118,7 @@ def build_container(settings: Settings) -> Container:
         accounts=AccountService(store, factors),
         clients=ClientService(store),
         reports=reports,
+        admin=AccountAdmin(store=store, sessions=sessions, outbox=outbox),
         password_change=password_change,
         health=Health(store, settings.migrations_dir),
         metrics=metrics,

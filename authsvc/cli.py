@@ -200,6 +200,51 @@ def keys_rotate(activate_in: int, reason: str, dev: bool) -> None:
 
 
 @main.group()
+def accounts() -> None:
+    """Incident response on one account (by account id or email)."""
+
+
+@accounts.command("show")
+@click.argument("account")
+@_dev
+def accounts_show(account: str, dev: bool) -> None:
+    c = _container(dev)
+    try:
+        info = c.admin.show(account)
+    except errors.NotFound as exc:
+        raise click.ClickException(exc.detail) from None
+    finally:
+        c.close()
+    for key, value in info.items():
+        click.echo(f"{key}: {value}")
+
+
+def _account_command(name: str, method: str, help_text: str) -> None:
+    @accounts.command(name, help=help_text)
+    @click.argument("account")
+    @_reason
+    @_dev
+    def command(account: str, reason: str, dev: bool) -> None:
+        c = _container(dev)
+        try:
+            account_id = getattr(c.admin, method)(account, operator=operator_name(), reason=reason)
+        except (errors.NotFound, errors.Conflict) as exc:
+            raise click.ClickException(exc.detail) from None
+        finally:
+            c.close()
+        click.echo(f"{name}: {account_id}")
+
+
+_account_command("freeze", "freeze", "Freeze the account and revoke every session.")
+_account_command("unfreeze", "unfreeze", "Make a frozen account active again.")
+_account_command("revoke-sessions", "revoke_sessions", "Revoke every session of the account.")
+_account_command("require-password-change", "require_password_change",
+                 "Force a new password at the next login; revokes every session.")
+_account_command("reset-factors", "reset_factors",
+                 "Remove every second factor and recovery code; the next login enrolls anew via SMS.")
+
+
+@main.group()
 def outbox() -> None:
     """The outbox of SMS, email and webhooks."""
 

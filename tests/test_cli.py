@@ -91,3 +91,38 @@ def test_outbox_status_and_retry(run, make_app, settings, db, twilio):
     twilio.wait_for(lambda m: m["to"] == "+819012345670")
     assert db.execute("SELECT detail->>'reason' FROM audit_log WHERE action = 'outbox.requeued'").fetchone()[0] \
         == "twilio outage over"
+
+
+def test_accounts_incident_commands(run, client, twilio, smtp, db):
+    from tests.support.flows import bearer, enroll_totp, login_password, register
+
+    account = register(client, twilio, smtp)
+    factor = enroll_totp(client, account["enrollment_token"])
+    import time
+
+    body = login_password(client, account).get_json()
+    tokens = client.post("/v1/login/mfa", json={"mfa_token": body["mfa_token"], "method": "totp",
+                                                 "code": factor["totp"].at(time.time() + 30)}).get_json()
+    shown = run("accounts", "show", account["email"].upper()).output
+    assert account["account_id"] in shown and "live_sessions: 1" in shown and "totp:phone" in shown
+    assert account["phone"] not in shown
+
+    assert run("accounts", "freeze", account["account_id"], "--reason", "INC-7").exit_code == 0
+    assert client.get("/v1/account", headers=bearer(tokens["access_token"])).status_code == 401
+    assert db.execute("SELECT status FROM accounts").fetchone()[0] == "frozen"
+    assert run("accounts", "unfreeze", account["account_id"], "--reason", "INC-7 closed").exit_code == 0
+    assert run("accounts", "unfreeze", account["account_id"], "--reason", "again").exit_code != 0
+
+    assert run("accounts", "reset-factors", account["email"], "--reason", "lost phone").exit_code == 0
+    assert login_password(client, account).get_json()["methods"] == ["sms"]
+
+    assert run("accounts", "require-password-change", account["email"], "--reason", "breach").exit_code == 0
+    assert db.execute("SELECT password_change_required FROM accounts").fetchone()[0] is True
+    assert run("accounts", "revoke-sessions", account["email"], "--reason", "x").exit_code == 0
+    assert run("accounts", "show", "nobody@example.com").exit_code != 0
+
+    audit = db.execute("SELECT actor, action, detail->>'reason' FROM audit_log WHERE actor LIKE 'operator:%' "
+                       "ORDER BY id").fetchall()
+    assert [a[1] for a in audit] == ["account.frozen", "account.unfrozen", "factors.reset",
+                                      "password.change_required", "sessions.revoked"]
+    assert all(a[0] == "operator:alice" for a in audit) and audit[0][2] == "INC-7"

@@ -43,3 +43,18 @@ RETURNING account_id;
 -- name: set_password
 UPDATE accounts SET password_hash = %(password_hash)s, password_change_required = false, updated_at = now()
  WHERE id = %(account_id)s;
+
+-- name: account_for_operator
+SELECT a.*, (SELECT count(*) FROM sessions s WHERE s.account_id = a.id AND s.revoked_at IS NULL) AS live_sessions
+  FROM accounts a
+ WHERE a.id::text = %(ref)s OR a.email_normalized = %(email_normalized)s;
+
+-- name: unfreeze_account
+UPDATE accounts SET status = 'active', updated_at = now() WHERE id = %(account_id)s AND status = 'frozen'
+RETURNING id;
+
+-- name: require_password_change
+UPDATE accounts SET password_change_required = true, updated_at = now() WHERE id = %(account_id)s;
+
+-- name: delete_factors_of_account
+DELETE FROM factors WHERE account_id = %(account_id)s RETURNING id;

@@ -1,0 +1,104 @@
+"""Incident response on one account, for operators (the ``authsvc accounts`` commands).
+
+Every change is audited with the operator and the reason, and the owner is notified.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import errors
+from . import contacts
+from .audit import audit
+from .outbox import Outbox
+from .sessions import Sessions
+
+
+class AccountAdmin:
+    def __init__(self, *, store: Any, sessions: Sessions, outbox: Outbox) -> None:
+        self._store = store
+        self._sessions = sessions
+        self._outbox = outbox
+
+    def _find(self, tx: Any, ref: str) -> dict:
+        try:
+            _, normalized = contacts.normalize_email(ref)
+        except errors.InvalidRequest:
+            normalized = None
+        row = tx.one("account_for_operator", ref=ref, email_normalized=normalized)
+        if row is None:
+            raise errors.NotFound(f"no account {ref!r}")
+        return row
+
+    def show(self, ref: str) -> dict:
+        with self._store.transaction() as tx:
+            row = self._find(tx, ref)
+            factors = tx.all("factors_of_account", account_id=row["id"])
+        return {
+            "account_id": str(row["id"]),
+            "email": row["email"],
+            "phone": contacts.mask_phone(row["phone"]),
+            "status": row["status"],
+            "password_change_required": row["password_change_required"],
+            "locked_until": row["locked_until"].isoformat() if row["locked_until"] else None,
+            "live_sessions": row["live_sessions"],
+            "factors": [f"{f['type']}:{f['name']}" for f in factors],
+            "created_at": row["created_at"].isoformat(),
+        }
+
+    def _change(self, ref: str, event: str, operator: str, reason: str, apply: Any, notice: str | None) -> str:
+        with self._store.transaction() as tx:
+            row = self._find(tx, ref)
+            account_id = str(row["id"])
+            detail = apply(tx, account_id) or {}
+            audit(tx, f"operator:{operator}", event, account_id, reason=reason, **detail)
+            if notice:
+                self._outbox.sms(tx, row["phone"], notice)
+                self._outbox.email(tx, row["email"], "A change to your account", notice)
+        self._outbox.kick()
+        return account_id
+
+    def freeze(self, ref: str, *, operator: str, reason: str) -> str:
+        def apply(tx: Any, account_id: str) -> dict:
+            tx.one("freeze_account", account_id=account_id)
+            self._outbox.event(tx, "account.frozen", {"account_id": account_id, "reason": "operator"})
+            return {"sessions": self._sessions.revoke_all(tx, account_id, "frozen")}
+
+        return self._change(ref, "account.frozen", operator, reason, apply,
+                            "Your account was frozen by our security team. Contact support to restore access.")
+
+    def unfreeze(self, ref: str, *, operator: str, reason: str) -> str:
+        def apply(tx: Any, account_id: str) -> None:
+            if tx.one("unfreeze_account", account_id=account_id) is None:
+                raise errors.Conflict("the account is not frozen")
+
+        return self._change(ref, "account.unfrozen", operator, reason, apply,
+                            "Your account is active again. You can sign in.")
+
+    def revoke_sessions(self, ref: str, *, operator: str, reason: str) -> str:
+        return self._change(
+            ref, "sessions.revoked", operator, reason,
+            lambda tx, account_id: {"sessions": self._sessions.revoke_all(tx, account_id, "operator")},
+            None,
+        )
+
+    def require_password_change(self, ref: str, *, operator: str, reason: str) -> str:
+        def apply(tx: Any, account_id: str) -> dict:
+            tx.run("require_password_change", account_id=account_id)
+            return {"sessions": self._sessions.revoke_all(tx, account_id, "password_change_required")}
+
+        return self._change(ref, "password.change_required", operator, reason, apply,
+                            "For your security you must choose a new password at your next sign-in.")
+
+    def reset_factors(self, ref: str, *, operator: str, reason: str) -> str:
+        """Remove every second factor and recovery code; the next login takes the SMS path to
+        enroll a new one (to the verified phone only)."""
+        def apply(tx: Any, account_id: str) -> dict:
+            removed = tx.all("delete_factors_of_account", account_id=account_id)
+            tx.run("delete_recovery_codes", account_id=account_id)
+            for f in removed:
+                self._outbox.event(tx, "factor.removed", {"account_id": account_id, "factor_id": str(f["id"])})
+            return {"factors": len(removed), "sessions": self._sessions.revoke_all(tx, account_id, "factors_reset")}
+
+        return self._change(ref, "factors.reset", operator, reason, apply,
+                            "Your second factors were reset by our security team. Sign in to set up a new one.")
