@@ -85,6 +85,7 @@ class Settings:
     step_up_ttl: int = 300
 
     rate_limits_enabled: bool = True
+    rate_limit_prefix: str = "authsvc"  # namespace of the counters in a shared Redis
     deliver_inline: bool = True  # kick the outbox dispatcher after each commit
 
     def replace(self, **changes: object) -> "Settings":

@@ -332,3 +332,22 @@ def test_readyz_is_503_while_the_database_is_down(make_app, settings):
     r = down.test_client().get("/readyz")
     assert r.status_code == 503 and r.get_json()["status"] == "unavailable"
     assert down.test_client().get("/healthz").status_code == 200
+
+
+def test_rate_limit_counters_are_shared_through_redis(make_app, settings):
+    redis = pytest.importorskip("redis")
+    url = "redis://127.0.0.1:6379/0"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.exceptions.ConnectionError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    import uuid
+
+    shared = settings.replace(redis_url=url, rate_limit_prefix=f"authsvc-test-{uuid.uuid4().hex[:8]}")
+    first, second = make_app(shared, start_outbox=False), make_app(shared, start_outbox=False)
+    body = {"email": "x", "phone": "y", "password": "z"}
+    statuses = [first.test_client().post("/v1/registrations", json=body).status_code for _ in range(5)]
+    assert statuses == [400] * 5
+    # a second process (another worker or replica) sees the same counters
+    r = second.test_client().post("/v1/registrations", json=body)
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1

@@ -33,7 +33,7 @@ def install(app: Flask, settings: Settings) -> Limiter:
         storage_uri=settings.redis_url or "memory://",
         strategy="moving-window",
         headers_enabled=False,  # Retry-After is set on 429 answers only (api.problems)
-        key_prefix="authsvc",
+        key_prefix=settings.rate_limit_prefix,
         enabled=settings.rate_limits_enabled,
         swallow_errors=False,
     )
