@@ -42,6 +42,10 @@ def serve(dev: bool) -> None:
             click.echo(f"applied migration {name}")
         from .app import create_app
 
+        import signal
+
+        # SIGTERM ends the server like Ctrl+C, so the embedded PostgreSQL is stopped too.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         host, _, port = settings.bind.rpartition(":")
         app = create_app(settings)
         click.echo(f"authsvc (dev) listening on http://{host}:{port}  database: {settings.database_url}")
