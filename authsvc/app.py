@@ -22,6 +22,7 @@ from .security.passwords import PasswordHasher, PasswordPolicy
 from .security.webauthn import WebAuthn
 from .services.accounts import AccountService
 from .services.clients import ClientService
+from .services.contact_change import ContactChangeService
 from .services.factors import FactorService
 from .services.health import Health
 from .services.keys import KeyService
@@ -29,6 +30,7 @@ from .services.login import LoginService
 from .services.operators import AccountAdmin
 from .services.outbox import Outbox
 from .services.password_change import PasswordChangeService
+from .services.password_reset import PasswordResetService
 from .services.registration import RegistrationService
 from .services.reports import ReportService
 from .services.second_factor import SecondFactors
@@ -55,6 +57,8 @@ class Container:
     reports: ReportService
     admin: AccountAdmin
     password_change: PasswordChangeService
+    password_reset: PasswordResetService
+    contact_change: ContactChangeService
     health: Health
     metrics: Metrics
     limiter: Any = None
@@ -120,6 +124,13 @@ def build_container(settings: Settings) -> Container:
         reports=reports,
         admin=AccountAdmin(store=store, sessions=sessions, outbox=outbox),
         password_change=password_change,
+        password_reset=PasswordResetService(
+            settings=settings, store=store, cipher=cipher, hasher=hasher, policy=policy, factors=second,
+            sessions=sessions, outbox=outbox,
+        ),
+        contact_change=ContactChangeService(
+            settings=settings, store=store, cipher=cipher, step_up=step_up, reports=reports, outbox=outbox
+        ),
         health=Health(store, settings.migrations_dir),
         metrics=metrics,
     )

@@ -109,3 +109,34 @@ class PasswordChangeIn(Strict):
 
 class ReportIn(Strict):
     report_token: Token
+
+
+class PasswordResetIn(Strict):
+    email: Email
+
+
+class ResetSmsIn(Strict):
+    code: Code6
+
+
+class ResetFactorIn(Strict):
+    method: Literal["totp", "webauthn", "recovery_code"]
+    code: FactorCode | None = None
+    credential: dict[str, Any] | None = None
+
+
+class ResetCompleteIn(Strict):
+    reset_token: Token
+    new_password: Password
+
+
+class PhoneChangeIn(Strict):
+    phone: Phone
+
+
+class EmailChangeIn(Strict):
+    email: Email
+
+
+class CodeIn(Strict):
+    code: Code6

@@ -1,0 +1,75 @@
+"""Password reset (SMS to the registered phone + a second factor) and contact changes."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from . import auth, body
+from .schemas import CodeIn, EmailChangeIn, PasswordResetIn, PhoneChangeIn, ResetCompleteIn, ResetFactorIn, ResetSmsIn
+
+bp = Blueprint("recovery", __name__)
+
+
+def _svc():
+    return current_app.extensions["authsvc"]
+
+
+def _accepted(payload: dict):
+    resp = jsonify(payload)
+    resp.status_code = 202
+    return resp
+
+
+@bp.post("/v1/password-resets")
+def start_reset():
+    req = body.parse(PasswordResetIn)
+    reset_id, ttl = _svc().password_reset.start(req.email)
+    return _accepted({"reset_id": reset_id, "expires_in": ttl})
+
+
+@bp.post("/v1/password-resets/<reset_id>/sms")
+def reset_sms(reset_id: str):
+    req = body.parse(ResetSmsIn)
+    return jsonify(_svc().password_reset.verify_sms(reset_id, req.code))
+
+
+@bp.post("/v1/password-resets/<reset_id>/factor")
+def reset_factor(reset_id: str):
+    req = body.parse(ResetFactorIn)
+    token, ttl = _svc().password_reset.verify_factor(
+        reset_id, method=req.method, code=req.code, credential=req.credential
+    )
+    return jsonify(reset_token=token, expires_in=ttl)
+
+
+@bp.post("/v1/password-resets/<reset_id>/complete")
+def reset_complete(reset_id: str):
+    req = body.parse(ResetCompleteIn)
+    _svc().password_reset.complete(reset_id, reset_token=req.reset_token, new_password=req.new_password)
+    return "", 204
+
+
+def _change(kind: str, value: str):
+    principal = auth.require_bearer()
+    change_id, ttl = _svc().contact_change.start(
+        principal, kind=kind, value=value, step_up_token=request.headers.get("X-Step-Up-Token")
+    )
+    return _accepted({"change_id": change_id, "expires_in": ttl})
+
+
+@bp.post("/v1/account/phone")
+def change_phone():
+    return _change("phone", body.parse(PhoneChangeIn).phone)
+
+
+@bp.post("/v1/account/email")
+def change_email():
+    return _change("email", body.parse(EmailChangeIn).email)
+
+
+@bp.post("/v1/account/changes/<change_id>/verify")
+def verify_change(change_id: str):
+    principal = auth.require_bearer()
+    req = body.parse(CodeIn)
+    _svc().contact_change.verify(principal, change_id, req.code)
+    return "", 204

@@ -1,0 +1,123 @@
+"""Changing the phone or the email: bearer + step-up, then a code sent to the NEW contact.
+
+Until the code is verified, resets and notifications keep using the old contact; when it is,
+the old contact is told (with a "this wasn't me" link). An email that already belongs to
+another account answers the same and gets a notice instead of a code, so the change cannot
+succeed and nothing reveals the other account.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Any
+
+from .. import errors
+from ..config import Settings
+from ..security import crypto
+from . import contacts
+from .audit import audit
+from .ids import require_uuid
+from .outbox import Outbox
+from .reports import ReportService
+from .step_up import StepUpService
+
+MAX_ATTEMPTS = 5
+
+
+class ContactChangeService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Any,
+        cipher: crypto.Cipher,
+        step_up: StepUpService,
+        reports: ReportService,
+        outbox: Outbox,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._cipher = cipher
+        self._step_up = step_up
+        self._reports = reports
+        self._outbox = outbox
+
+    def _mac(self, change_id: str, code: str) -> bytes:
+        return self._cipher.mac(f"contact-change:{change_id}", code)
+
+    def start(self, principal: Any, *, kind: str, value: str, step_up_token: str | None) -> tuple[str, int]:
+        if kind == "phone":
+            new_value = new_normalized = contacts.normalize_phone(value)
+        else:
+            new_value, new_normalized = contacts.normalize_email(value)
+        change_id = str(uuid.uuid4())
+        code = crypto.new_numeric_code()
+        ttl = self._settings.code_ttl
+        with self._store.transaction() as tx:
+            tx.one("lock_account", account_id=principal.account_id)
+            self._step_up.consume(tx, account_id=principal.account_id, session_id=principal.session_id,
+                                  action="contact.change", token=step_up_token)
+            taken = kind == "email" and bool(tx.scalar("account_exists_by_email", email_normalized=new_normalized))
+            tx.run(
+                "insert_contact_change",
+                id=change_id,
+                account_id=principal.account_id,
+                kind=kind,
+                new_value=new_value,
+                new_normalized=new_normalized,
+                code_mac=self._mac(change_id, secrets.token_hex(16) if taken else code),
+                value_taken=taken,
+                ttl=ttl,
+            )
+            minutes = ttl // 60
+            if kind == "phone":
+                self._outbox.sms(tx, new_value, f"Your code to confirm this phone number is {code}. "
+                                                f"It expires in {minutes} minutes.")
+            elif taken:
+                self._outbox.email(tx, new_value, "Someone tried to use your email",
+                                   "Someone tried to move another account to this email address, which "
+                                   "already has an account. Nothing was changed.")
+            else:
+                self._outbox.email(tx, new_value, "Confirm your new email",
+                                   f"Your code to confirm this email address is {code}.\n\nIt expires in "
+                                   f"{minutes} minutes. If you did not ask for it, ignore this message.")
+            audit(tx, "user", "contact.change_requested", principal.account_id, kind=kind)
+        self._outbox.kick()
+        return change_id, ttl
+
+    def verify(self, principal: Any, change_id: str, code: str) -> None:
+        failed = errors.VerificationFailed("the code does not match a pending change")
+        require_uuid(change_id, failed)
+        try:
+            with self._store.transaction() as tx:
+                row = tx.one("lock_live_contact_change", id=change_id, account_id=principal.account_id)
+                if row is None:
+                    raise failed
+                if row["value_taken"] or not crypto.mac_equals(bytes(row["code_mac"]), self._mac(change_id, code)):
+                    tx.run("contact_change_failed", id=change_id, max_attempts=MAX_ATTEMPTS)
+                    ok = False
+                else:
+                    if tx.one("complete_contact_change", id=change_id) is None:
+                        raise failed
+                    old = tx.one("account_by_id", account_id=principal.account_id)
+                    if row["kind"] == "phone":
+                        tx.run("set_phone", account_id=principal.account_id, phone=row["new_value"])
+                    else:
+                        tx.run("set_email", account_id=principal.account_id, email=row["new_value"],
+                               email_normalized=row["new_normalized"])
+                    link = self._reports.report_link(tx, principal.account_id, f"{row['kind']}_changed")
+                    what = "phone number" if row["kind"] == "phone" else "email address"
+                    text = f"The {what} of your account was changed. Not you? {link}"
+                    # the OLD contacts hear of it
+                    self._outbox.sms(tx, old["phone"], text)
+                    self._outbox.email(tx, old["email"], f"Your {what} was changed", text)
+                    audit(tx, "user", "contact.changed", principal.account_id, kind=row["kind"])
+                    self._outbox.event(tx, "contact.changed", {"account_id": principal.account_id,
+                                                               "kind": row["kind"]})
+                    ok = True
+        except errors.UniqueViolation:
+            raise failed from None  # the email became another account's meanwhile
+        self._outbox.kick()
+        if not ok:
+            raise failed

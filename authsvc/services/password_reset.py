@@ -1,0 +1,195 @@
+"""Password reset: the SMS code to the registered phone AND a second factor, never less.
+
+Rules (API contract, "Password reset"):
+- ``start`` answers the same for every email (a decoy reset for unknown ones); the code goes
+  only to the account's verified phone: nothing in the request can choose where;
+- at most 3 reset SMS per account and per phone number per hour (beyond that the answer is
+  the same, and no SMS goes out); the code lives 10 minutes; 5 wrong answers kill the reset;
+- after the SMS code, a second factor (TOTP, WebAuthn or a recovery code) yields a one-time
+  reset token; completing revokes every session, notifies phone and email, issues no session.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Any
+
+from .. import errors
+from ..config import Settings
+from ..security import crypto
+from ..security.passwords import PasswordHasher, PasswordPolicy
+from . import contacts
+from .audit import audit
+from .ids import require_uuid
+from .outbox import Outbox
+from .second_factor import SecondFactors
+from .sessions import Sessions
+
+MAX_ATTEMPTS = 5
+MAX_SMS_PER_HOUR = 3
+
+
+class PasswordResetService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Any,
+        cipher: crypto.Cipher,
+        hasher: PasswordHasher,
+        policy: PasswordPolicy,
+        factors: SecondFactors,
+        sessions: Sessions,
+        outbox: Outbox,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._cipher = cipher
+        self._hasher = hasher
+        self._policy = policy
+        self._factors = factors
+        self._sessions = sessions
+        self._outbox = outbox
+
+    def _mac(self, reset_id: str, code: str) -> bytes:
+        return self._cipher.mac(f"password-reset:{reset_id}", code)
+
+    def start(self, email: str) -> tuple[str, int]:
+        try:
+            _, normalized = contacts.normalize_email(email)
+        except errors.InvalidRequest:
+            normalized = None
+        reset_id = str(uuid.uuid4())
+        ttl = self._settings.code_ttl
+        code = crypto.new_numeric_code()
+        with self._store.transaction() as tx:
+            account = tx.one("account_by_email", email_normalized=normalized) if normalized else None
+            send_to = None
+            if account is not None:
+                sent = tx.one("reset_sms_sent_recently", account_id=account["id"], phone=account["phone"])
+                if sent["per_account"] < MAX_SMS_PER_HOUR and sent["per_phone"] < MAX_SMS_PER_HOUR:
+                    send_to = account["phone"]
+            tx.run(
+                "insert_password_reset",
+                id=reset_id,
+                account_id=account["id"] if account else None,
+                phone=send_to,
+                sms_code_mac=self._mac(reset_id, code if send_to else secrets.token_hex(16)),
+                ttl=ttl,
+            )
+            if send_to:
+                self._outbox.sms(
+                    tx, send_to,
+                    f"Your password reset code is {code}. It expires in {ttl // 60} minutes. "
+                    "Never share it: we will never ask for it.",
+                )
+                audit(tx, "user", "password.reset_requested", str(account["id"]))
+        self._outbox.kick()
+        return reset_id, ttl
+
+    def _locked(self, tx: Any, reset_id: str) -> dict:
+        row = tx.one("lock_live_password_reset", id=reset_id)
+        if row is None or row["account_id"] is None:
+            raise errors.VerificationFailed("the reset is unknown, expired or used up")
+        return row
+
+    def _fail(self, tx: Any, row: dict, *, count_for_account: bool) -> None:
+        tx.run("password_reset_failed", id=row["id"], max_attempts=MAX_ATTEMPTS)
+        if count_for_account:
+            account = tx.one("lock_account", account_id=row["account_id"])
+            self._factors.record_failure(tx, account)
+
+    def verify_sms(self, reset_id: str, code: str) -> dict:
+        failed = errors.VerificationFailed("the code does not match")
+        require_uuid(reset_id, failed)
+        with self._store.transaction() as tx:
+            row = tx.one("lock_live_password_reset", id=reset_id)
+            if row is None:
+                raise failed
+            ok = (
+                row["account_id"] is not None
+                and row["phone"] is not None
+                and row["sms_verified_at"] is None
+                and crypto.mac_equals(bytes(row["sms_code_mac"]), self._mac(reset_id, code))
+            )
+            if not ok:
+                self._fail(tx, row, count_for_account=False)
+                answer = None
+            else:
+                account_id = str(row["account_id"])
+                methods = self._factors.methods(tx, account_id)
+                options, challenge = (None, None)
+                if "webauthn" in methods:
+                    options, challenge = self._factors.webauthn_options(tx, account_id)
+                if tx.one("password_reset_sms_verified", id=reset_id, methods=methods,
+                          webauthn_challenge=challenge) is None:
+                    raise failed
+                answer = {"methods": methods}
+                if options is not None:
+                    answer["webauthn_options"] = options
+        if answer is None:
+            raise failed
+        return answer
+
+    def verify_factor(self, reset_id: str, *, method: str, code: str | None, credential: Any) -> tuple[str, int]:
+        failed = errors.VerificationFailed("the second factor was not accepted")
+        require_uuid(reset_id, failed)
+        token = crypto.new_token()
+        with self._store.transaction() as tx:
+            row = self._locked(tx, reset_id)
+            if row["sms_verified_at"] is None or row["reset_token_hash"] is not None:
+                raise failed
+            account_id = str(row["account_id"])
+            remaining = self._factors.lock_remaining(tx, account_id)
+            if remaining:
+                raise errors.RateLimited(remaining, "second-factor checks for this account are paused")
+            result = None
+            if method in row["methods"]:
+                result = self._factors.verify(
+                    tx, account_id, method=method, code=code, credential=credential,
+                    webauthn_challenge=bytes(row["webauthn_challenge"]) if row["webauthn_challenge"] else None,
+                )
+            if result is None:
+                self._fail(tx, row, count_for_account=True)
+                ok = False
+            else:
+                ok = tx.one("password_reset_factor_verified", id=reset_id,
+                            reset_token_hash=crypto.hash_token(token)) is not None
+        self._outbox.kick()
+        if not ok:
+            raise failed
+        return token, self._settings.code_ttl
+
+    def complete(self, reset_id: str, *, reset_token: str, new_password: str) -> None:
+        invalid = errors.InvalidToken("the reset token is not valid")
+        require_uuid(reset_id, invalid)
+        with self._store.transaction() as tx:
+            row = tx.one("lock_live_password_reset", id=reset_id)
+            account = tx.one("account_by_id", account_id=row["account_id"]) if row and row["account_id"] else None
+        if account is None or row["reset_token_hash"] is None or not crypto.mac_equals(
+            bytes(row["reset_token_hash"]), crypto.hash_token(reset_token)
+        ):
+            raise invalid
+        try:
+            password = self._policy.check(new_password, email=account["email_normalized"])
+        except errors.WeakPassword as exc:
+            raise errors.WeakPassword(
+                exc.detail, errors=[{**e, "field": "new_password"} for e in exc.errors or []]
+            ) from None
+        password_hash = self._hasher.hash(password)
+        account_id = str(account["id"])
+        with self._store.transaction() as tx:
+            if tx.one("complete_password_reset", id=reset_id, reset_token_hash=crypto.hash_token(reset_token)) is None:
+                raise invalid
+            tx.run("set_password", account_id=account_id, password_hash=password_hash)
+            revoked = self._sessions.revoke_all(tx, account_id, "password_reset")
+            audit(tx, "user", "password.reset", account_id, sessions=revoked)
+            self._outbox.event(tx, "password.reset", {"account_id": account_id})
+            self._outbox.sms(tx, account["phone"], "Your password was reset and every session signed out. "
+                                                   "If this was not you, contact support now.")
+            self._outbox.email(tx, account["email"], "Your password was reset",
+                               "Your password was just reset and every session was signed out. Sign in "
+                               "again with your new password and your second factor.\n\nIf this was not "
+                               "you, contact support now.")
+        self._outbox.kick()
