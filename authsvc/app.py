@@ -27,7 +27,8 @@ from .services.factors import FactorService
 from .services.health import Health
 from .services.keys import KeyService
 from .services.login import LoginService
-from .services.operators import AccountAdmin
+from .services.audit import AuditLog
+from .services.operators import AccountAdmin, Incidents
 from .services.outbox import Outbox
 from .services.password_change import PasswordChangeService
 from .services.password_reset import PasswordResetService
@@ -56,6 +57,8 @@ class Container:
     clients: ClientService
     reports: ReportService
     admin: AccountAdmin
+    incidents: Incidents
+    audit_log: AuditLog
     password_change: PasswordChangeService
     password_reset: PasswordResetService
     contact_change: ContactChangeService
@@ -123,6 +126,8 @@ def build_container(settings: Settings) -> Container:
         clients=ClientService(store),
         reports=reports,
         admin=AccountAdmin(store=store, sessions=sessions, outbox=outbox),
+        incidents=Incidents(store=store, sessions=sessions, outbox=outbox),
+        audit_log=AuditLog(store),
         password_change=password_change,
         password_reset=PasswordResetService(
             settings=settings, store=store, cipher=cipher, hasher=hasher, policy=policy, factors=second,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from typing import Any
@@ -246,6 +247,65 @@ _account_command("require-password-change", "require_password_change",
                  "Force a new password at the next login; revokes every session.")
 _account_command("reset-factors", "reset_factors",
                  "Remove every second factor and recovery code; the next login enrolls anew via SMS.")
+
+
+@main.group()
+def incident() -> None:
+    """Fleet-wide incident response."""
+
+
+@incident.command("require-password-change")
+@click.option("--all", "all_accounts", is_flag=True, required=True,
+              help="Every account that exists when the run begins (required: this is fleet-wide).")
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10000))
+@_reason
+@_dev
+def incident_require_password_change(all_accounts: bool, batch_size: int, reason: str, dev: bool) -> None:
+    """Force a new password on every account and sign every session out; resumable."""
+    c = _container(dev)
+    try:
+        incident_id, total, resumed = c.incidents.require_password_change_all(
+            operator=operator_name(), reason=reason, batch_size=batch_size,
+            on_batch=lambda n: click.echo(f"  batch of {n} done"),
+        )
+    finally:
+        c.close()
+    click.echo(f"incident {incident_id} {'resumed and ' if resumed else ''}finished: {total} accounts")
+
+
+@main.group()
+def audit() -> None:
+    """The hash-chained audit log."""
+
+
+@audit.command("tail")
+@click.option("-n", "limit", default=20, show_default=True, type=click.IntRange(1, 10000))
+@_dev
+def audit_tail(limit: int, dev: bool) -> None:
+    c = _container(dev)
+    try:
+        rows = c.audit_log.tail(limit)
+    finally:
+        c.close()
+    for r in rows:
+        account = r["account_id"] or "-"
+        click.echo(f"{r['id']}\t{r['at']:%Y-%m-%dT%H:%M:%SZ}\t{r['actor']}\t{r['action']}\t{account}\t"
+                   f"{json.dumps(r['detail'], sort_keys=True)}")
+
+
+@audit.command("verify")
+@_dev
+def audit_verify(dev: bool) -> None:
+    """Recompute the hash chain; exit 1 at the first row that was changed, added or removed."""
+    c = _container(dev)
+    try:
+        checked, broken = c.audit_log.verify()
+    finally:
+        c.close()
+    if broken is not None:
+        click.echo(f"audit log BROKEN at row {broken} (after {checked} good rows)")
+        sys.exit(1)
+    click.echo(f"audit log intact: {checked} rows")
 
 
 @main.group()

@@ -126,3 +126,43 @@ def test_accounts_incident_commands(run, client, twilio, smtp, db):
     assert [a[1] for a in audit] == ["account.frozen", "account.unfrozen", "factors.reset",
                                       "password.change_required", "sessions.revoked"]
     assert all(a[0] == "operator:alice" for a in audit) and audit[0][2] == "INC-7"
+
+
+def test_audit_tail_and_verify_detect_tampering(run, db):
+    run("clients", "create", "a", "--reason", "one")
+    run("clients", "create", "b", "--reason", "two")
+    tail = run("audit", "tail", "-n", "5").output
+    assert "operator:alice\tclient.created" in tail and '"reason": "two"' in tail
+    ok = run("audit", "verify")
+    assert ok.exit_code == 0 and "intact: 2 rows" in ok.output
+    db.execute("UPDATE audit_log SET detail = jsonb_set(detail, '{reason}', '\"edited\"') WHERE id = "
+               "(SELECT min(id) FROM audit_log)")
+    broken = run("audit", "verify")
+    assert broken.exit_code == 1 and "BROKEN" in broken.output
+
+
+def test_audit_verify_detects_a_deleted_row(run, db):
+    for name in ("a", "b", "c"):
+        run("clients", "create", name, "--reason", name)
+    db.execute("DELETE FROM audit_log WHERE id = (SELECT min(id) + 1 FROM audit_log)")
+    assert run("audit", "verify").exit_code == 1
+
+
+def test_incident_forces_password_change_on_every_account_resumably(run, client, twilio, smtp, db):
+    from tests.support.flows import register
+
+    accounts = [register(client, twilio, smtp) for _ in range(5)]
+    # an interrupted run: the first batch of 2 committed, then the process died
+    first = run("incident", "require-password-change", "--all", "--batch-size", "2", "--reason", "INC-1 breach")
+    assert first.exit_code == 0 and "finished: 5 accounts" in first.output
+    assert db.execute("SELECT count(*) FROM accounts WHERE password_change_required").fetchone()[0] == 5
+    # resumability: reopen the incident with its cursor after two accounts, as a crash would leave it
+    db.execute("UPDATE accounts SET password_change_required = false")
+    second_cursor = sorted(a["account_id"] for a in accounts)[1]
+    db.execute("UPDATE incidents SET finished_at = NULL, cursor = %s, done_count = 2", (second_cursor,))
+    resumed = run("incident", "require-password-change", "--all", "--reason", "INC-1 breach")
+    assert "resumed and finished: 5 accounts" in resumed.output
+    flagged = {str(r[0]) for r in db.execute("SELECT id FROM accounts WHERE password_change_required").fetchall()}
+    assert flagged == set(sorted(a["account_id"] for a in accounts)[2:])  # the first two were not redone
+    assert run("audit", "verify").exit_code == 0
+    assert run("incident", "require-password-change", "--reason", "x").exit_code != 0  # --all is required

@@ -5,6 +5,7 @@ Every change is audited with the operator and the reason, and the owner is notif
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from .. import errors
@@ -102,3 +103,58 @@ class AccountAdmin:
 
         return self._change(ref, "factors.reset", operator, reason, apply,
                             "Your second factors were reset by our security team. Sign in to set up a new one.")
+
+
+class Incidents:
+    """Fleet-wide incident response, in batches, resumable after any interruption."""
+
+    KIND = "require-password-change"
+
+    def __init__(self, *, store: Any, sessions: Sessions, outbox: Outbox) -> None:
+        self._store = store
+        self._sessions = sessions
+        self._outbox = outbox
+
+    def require_password_change_all(
+        self, *, operator: str, reason: str, batch_size: int = 500, on_batch: Any = None
+    ) -> tuple[str, int, bool]:
+        """Force a new password on every account that existed when the incident began.
+
+        An unfinished run is resumed from its cursor (each batch commits with the cursor), so a
+        crash or Ctrl+C loses nothing and does no account twice. Returns (incident id,
+        accounts done in total, resumed?).
+        """
+        with self._store.transaction() as tx:
+            incident = tx.one("open_incident", kind=self.KIND)
+            resumed = incident is not None
+            if incident is None:
+                incident = tx.one("insert_incident", id=str(uuid.uuid4()), kind=self.KIND,
+                                  reason=reason, operator=operator)
+                audit(tx, f"operator:{operator}", "incident.started", None, incident=str(incident["id"]),
+                      kind=self.KIND, reason=reason)
+        incident_id = str(incident["id"])
+        while True:
+            with self._store.transaction() as tx:
+                current = tx.one("lock_incident", id=incident_id)
+                rows = tx.all("require_password_change_batch", cursor=current["cursor"],
+                              started_at=current["started_at"], limit=batch_size)
+                if not rows:
+                    total = tx.scalar("finish_incident", id=incident_id)
+                    audit(tx, f"operator:{operator}", "incident.finished", None, incident=incident_id, accounts=total)
+                    break
+                for r in rows:
+                    account_id = str(r["id"])
+                    self._sessions.revoke_all(tx, account_id, "incident")
+                    self._outbox.email(
+                        tx, r["email"], "Please choose a new password",
+                        "As a precaution after a security incident, every account must choose a new "
+                        "password. You will be asked for it at your next sign-in, after your second factor.",
+                    )
+                # RETURNING has no order: the cursor is the highest id of the batch
+                tx.run("advance_incident", id=incident_id, cursor=max(r["id"] for r in rows), n=len(rows))
+                audit(tx, f"operator:{operator}", "incident.batch", None, incident=incident_id, accounts=len(rows),
+                      reason=reason)
+            self._outbox.kick()
+            if on_batch:
+                on_batch(len(rows))
+        return incident_id, total, resumed

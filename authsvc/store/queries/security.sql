@@ -58,3 +58,27 @@ UPDATE accounts SET password_change_required = true, updated_at = now() WHERE id
 
 -- name: delete_factors_of_account
 DELETE FROM factors WHERE account_id = %(account_id)s RETURNING id;
+
+-- name: open_incident
+SELECT * FROM incidents WHERE kind = %(kind)s AND finished_at IS NULL ORDER BY started_at LIMIT 1
+FOR UPDATE;
+
+-- name: insert_incident
+INSERT INTO incidents (id, kind, reason, operator) VALUES (%(id)s, %(kind)s, %(reason)s, %(operator)s)
+RETURNING *;
+
+-- name: lock_incident
+SELECT * FROM incidents WHERE id = %(id)s FOR UPDATE;
+
+-- name: require_password_change_batch
+UPDATE accounts SET password_change_required = true, updated_at = now()
+ WHERE id IN (SELECT id FROM accounts
+               WHERE (%(cursor)s::uuid IS NULL OR id > %(cursor)s::uuid) AND created_at <= %(started_at)s
+               ORDER BY id LIMIT %(limit)s)
+RETURNING id, email;
+
+-- name: advance_incident
+UPDATE incidents SET cursor = %(cursor)s, done_count = done_count + %(n)s WHERE id = %(id)s;
+
+-- name: finish_incident
+UPDATE incidents SET finished_at = now() WHERE id = %(id)s RETURNING done_count;

@@ -1,0 +1,51 @@
+-- The transactional outbox and the hash-chained audit log.
+
+-- ---------------------------------------------------------------- outbox
+-- name: outbox_insert
+INSERT INTO outbox (kind, payload) VALUES (%(kind)s, %(payload)s) RETURNING id;
+
+-- name: outbox_lease
+UPDATE outbox SET attempts = attempts + 1,
+                  available_at = now() + make_interval(secs => %(lease_seconds)s)
+ WHERE id IN (SELECT id FROM outbox
+               WHERE delivered_at IS NULL AND failed_at IS NULL AND available_at <= now()
+               ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+RETURNING id, kind, payload, attempts;
+
+-- name: outbox_delivered
+UPDATE outbox SET delivered_at = now(), payload = '', last_error = NULL
+ WHERE id = %(id)s AND delivered_at IS NULL;
+
+-- name: outbox_retry_later
+UPDATE outbox SET available_at = now() + make_interval(secs => %(delay)s),
+                  last_error = %(error)s,
+                  failed_at = CASE WHEN attempts >= %(max_attempts)s THEN now() END
+ WHERE id = %(id)s AND delivered_at IS NULL;
+
+-- name: outbox_depth
+SELECT count(*) FILTER (WHERE failed_at IS NULL) AS pending,
+       count(*) FILTER (WHERE failed_at IS NOT NULL) AS failed
+  FROM outbox WHERE delivered_at IS NULL;
+
+-- name: outbox_requeue_failed
+UPDATE outbox SET failed_at = NULL, attempts = 0, available_at = now()
+ WHERE delivered_at IS NULL AND failed_at IS NOT NULL
+RETURNING id;
+
+-- ---------------------------------------------------------------- audit
+-- name: audit_lock
+SELECT pg_advisory_xact_lock(7964281) AS locked;
+
+-- name: audit_last_hash
+SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1;
+
+-- name: audit_insert
+INSERT INTO audit_log (at, actor, action, account_id, detail, prev_hash, hash)
+VALUES (%(at)s, %(actor)s, %(action)s, %(account_id)s, %(detail)s, %(prev_hash)s, %(hash)s);
+
+-- name: audit_tail
+SELECT * FROM (SELECT * FROM audit_log ORDER BY id DESC LIMIT %(limit)s) t ORDER BY id;
+
+-- name: audit_page
+SELECT id, at, actor, action, account_id, detail, prev_hash, hash FROM audit_log
+ WHERE id > %(after)s ORDER BY id LIMIT %(limit)s;
