@@ -39,11 +39,17 @@ class LoginIn(Strict):
     password: Password
 
 
-class MfaIn(Strict):
-    mfa_token: Token
-    method: Literal["totp", "webauthn", "recovery_code", "sms"]
+class FactorAnswerIn(Strict):
+    """An answer to a second-factor challenge: a code (TOTP, recovery code) or a WebAuthn assertion."""
+
+    method: Literal["totp", "webauthn", "recovery_code"]
     code: FactorCode | None = None
     credential: dict[str, Any] | None = None
+
+
+class MfaIn(FactorAnswerIn):
+    mfa_token: Token
+    method: Literal["totp", "webauthn", "recovery_code", "sms"]  # sms: accounts without a factor
 
 
 class RefreshIn(Strict):
@@ -90,10 +96,7 @@ class StepUpIn(Strict):
     transaction: TransactionIn | None = None
 
 
-class StepUpVerifyIn(Strict):
-    method: Literal["totp", "webauthn", "recovery_code"]
-    code: FactorCode | None = None
-    credential: dict[str, Any] | None = None
+StepUpVerifyIn = FactorAnswerIn
 
 
 class RedeemIn(Strict):
@@ -119,10 +122,7 @@ class ResetSmsIn(Strict):
     code: Code6
 
 
-class ResetFactorIn(Strict):
-    method: Literal["totp", "webauthn", "recovery_code"]
-    code: FactorCode | None = None
-    credential: dict[str, Any] | None = None
+ResetFactorIn = FactorAnswerIn
 
 
 class ResetCompleteIn(Strict):

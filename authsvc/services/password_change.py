@@ -20,6 +20,16 @@ from .sessions import Sessions
 TOKEN_TTL = 900
 
 
+def check_new_password(policy: PasswordPolicy, new_password: str, *, email_normalized: str) -> str:
+    """The policy check, reported against the ``new_password`` field."""
+    try:
+        return policy.check(new_password, email=email_normalized)
+    except errors.WeakPassword as exc:
+        raise errors.WeakPassword(
+            exc.detail, errors=[{**e, "field": "new_password"} for e in exc.errors or []]
+        ) from None
+
+
 class PasswordChangeService:
     def __init__(
         self, *, store: Any, hasher: PasswordHasher, policy: PasswordPolicy, sessions: Sessions, outbox: Outbox
@@ -44,12 +54,7 @@ class PasswordChangeService:
         account_id = str(row["account_id"])
         with self._store.transaction() as tx:
             account = tx.one("account_by_id", account_id=account_id)
-        try:
-            password = self._policy.check(new_password, email=account["email_normalized"])
-        except errors.WeakPassword as exc:
-            raise errors.WeakPassword(
-                exc.detail, errors=[{**e, "field": "new_password"} for e in exc.errors or []]
-            ) from None
+        password = check_new_password(self._policy, new_password, email_normalized=account["email_normalized"])
         if self._hasher.verify(account["password_hash"], password):
             raise errors.WeakPassword(
                 "choose a password different from the current one",

@@ -23,6 +23,7 @@ from . import contacts
 from .audit import audit
 from .ids import require_uuid
 from .outbox import Outbox
+from .password_change import check_new_password
 from .second_factor import SecondFactors
 from .sessions import Sessions
 
@@ -171,12 +172,7 @@ class PasswordResetService:
             bytes(row["reset_token_hash"]), crypto.hash_token(reset_token)
         ):
             raise invalid
-        try:
-            password = self._policy.check(new_password, email=account["email_normalized"])
-        except errors.WeakPassword as exc:
-            raise errors.WeakPassword(
-                exc.detail, errors=[{**e, "field": "new_password"} for e in exc.errors or []]
-            ) from None
+        password = check_new_password(self._policy, new_password, email_normalized=account["email_normalized"])
         password_hash = self._hasher.hash(password)
         account_id = str(account["id"])
         with self._store.transaction() as tx:
