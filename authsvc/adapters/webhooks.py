@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import time
 import urllib.error
@@ -41,5 +42,5 @@ class WebhookSender:
                     raise errors.DeliveryError(f"webhook answered {resp.status}")
         except urllib.error.HTTPError as exc:
             raise errors.DeliveryError(f"webhook answered {exc.code}") from None
-        except (urllib.error.URLError, OSError) as exc:
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             raise errors.DeliveryError(f"webhook unreachable: {type(exc).__name__}") from None

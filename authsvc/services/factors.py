@@ -60,7 +60,7 @@ def client_challenge(credential: Any) -> bytes:
         raw = base64.urlsafe_b64decode(client_data + "=" * (-len(client_data) % 4))
         challenge = json.loads(raw)["challenge"]
         return base64.urlsafe_b64decode(challenge + "=" * (-len(challenge) % 4))
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         raise errors.VerificationFailed("the credential is malformed") from None
 
 
@@ -98,8 +98,8 @@ class FactorService:
         it); steps that finish a ceremony begun under step-up (``action=None``) need none.
         """
         account = tx.one("lock_account", account_id=actor.account_id)
-        if account is None:
-            raise errors.InvalidToken("unknown account")
+        if account is None or account["status"] != "active":
+            raise errors.InvalidToken("unknown or frozen account")
         if actor.enrollment_token_id is not None:
             if tx.scalar("active_factor_count", account_id=actor.account_id):
                 raise errors.InsufficientScope("an enrollment token can only enroll the first second factor")

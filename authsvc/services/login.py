@@ -163,13 +163,13 @@ class LoginService:
             else:
                 if tx.one("consume_mfa_token", id=row["id"]) is None:
                     raise rejected
-                if enrollment:
+                if account["status"] == "frozen":  # whichever path, after both proofs
+                    audit(tx, "user", "login.refused_frozen", account_id)
+                    outcome = errors.AccountFrozen("this account is frozen; contact support")
+                elif enrollment:
                     if tx.scalar("active_factor_count", account_id=account_id):
                         raise rejected  # a factor was enrolled meanwhile: the SMS path is closed
                     outcome = self._enrollment_grant(tx, account_id)
-                elif account["status"] == "frozen":
-                    audit(tx, "user", "login.refused_frozen", account_id)
-                    outcome = errors.AccountFrozen("this account is frozen; contact support")
                 elif account["password_change_required"]:
                     outcome = errors.PasswordChangeRequired(
                         "the password must be changed before signing in",

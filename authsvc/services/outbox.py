@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from .. import errors
 from ..security.crypto import Cipher
 from .audit import audit
 
@@ -61,6 +60,12 @@ class Outbox:
     def email(self, tx: Any, to: str, subject: str, body: str) -> None:
         self._enqueue(tx, "email", {"to": to, "subject": subject, "body": body})
 
+    def bundle(self, tx: Any, messages: list[dict]) -> None:
+        """Several messages in ONE row (possibly none): callers that must not reveal which
+        messages they send (registered vs unknown email) write the same row either way.
+        Each message is ``{"kind": "sms", "to", "body"}`` or ``{"kind": "email", "to", "subject", "body"}``."""
+        self._enqueue(tx, "bundle", {"messages": messages})
+
     def event(self, tx: Any, event_type: str, data: dict) -> None:
         """A security event for the webhook (dropped here when no webhook is configured)."""
         if "webhook" not in self._handlers:
@@ -82,10 +87,15 @@ class Outbox:
                 payload = json.loads(
                     self._cipher.decrypt(row["payload"], aad=_AAD + row["kind"].encode())
                 )
-                self._handlers[row["kind"]](payload)
-            except (errors.AuthsvcError, KeyError, ValueError) as exc:
+                if row["kind"] == "bundle":
+                    self._deliver_bundle(row, payload["messages"])
+                else:
+                    self._handlers[row["kind"]](payload)
+            except Exception as exc:  # noqa: BLE001 - one bad message must never stop delivery
                 delay = min(3600, 2 ** row["attempts"])
-                _log.warning("outbox %s #%s attempt %s failed: %s", row["kind"], row["id"], row["attempts"], type(exc).__name__)
+                # Only the type: details of provider errors could echo a message body (codes).
+                _log.warning("outbox %s #%s attempt %s failed: %s", row["kind"], row["id"], row["attempts"],
+                             type(exc).__name__)
                 with self._store.transaction() as tx:
                     tx.run(
                         "outbox_retry_later",
@@ -99,6 +109,23 @@ class Outbox:
                 tx.run("outbox_delivered", id=row["id"])
             delivered += 1
         return delivered
+
+    def _deliver_bundle(self, row: dict, messages: list[dict]) -> None:
+        """Try every message (an SMS outage must not hold back the email); the row then keeps
+        only the ones that failed, so a retry sends nothing twice, and the first error is raised."""
+        failed, first_error = [], None
+        for message in messages:
+            try:
+                self._handlers[message["kind"]](message)
+            except Exception as exc:  # noqa: BLE001 - kept for the retry, re-raised below
+                failed.append(message)
+                first_error = first_error or exc
+        if first_error is not None:
+            if len(failed) < len(messages):
+                sealed = self._cipher.encrypt(json.dumps({"messages": failed}).encode(), aad=_AAD + b"bundle")
+                with self._store.transaction() as tx:
+                    tx.run("outbox_partly_delivered", id=row["id"], payload=sealed)
+            raise first_error
 
     def depth(self) -> dict[str, int]:
         with self._store.transaction() as tx:
@@ -129,8 +156,8 @@ class Outbox:
             try:
                 while self.deliver_due() and not self._stop.is_set():
                     pass
-            except errors.AuthsvcError as exc:  # database down: try again later
-                _log.warning("outbox drain failed: %s", exc.detail)
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive any failure (database down...)
+                _log.warning("outbox drain failed: %s", type(exc).__name__)
             self._wake.wait(idle_seconds)
 
     def stop(self) -> None:

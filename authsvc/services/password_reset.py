@@ -64,28 +64,31 @@ class PasswordResetService:
         reset_id = str(uuid.uuid4())
         ttl = self._settings.code_ttl
         code = crypto.new_numeric_code()
+        # Known and unknown emails do the same work: a limit query, a reset row, one outbox row
+        # (empty for a decoy) and an audit row; only the account's verified phone is ever used.
         with self._store.transaction() as tx:
             account = tx.one("account_by_email", email_normalized=normalized) if normalized else None
-            send_to = None
-            if account is not None:
-                sent = tx.one("reset_sms_sent_recently", account_id=account["id"], phone=account["phone"])
-                if sent["per_account"] < MAX_SMS_PER_HOUR and sent["per_phone"] < MAX_SMS_PER_HOUR:
-                    send_to = account["phone"]
+            account_id = str(account["id"]) if account else None
+            phone = account["phone"] if account else None
+            tx.one("lock_phone", phone=phone or reset_id)  # the per-phone count must not race
+            sent = tx.one("reset_sms_sent_recently", account_id=account_id, phone=phone)
+            send_to = phone if (
+                phone and sent["per_account"] < MAX_SMS_PER_HOUR and sent["per_phone"] < MAX_SMS_PER_HOUR
+            ) else None
             tx.run(
                 "insert_password_reset",
                 id=reset_id,
-                account_id=account["id"] if account else None,
+                account_id=account_id,
                 phone=send_to,
                 sms_code_mac=self._mac(reset_id, code if send_to else secrets.token_hex(16)),
                 ttl=ttl,
             )
-            if send_to:
-                self._outbox.sms(
-                    tx, send_to,
-                    f"Your password reset code is {code}. It expires in {ttl // 60} minutes. "
-                    "Never share it: we will never ask for it.",
-                )
-                audit(tx, "user", "password.reset_requested", str(account["id"]))
+            self._outbox.bundle(tx, [{
+                "kind": "sms", "to": send_to,
+                "body": f"Your password reset code is {code}. It expires in {ttl // 60} minutes. "
+                        "Never share it: we will never ask for it.",
+            }] if send_to else [])
+            audit(tx, "user", "password.reset_requested", account_id, sms_sent=bool(send_to))
         self._outbox.kick()
         return reset_id, ttl
 

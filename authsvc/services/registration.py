@@ -74,7 +74,9 @@ class RegistrationService:
         email_code = crypto.new_numeric_code()
         ttl = self._settings.registration_ttl
         with self._store.transaction() as tx:
-            # Counted whether or not the email is taken, so the limit cannot reveal which it is.
+            # Counted whether or not the email is taken, so the limit cannot reveal which it is;
+            # under a per-phone lock, so concurrent requests cannot all pass it.
+            tx.one("lock_phone", phone=phone)
             if tx.scalar("recent_registration_sms_count", phone=phone) >= MAX_SMS_PER_PHONE_PER_HOUR:
                 raise errors.RateLimited(3600, "too many registrations for this phone number")
             taken = tx.scalar("account_exists_by_email", email_normalized=email_normalized)
@@ -94,26 +96,23 @@ class RegistrationService:
                 ttl=ttl,
             )
             minutes = self._settings.code_ttl // 60
+            # One outbox row either way: the work done must not tell a taken email apart.
             if taken:
-                self._outbox.email(
-                    tx,
-                    email,
-                    "Someone tried to register with your email",
-                    "Someone tried to create a new account with this email address, which "
-                    "already has an account.\n\nIf it was you, log in instead, or reset your "
-                    "password. If it was not you, you need not do anything: no account was made.",
-                )
+                messages = [{
+                    "kind": "email", "to": email, "subject": "Someone tried to register with your email",
+                    "body": "Someone tried to create a new account with this email address, which "
+                            "already has an account.\n\nIf it was you, log in instead, or reset your "
+                            "password. If it was not you, you need not do anything: no account was made.",
+                }]
             else:
-                self._outbox.sms(
-                    tx, phone, f"Your verification code is {phone_code}. It expires in {minutes} minutes."
-                )
-                self._outbox.email(
-                    tx,
-                    email,
-                    "Verify your email",
-                    f"Your email verification code is {email_code}.\n\nIt expires in {minutes} "
-                    "minutes. If you did not ask for it, ignore this message.",
-                )
+                messages = [
+                    {"kind": "sms", "to": phone,
+                     "body": f"Your verification code is {phone_code}. It expires in {minutes} minutes."},
+                    {"kind": "email", "to": email, "subject": "Verify your email",
+                     "body": f"Your email verification code is {email_code}.\n\nIt expires in {minutes} "
+                             "minutes. If you did not ask for it, ignore this message."},
+                ]
+            self._outbox.bundle(tx, messages)
         self._outbox.kick()
         return Started(registration_id, ttl)
 

@@ -9,6 +9,7 @@ revokes every session at once; only an operator unfreezes it.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import uuid
 from typing import Any
 
@@ -23,7 +24,18 @@ REPORT_TOKEN_TTL = 7 * 24 * 3600
 
 
 def device_key(info: RequestInfo) -> bytes:
-    basis = f"id:{info.device_id}" if info.device_id else f"ua:{info.user_agent}"
+    """The app's ``X-Device-Id`` when sent. Without it the User-Agent alone is the caller's to
+    choose, so the client's network (/16 for IPv4, /48 for IPv6) is part of the key: copying a
+    victim's User-Agent from another network still counts as a new device."""
+    if info.device_id:
+        basis = f"id:{info.device_id}"
+    else:
+        try:
+            ip = ipaddress.ip_address(info.ip)
+            network = ipaddress.ip_network(f"{ip}/{16 if ip.version == 4 else 48}", strict=False)
+        except ValueError:
+            network = info.ip
+        basis = f"ua:{info.user_agent}|net:{network}"
     return hashlib.sha256(basis.encode()).digest()
 
 

@@ -49,3 +49,6 @@ SELECT * FROM (SELECT * FROM audit_log ORDER BY id DESC LIMIT %(limit)s) t ORDER
 -- name: audit_page
 SELECT id, at, actor, action, account_id, detail, prev_hash, hash FROM audit_log
  WHERE id > %(after)s ORDER BY id LIMIT %(limit)s;
+
+-- name: outbox_partly_delivered
+UPDATE outbox SET payload = %(payload)s WHERE id = %(id)s AND delivered_at IS NULL;

@@ -47,3 +47,7 @@ RETURNING *;
 INSERT INTO enrollment_tokens (id, account_id, token_hash, expires_at)
 VALUES (%(id)s, %(account_id)s, %(token_hash)s, now() + make_interval(secs => %(ttl)s))
 RETURNING id, expires_at;
+
+-- name: lock_phone
+-- Serialises per-phone SMS limits: count-then-insert must not race.
+SELECT pg_advisory_xact_lock(hashtextextended('sms-phone:' || %(phone)s, 0)) AS locked;
