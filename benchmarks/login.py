@@ -10,29 +10,15 @@ embedded PostgreSQL. Prints figures; asserts nothing.
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
 import statistics
-import sys
-import tempfile
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from _harness import bench_app
 
-import psycopg  # noqa: E402
-from psycopg.conninfo import make_conninfo  # noqa: E402
-
-from authsvc.app import create_app  # noqa: E402
-from authsvc.config import Settings  # noqa: E402
-from authsvc.security.passwords import PasswordHasher  # noqa: E402
-from authsvc.store import embedded, migrate  # noqa: E402
-from tests.support.fake_twilio import FakeTwilio  # noqa: E402
-from tests.support.flows import enroll_totp, register  # noqa: E402
-from tests.support.smtp_sink import SmtpSink  # noqa: E402
+from authsvc.config import Settings
+from authsvc.security.passwords import PasswordHasher
+from tests.support.flows import enroll_totp, register
 
 
 def argon2_figures(settings: Settings, n: int) -> dict:
@@ -60,51 +46,31 @@ def main() -> None:
     ap.add_argument("--verifies", type=int, default=40)
     args = ap.parse_args()
 
-    admin = os.environ.get("AUTHSVC_DATABASE_URL") or embedded.start(
-        Path(tempfile.mkdtemp(prefix="authsvc-bench-")) / "pgdata", delete_on_exit=True
-    )
-    dbname = f"authsvc_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{dbname}"')
-    url = make_conninfo(admin, dbname=dbname)
-    migrate.upgrade(url, ROOT / "migrations")
-    try:
-        with FakeTwilio() as twilio, SmtpSink() as smtp:
-            settings = Settings(
-                database_url=url, migrations_dir=ROOT / "migrations", encryption_keys=(("b1", secrets.token_bytes(32)),),
-                sms_provider="twilio", twilio_account_sid=twilio.account_sid, twilio_auth_token=twilio.auth_token,
-                twilio_from="+15005550006", twilio_api_base=twilio.base_url, smtp_url=smtp.url,
-                rate_limits_enabled=False,
-            )
-            app = create_app(settings)
-            client = app.test_client()
-            accounts = []
-            for _ in range(args.accounts):
-                acct = register(client, twilio, smtp)
-                accounts.append({**acct, "totp": enroll_totp(client, acct["enrollment_token"])["totp"]})
+    with bench_app() as (app, settings, twilio, smtp):
+        client = app.test_client()
+        accounts = []
+        for _ in range(args.accounts):
+            acct = register(client, twilio, smtp)
+            accounts.append({**acct, "totp": enroll_totp(client, acct["enrollment_token"])["totp"]})
 
-            a2 = argon2_figures(settings, args.verifies)
+        a2 = argon2_figures(settings, args.verifies)
 
-            def login(acct: dict) -> float:
-                c = app.test_client()
-                t = time.perf_counter()
-                r = c.post("/v1/login", json={"email": acct["email"], "password": acct["password"]})
-                m = c.post("/v1/login/mfa", json={"mfa_token": r.get_json()["mfa_token"], "method": "totp",
-                                                   "code": acct["totp"].at(time.time() + 30)})
-                assert m.status_code == 200, m.get_json()
-                return time.perf_counter() - t
+        def login(acct: dict) -> float:
+            c = app.test_client()
+            t = time.perf_counter()
+            r = c.post("/v1/login", json={"email": acct["email"], "password": acct["password"]})
+            m = c.post("/v1/login/mfa", json={"mfa_token": r.get_json()["mfa_token"], "method": "totp",
+                                               "code": acct["totp"].at(time.time() + 30)})
+            assert m.status_code == 200, m.get_json()
+            return time.perf_counter() - t
 
-            results = {}
-            half = len(accounts) // 2
-            for label, workers, batch in (("1 thread", 1, accounts[:half]), ("2 threads", 2, accounts[half:])):
-                t0 = time.perf_counter()
-                with ThreadPoolExecutor(workers) as pool:
-                    lat = list(pool.map(login, batch))
-                results[label] = (len(batch) / (time.perf_counter() - t0), statistics.median(lat) * 1000)
-            app.extensions["authsvc"].close()
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        results = {}
+        half = len(accounts) // 2
+        for label, workers, batch in (("1 thread", 1, accounts[:half]), ("2 threads", 2, accounts[half:])):
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(workers) as pool:
+                lat = list(pool.map(login, batch))
+            results[label] = (len(batch) / (time.perf_counter() - t0), statistics.median(lat) * 1000)
 
     print(f"argon2id m={settings.argon2_memory_cost} KiB t={settings.argon2_time_cost} p={settings.argon2_parallelism}")
     print(f"  hash   median {a2['hash_ms']:7.1f} ms")

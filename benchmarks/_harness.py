@@ -1,0 +1,55 @@
+"""Shared set-up for the benchmarks: a scratch database (AUTHSVC_DATABASE_URL, else an embedded
+PostgreSQL), a local fake of Twilio and an SMTP sink, and an app built on them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import psycopg  # noqa: E402
+from psycopg.conninfo import make_conninfo  # noqa: E402
+
+from authsvc.app import create_app  # noqa: E402
+from authsvc.config import Settings  # noqa: E402
+from authsvc.store import embedded, migrate  # noqa: E402
+from tests.support.fake_twilio import FakeTwilio  # noqa: E402
+from tests.support.smtp_sink import SmtpSink  # noqa: E402
+
+
+@contextlib.contextmanager
+def bench_app() -> Iterator[tuple]:
+    """Yields (app, settings, twilio, smtp); everything is dropped afterwards."""
+    admin = os.environ.get("AUTHSVC_DATABASE_URL") or embedded.start(
+        Path(tempfile.mkdtemp(prefix="authsvc-bench-")) / "pgdata", delete_on_exit=True
+    )
+    dbname = f"authsvc_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    url = make_conninfo(admin, dbname=dbname)
+    migrate.upgrade(url, ROOT / "migrations")
+    try:
+        with FakeTwilio() as twilio, SmtpSink() as smtp:
+            settings = Settings(
+                database_url=url, migrations_dir=ROOT / "migrations",
+                encryption_keys=(("b1", secrets.token_bytes(32)),),
+                sms_provider="twilio", twilio_account_sid=twilio.account_sid, twilio_auth_token=twilio.auth_token,
+                twilio_from="+15005550006", twilio_api_base=twilio.base_url, smtp_url=smtp.url,
+                rate_limits_enabled=False,
+            )
+            app = create_app(settings)
+            try:
+                yield app, settings, twilio, smtp
+            finally:
+                app.extensions["authsvc"].close()
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
