@@ -96,10 +96,8 @@ class LoginService:
             if remaining:
                 self._metrics.logins.labels("password", "locked").inc()
                 raise errors.RateLimited(remaining, "sign-in for this account is paused; try again later")
-            methods = self._factors.methods(tx, account_id)
-            options, challenge = (None, None)
-            if "webauthn" in methods:
-                options, challenge = self._factors.webauthn_options(tx, account_id)
+            offer = self._factors.offer(tx, account_id)
+            methods, options, challenge = offer.methods, offer.webauthn_options, offer.webauthn_challenge
             if not methods:
                 methods = ["sms"]
                 sms_code = crypto.new_numeric_code()

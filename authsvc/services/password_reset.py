@@ -122,16 +122,13 @@ class PasswordResetService:
                 answer = None
             else:
                 account_id = str(row["account_id"])
-                methods = self._factors.methods(tx, account_id)
-                options, challenge = (None, None)
-                if "webauthn" in methods:
-                    options, challenge = self._factors.webauthn_options(tx, account_id)
-                if tx.one("password_reset_sms_verified", id=reset_id, methods=methods,
-                          webauthn_challenge=challenge) is None:
+                offer = self._factors.offer(tx, account_id)
+                if tx.one("password_reset_sms_verified", id=reset_id, methods=offer.methods,
+                          webauthn_challenge=offer.webauthn_challenge) is None:
                     raise failed
-                answer = {"methods": methods}
-                if options is not None:
-                    answer["webauthn_options"] = options
+                answer = {"methods": offer.methods}
+                if offer.webauthn_options is not None:
+                    answer["webauthn_options"] = offer.webauthn_options
         if answer is None:
             raise failed
         return answer

@@ -41,6 +41,13 @@ class FactorResult:
     factor_id: str | None
 
 
+@dataclass(frozen=True)
+class Offer:
+    methods: list[str]
+    webauthn_options: dict | None
+    webauthn_challenge: bytes | None
+
+
 def totp_aad(factor_id: str) -> bytes:
     return b"totp-secret:" + factor_id.encode()
 
@@ -69,19 +76,21 @@ class SecondFactors:
         self._outbox = outbox
 
     # ------------------------------------------------------------------ what the account has
-    def methods(self, tx: Any, account_id: str) -> list[str]:
-        methods = []
-        if tx.all("active_webauthn_credential_ids", account_id=account_id):
-            methods.append("webauthn")
+    def offer(self, tx: Any, account_id: str, challenge: bytes | None = None) -> Offer:
+        """The methods the account can answer with, and WebAuthn request options when it has a
+        key (with ``challenge`` as given, e.g. derived from a payment; else a random one)."""
+        credential_ids = [
+            bytes(r["credential_id"]) for r in tx.all("active_webauthn_credential_ids", account_id=account_id)
+        ]
+        methods = ["webauthn"] if credential_ids else []
         if tx.all("active_totp_factors", account_id=account_id):
             methods.append("totp")
         if methods and tx.scalar("unused_recovery_code_count", account_id=account_id):
             methods.append("recovery_code")
-        return methods
-
-    def webauthn_options(self, tx: Any, account_id: str, challenge: bytes | None = None) -> tuple[dict, bytes]:
-        ids = [bytes(r["credential_id"]) for r in tx.all("active_webauthn_credential_ids", account_id=account_id)]
-        return self.webauthn.authentication_options(allow_credential_ids=ids, challenge=challenge)
+        if not credential_ids:
+            return Offer(methods, None, None)
+        options, used = self.webauthn.authentication_options(allow_credential_ids=credential_ids, challenge=challenge)
+        return Offer(methods, options, used)
 
     def issue_recovery_codes(self, tx: Any, account_id: str) -> list[str]:
         """A new set of codes; the old set dies in the same transaction."""

@@ -108,14 +108,12 @@ class StepUpService:
             remaining = self._factors.lock_remaining(tx, principal.account_id)
             if remaining:
                 raise errors.RateLimited(remaining, "second-factor checks for this account are paused")
-            methods = self._factors.methods(tx, principal.account_id)
+            offer = self._factors.offer(
+                tx, principal.account_id, challenge=webauthn_challenge(challenge_id, tx_hash)
+            )
+            methods, options, challenge = offer.methods, offer.webauthn_options, offer.webauthn_challenge
             if not methods:
                 raise errors.Conflict("the account has no second factor to step up with")
-            options, challenge = None, None
-            if "webauthn" in methods:
-                options, challenge = self._factors.webauthn_options(
-                    tx, principal.account_id, challenge=webauthn_challenge(challenge_id, tx_hash)
-                )
             tx.run(
                 "insert_step_up_challenge",
                 id=challenge_id,
