@@ -24,6 +24,7 @@ from .services.accounts import AccountService
 from .services.clients import ClientService
 from .services.contact_change import ContactChangeService
 from .services.factors import FactorService
+from .services.hashing import GatedHasher, HashGate
 from .services.health import Health
 from .services.keys import KeyService
 from .services.login import LoginService
@@ -64,6 +65,7 @@ class Container:
     contact_change: ContactChangeService
     health: Health
     metrics: Metrics
+    hasher: GatedHasher
     limiter: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -77,10 +79,17 @@ def build_container(settings: Settings) -> Container:
         raise errors.ConfigError("no database URL (AUTHSVC_DATABASE_URL, or --dev for the embedded one)")
     store = Store(settings.database_url)
     cipher = Cipher(settings.encryption_keys)
-    hasher = PasswordHasher(
-        time_cost=settings.argon2_time_cost,
-        memory_cost=settings.argon2_memory_cost,
-        parallelism=settings.argon2_parallelism,
+    metrics = Metrics()
+    hasher = GatedHasher(
+        PasswordHasher(
+            time_cost=settings.argon2_time_cost,
+            memory_cost=settings.argon2_memory_cost,
+            parallelism=settings.argon2_parallelism,
+        ),
+        HashGate(
+            settings.hash_slots, settings.hash_queue_budget, settings.hash_known_budget,
+            on_shed=lambda known: metrics.hash_shed.labels("known" if known else "unknown").inc(),
+        ),
     )
     policy = PasswordPolicy()
     webhooks = (
@@ -91,7 +100,7 @@ def build_container(settings: Settings) -> Container:
     outbox = Outbox(
         store, cipher, sms=build_sms_sender(settings), email=build_email_sender(settings), webhooks=webhooks
     )
-    metrics = Metrics(outbox.depth)
+    metrics.watch_outbox(outbox.depth)
     keys = KeyService(store, cipher, settings)
     second = SecondFactors(
         cipher=cipher,
@@ -138,6 +147,7 @@ def build_container(settings: Settings) -> Container:
         ),
         health=Health(store, settings.migrations_dir),
         metrics=metrics,
+        hasher=hasher,
     )
 
 
@@ -146,6 +156,8 @@ def create_app(settings: Settings, *, start_outbox: bool = True) -> Flask:
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY)
     container = build_container(settings)
     passwords.common_password_count()  # load the breached-password list once, before serving
+    # Make the dummy hash now, so the first unknown email costs what a registered one does.
+    container.hasher.hasher.dummy_verify("warm-up")
     try:
         # Made now rather than inside the first login's transaction, which would need a second
         # pool connection for it. A database that is down at start is not fatal: /readyz says so

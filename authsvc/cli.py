@@ -64,7 +64,11 @@ def _gunicorn(settings: Settings) -> None:
         def load_config(self) -> None:
             self.cfg.set("bind", settings.bind)
             self.cfg.set("workers", settings.workers)
-            self.cfg.set("worker_class", "sync")
+            # gthread: keep-alive connections, and argon2 (which releases the GIL) runs in threads
+            # behind the hash gate, so a saturated worker sheds unknown devices at once instead
+            # of leaving requests in the listen backlog (measured: benchmarks/perf.py).
+            self.cfg.set("worker_class", settings.worker_class)
+            self.cfg.set("threads", settings.threads)
             self.cfg.set("accesslog", "-")
             self.cfg.set("forwarded_allow_ips", "")  # client IPs come from AUTHSVC_TRUSTED_PROXIES only
             self.cfg.set("control_socket_disable", True)  # no writable $HOME in the image

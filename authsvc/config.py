@@ -47,6 +47,14 @@ class Settings:
     redis_url: str | None = None
     bind: str = "127.0.0.1:8000"
     workers: int = 2
+    worker_class: str = "gthread"  # gunicorn: gthread (keep-alive, threads) or sync
+    threads: int = 8  # gunicorn gthread threads per worker (keep-alive connections)
+    # Bounded password hashing (services/hashing.py): argon2 computations at once per worker
+    # (0: the cores divided among the workers), and how long an unknown / a known device's
+    # request may wait for one before a 503 busy.
+    hash_concurrency: int = 0
+    hash_queue_budget: float = 0.25
+    hash_known_budget: float = 5.0
 
     issuer: str = "http://localhost:8000"
     audience: str = "authsvc"
@@ -87,6 +95,13 @@ class Settings:
     rate_limits_enabled: bool = True
     rate_limit_prefix: str = "authsvc"  # namespace of the counters in a shared Redis
     deliver_inline: bool = True  # kick the outbox dispatcher after each commit
+
+    @property
+    def hash_slots(self) -> int:
+        """argon2 computations at once in one worker process."""
+        if self.hash_concurrency:
+            return self.hash_concurrency
+        return max(1, (os.cpu_count() or 1) // max(1, self.workers))
 
     def replace(self, **changes: object) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -177,6 +192,10 @@ class Settings:
             elif item not in BUILTIN_STEP_UP_ACTIONS:
                 extra_actions.append(item)
 
+        worker_class = get("WORKER_CLASS", "gthread")
+        if worker_class not in ("gthread", "sync"):
+            problems.append("AUTHSVC_WORKER_CLASS must be 'gthread' or 'sync'")
+
         ints: dict[str, int] = {}
         for name, default, low in (
             ("ARGON2_TIME_COST", 2, 2),
@@ -184,6 +203,10 @@ class Settings:
             ("ARGON2_PARALLELISM", 1, 1),
             ("ACCESS_TOKEN_TTL", 600, 60),
             ("WORKERS", 2, 1),
+            ("THREADS", 8, 1),
+            ("HASH_CONCURRENCY", 0, 0),
+            ("HASH_QUEUE_BUDGET_MS", 250, 1),
+            ("HASH_KNOWN_BUDGET_MS", 5000, 1),
         ):
             raw = get(name, str(default))
             try:
@@ -207,6 +230,11 @@ class Settings:
             redis_url=get("REDIS_URL"),
             bind=get("BIND", "127.0.0.1:8000" if dev else "0.0.0.0:8000"),
             workers=ints["WORKERS"],
+            threads=ints["THREADS"],
+            worker_class=worker_class,
+            hash_concurrency=ints["HASH_CONCURRENCY"],
+            hash_queue_budget=ints["HASH_QUEUE_BUDGET_MS"] / 1000,
+            hash_known_budget=ints["HASH_KNOWN_BUDGET_MS"] / 1000,
             issuer=issuer,
             audience=get("AUDIENCE", "authsvc"),
             rp_id=rp_id,

@@ -205,6 +205,20 @@ class StoreUnavailable(StoreError):
         super().__init__(detail, **kw)
 
 
+class Busy(AuthsvcError):
+    """Password hashing is saturated: this request would wait past its budget (shed at once)."""
+
+    status = 503
+    code = "busy"
+    title = "Service busy"
+
+    def __init__(self, retry_after: int, detail: str | None = None, **kw: Any) -> None:
+        retry_after = max(1, int(retry_after))
+        kw.setdefault("headers", {})["Retry-After"] = str(retry_after)
+        super().__init__(detail or "the service is busy; try again shortly", **kw)
+        self.retry_after = retry_after
+
+
 class UniqueViolation(StoreError):
     """Raised by the store when a unique constraint fails; ``constraint`` names it."""
 

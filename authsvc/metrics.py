@@ -20,7 +20,12 @@ class Metrics:
         self.logins = Counter("authsvc_logins", "Login steps by outcome", ["step", "outcome"], registry=self.registry)
         self.rate_limited = Counter("authsvc_rate_limited", "Requests refused by a rate limit", ["endpoint"],
                                     registry=self.registry)
+        self.hash_shed = Counter("authsvc_password_hash_shed", "Requests answered 503 busy because password "
+                                 "hashing was saturated", ["device"], registry=self.registry)
         self.outbox = Gauge("authsvc_outbox_depth", "Undelivered outbox messages", ["state"], registry=self.registry)
+        self._outbox_depth = outbox_depth
+
+    def watch_outbox(self, outbox_depth: Callable[[], dict[str, int]]) -> None:
         self._outbox_depth = outbox_depth
 
     def render(self) -> tuple[bytes, str]:

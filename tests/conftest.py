@@ -108,6 +108,10 @@ def settings(db_url, twilio, smtp):
         twilio_api_base=twilio.base_url,
         smtp_url=smtp.url,
         email_from="authsvc <no-reply@auth.test>",
+        # Tests race many requests on a shared, loaded machine: hashing waits rather than sheds
+        # here (tests/test_hash_gate.py sets short budgets to test shedding).
+        hash_queue_budget=60.0,
+        hash_known_budget=60.0,
     )
 
 

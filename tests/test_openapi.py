@@ -28,6 +28,7 @@ STATUS_VALUES = {"planned", "served"}
 # Error codes the API contract names; each is part of the contract.
 CONTRACT_CODES = {
     "rate_limited",
+    "busy",
     "weak_password",
     "verification_failed",
     "invalid_credentials",

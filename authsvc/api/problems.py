@@ -47,7 +47,7 @@ def problem(status: int, code: str, title: str, detail: str, *, errors_: list | 
 def register(app: Flask) -> None:
     @app.errorhandler(errors.AuthsvcError)
     def _ours(exc: errors.AuthsvcError) -> Response:
-        if exc.status >= 500:
+        if exc.status >= 500 and not isinstance(exc, errors.Busy):  # shedding is counted, not logged
             _log.error("%s: %s", type(exc).__name__, exc.detail, exc_info=exc.__cause__ is not None)
         return problem(exc.status, exc.code, exc.title, exc.detail, errors_=exc.errors,
                        headers=exc.headers, extra=exc.extra)

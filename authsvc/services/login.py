@@ -19,7 +19,7 @@ from typing import Any
 from .. import errors
 from ..config import Settings
 from ..security import crypto
-from ..security.passwords import PasswordHasher
+from .hashing import GatedHasher
 from . import contacts
 from .audit import audit
 from .factors import issue_enrollment_token
@@ -51,7 +51,7 @@ class LoginService:
         settings: Settings,
         store: Any,
         cipher: crypto.Cipher,
-        hasher: PasswordHasher,
+        hasher: GatedHasher,
         factors: SecondFactors,
         sessions: Sessions,
         reports: Any,
@@ -71,7 +71,9 @@ class LoginService:
         self._metrics = metrics
 
     # ------------------------------------------------------------------ step 1
-    def password(self, *, email: str, password: str, info: RequestInfo) -> MfaChallenge:
+    def password(self, *, email: str, password: str, info: RequestInfo, known: bool = False) -> MfaChallenge:
+        """``known``: the request presents a live device token of this account (served first
+        when hashing is saturated; see ``hashing``)."""
         invalid = errors.InvalidCredentials("email or password is wrong")
         try:
             _, email_normalized = contacts.normalize_email(email)
@@ -80,18 +82,21 @@ class LoginService:
         with self._store.transaction() as tx:
             account = tx.one("account_by_email", email_normalized=email_normalized) if email_normalized else None
         if account is None:
-            self._hasher.dummy_verify(password)
+            self._hasher.dummy_verify(password, known=known)
             self._metrics.logins.labels("password", "unknown_account").inc()
             raise invalid
-        if not self._hasher.verify(account["password_hash"], password):
+        if not self._hasher.verify(account["password_hash"], password, known=known):
             self._metrics.logins.labels("password", "wrong_password").inc()
             raise invalid
         account_id = str(account["id"])
         token = crypto.new_token()
         sms_code = None
+        rehashed = (
+            self._hasher.hash(password, known=known) if self._hasher.needs_rehash(account["password_hash"]) else None
+        )
         with self._store.transaction() as tx:
-            if self._hasher.needs_rehash(account["password_hash"]):
-                tx.run("update_password_hash", account_id=account_id, password_hash=self._hasher.hash(password))
+            if rehashed:
+                tx.run("update_password_hash", account_id=account_id, password_hash=rehashed)
             remaining = self._factors.lock_remaining(tx, account_id)
             if remaining:
                 self._metrics.logins.labels("password", "locked").inc()

@@ -12,7 +12,8 @@ from typing import Any
 
 from .. import errors
 from ..security import crypto
-from ..security.passwords import PasswordHasher, PasswordPolicy
+from ..security.passwords import PasswordPolicy
+from .hashing import GatedHasher
 from .audit import audit
 from .outbox import Outbox
 from .sessions import Sessions
@@ -32,7 +33,7 @@ def check_new_password(policy: PasswordPolicy, new_password: str, *, email_norma
 
 class PasswordChangeService:
     def __init__(
-        self, *, store: Any, hasher: PasswordHasher, policy: PasswordPolicy, sessions: Sessions, outbox: Outbox
+        self, *, store: Any, hasher: GatedHasher, policy: PasswordPolicy, sessions: Sessions, outbox: Outbox
     ) -> None:
         self._store = store
         self._hasher = hasher
@@ -55,12 +56,13 @@ class PasswordChangeService:
         with self._store.transaction() as tx:
             account = tx.one("account_by_id", account_id=account_id)
         password = check_new_password(self._policy, new_password, email_normalized=account["email_normalized"])
-        if self._hasher.verify(account["password_hash"], password):
+        # The token proves both factors: served like a known device when hashing is saturated.
+        if self._hasher.verify(account["password_hash"], password, known=True):
             raise errors.WeakPassword(
                 "choose a password different from the current one",
                 errors=[{"field": "new_password", "message": "must differ from the current password"}],
             )
-        password_hash = self._hasher.hash(password)
+        password_hash = self._hasher.hash(password, known=True)
         with self._store.transaction() as tx:
             if tx.one("consume_password_change_token", id=row["id"]) is None:
                 raise errors.InvalidToken("unknown, used or expired password change token")

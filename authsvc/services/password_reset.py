@@ -18,7 +18,8 @@ from typing import Any
 from .. import errors
 from ..config import Settings
 from ..security import crypto
-from ..security.passwords import PasswordHasher, PasswordPolicy
+from ..security.passwords import PasswordPolicy
+from .hashing import GatedHasher
 from . import contacts
 from .audit import audit
 from .ids import require_uuid
@@ -38,7 +39,7 @@ class PasswordResetService:
         settings: Settings,
         store: Any,
         cipher: crypto.Cipher,
-        hasher: PasswordHasher,
+        hasher: GatedHasher,
         policy: PasswordPolicy,
         factors: SecondFactors,
         sessions: Sessions,
@@ -173,7 +174,8 @@ class PasswordResetService:
         ):
             raise invalid
         password = check_new_password(self._policy, new_password, email_normalized=account["email_normalized"])
-        password_hash = self._hasher.hash(password)
+        # The reset token proves the SMS code and a second factor: served like a known device.
+        password_hash = self._hasher.hash(password, known=True)
         account_id = str(account["id"])
         with self._store.transaction() as tx:
             if tx.one("complete_password_reset", id=reset_id, reset_token_hash=crypto.hash_token(reset_token)) is None:

@@ -18,7 +18,8 @@ from typing import Any
 from .. import errors
 from ..config import Settings
 from ..security import crypto
-from ..security.passwords import PasswordHasher, PasswordPolicy
+from ..security.passwords import PasswordPolicy
+from .hashing import GatedHasher
 from . import contacts
 from .audit import audit
 from .factors import issue_enrollment_token
@@ -49,7 +50,7 @@ class RegistrationService:
         settings: Settings,
         store: Any,
         cipher: crypto.Cipher,
-        hasher: PasswordHasher,
+        hasher: GatedHasher,
         policy: PasswordPolicy,
         outbox: Outbox,
     ) -> None:

@@ -1,0 +1,216 @@
+"""Bounded password hashing with priority (services/hashing.py): the gate itself with real
+threads, and its answers over HTTP (503 busy with Retry-After, the same for registered and
+unknown emails)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from authsvc import errors
+from authsvc.services.hashing import HashGate
+from tests.support.flows import new_email, new_phone, register
+
+JOIN = 5.0
+
+
+def _occupy(gate: HashGate, *, known: bool = True) -> tuple[threading.Event, threading.Thread]:
+    """A thread that holds one slot of ``gate`` until the returned event is set."""
+    release, holding = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with gate.slot(known=known):
+            holding.set()
+            release.wait(JOIN)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    assert holding.wait(JOIN)
+    return release, t
+
+
+def _teach_cost(gate: HashGate, seconds: float) -> None:
+    with gate.slot(known=True):
+        time.sleep(seconds)
+
+
+def _wait_for(cond, timeout: float = JOIN) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "condition not reached"
+        time.sleep(0.002)
+
+
+def test_unknown_device_is_shed_at_once_when_the_expected_wait_exceeds_the_budget():
+    gate = HashGate(1, budget=0.05, known_budget=5.0)
+    _teach_cost(gate, 0.12)  # one computation now costs ~120 ms > the 50 ms budget
+    release, holder = _occupy(gate)
+    try:
+        t = time.monotonic()
+        with pytest.raises(errors.Busy) as exc:
+            with gate.slot(known=False):
+                pass
+        assert time.monotonic() - t < 0.04  # refused before waiting out the budget
+        assert exc.value.status == 503 and exc.value.code == "busy"
+        assert int(exc.value.headers["Retry-After"]) >= 1
+    finally:
+        release.set()
+        holder.join(JOIN)
+    with gate.slot(known=False):  # free again: served
+        pass
+
+
+def test_known_device_waits_when_an_unknown_one_is_shed():
+    gate = HashGate(1, budget=0.05, known_budget=5.0)
+    _teach_cost(gate, 0.12)
+    release, holder = _occupy(gate)
+    served = []
+
+    def known() -> None:
+        with gate.slot(known=True):
+            served.append("known")
+
+    t = threading.Thread(target=known)
+    t.start()
+    _wait_for(lambda: gate.state()["known_waiting"] == 1)
+    with pytest.raises(errors.Busy):
+        with gate.slot(known=False):
+            pass
+    release.set()
+    t.join(JOIN)
+    holder.join(JOIN)
+    assert served == ["known"]
+
+
+def test_known_devices_go_before_unknown_ones_already_waiting():
+    gate = HashGate(1, budget=5.0, known_budget=5.0)
+    release, holder = _occupy(gate)
+    order: list[str] = []
+
+    def enter(label: str, known: bool) -> None:
+        with gate.slot(known=known):
+            order.append(label)
+
+    threads = []
+    for label, known in (("u1", False), ("u2", False), ("k1", True)):
+        threads.append(threading.Thread(target=enter, args=(label, known)))
+        threads[-1].start()
+        expected = {"u1": (0, 1), "u2": (0, 2), "k1": (1, 2)}[label]
+        _wait_for(lambda e=expected: (gate.state()["known_waiting"], gate.state()["unknown_waiting"]) == e)
+    release.set()
+    for t in threads:
+        t.join(JOIN)
+    holder.join(JOIN)
+    assert order == ["k1", "u1", "u2"]
+
+
+def test_an_unknown_device_that_waited_its_budget_is_shed():
+    gate = HashGate(1, budget=0.08, known_budget=5.0)  # no cost measured yet: admitted to wait
+    release, holder = _occupy(gate)
+    try:
+        t = time.monotonic()
+        with pytest.raises(errors.Busy):
+            with gate.slot(known=False):
+                pass
+        waited = time.monotonic() - t
+        assert 0.07 <= waited < 1.0
+        assert gate.state() == {"running": 1, "known_waiting": 0, "unknown_waiting": 0}
+    finally:
+        release.set()
+        holder.join(JOIN)
+
+
+def test_never_more_computations_at_once_than_slots():
+    gate = HashGate(2, budget=5.0, known_budget=5.0)
+    lock = threading.Lock()
+    now = peak = 0
+
+    def work(i: int) -> None:
+        nonlocal now, peak
+        with gate.slot(known=i % 3 == 0):
+            with lock:
+                now += 1
+                peak = max(peak, now)
+            time.sleep(0.01)
+            with lock:
+                now -= 1
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(JOIN)
+    assert peak == 2
+    assert gate.state() == {"running": 0, "known_waiting": 0, "unknown_waiting": 0}
+
+
+def test_shed_requests_are_counted_by_device_kind():
+    seen: list[bool] = []
+    gate = HashGate(1, budget=0.01, known_budget=0.01, on_shed=seen.append)
+    release, holder = _occupy(gate)
+    try:
+        for known in (False, True):
+            with pytest.raises(errors.Busy):
+                with gate.slot(known=known):
+                    pass
+    finally:
+        release.set()
+        holder.join(JOIN)
+    assert seen == [False, True]
+
+
+# --------------------------------------------------------------------------- over HTTP
+@pytest.fixture
+def busy_app(make_app, settings):
+    return make_app(settings.replace(hash_concurrency=1, hash_queue_budget=0.05, rate_limits_enabled=False))
+
+
+def test_saturated_login_answers_503_busy_alike_for_registered_and_unknown_emails(busy_app, twilio, smtp):
+    client = busy_app.test_client()
+    acct = register(client, twilio, smtp)
+    gate = busy_app.extensions["authsvc"].hasher.gate
+    release, holder = _occupy(gate)
+    try:
+        answers = []
+        for email in (acct["email"], new_email()):
+            r = client.post("/v1/login", json={"email": email, "password": acct["password"]})
+            answers.append((r.status_code, r.get_json()["code"], r.headers.get("Retry-After"), sorted(r.get_json())))
+        reg = client.post("/v1/registrations", json={"email": new_email(), "phone": new_phone(),
+                                                      "password": acct["password"]})
+    finally:
+        release.set()
+        holder.join(JOIN)
+    assert answers[0] == answers[1]
+    status, code, retry_after, _ = answers[0]
+    assert (status, code) == (503, "busy") and int(retry_after) >= 1
+    assert reg.status_code == 503 and reg.get_json()["code"] == "busy"
+    # Free again: the same login goes through.
+    r = client.post("/v1/login", json={"email": acct["email"], "password": acct["password"]})
+    assert r.status_code == 200, r.get_json()
+
+
+def test_known_device_login_is_served_while_unknown_ones_are_shed(busy_app, twilio, smtp):
+    client = busy_app.test_client()
+    acct = register(client, twilio, smtp)
+    container = busy_app.extensions["authsvc"]
+    gate = container.hasher.gate
+    _teach_cost(gate, 0.1)  # a hash costs ~100 ms > the 50 ms budget: unknowns are refused at once
+    release, holder = _occupy(gate)
+    from authsvc.services.sessions import RequestInfo
+
+    info = RequestInfo(ip="192.0.2.7", user_agent="test", device_id=None)
+    result: list = []
+    t = threading.Thread(target=lambda: result.append(
+        container.login.password(email=acct["email"], password=acct["password"], info=info, known=True)))
+    try:
+        t.start()
+        _wait_for(lambda: gate.state()["known_waiting"] == 1)
+        r = client.post("/v1/login", json={"email": acct["email"], "password": acct["password"]})
+        assert r.status_code == 503 and r.get_json()["code"] == "busy"
+    finally:
+        release.set()
+        holder.join(JOIN)
+    t.join(JOIN)
+    assert result and result[0].mfa_token
