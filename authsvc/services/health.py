@@ -1,23 +1,29 @@
-"""Readiness: the database answers and its migrations are current."""
+"""Liveness and readiness.
+
+Liveness (``/healthz``) never touches the database: a process that serves is alive, whatever
+the database does. Readiness is quick and honest: while the store's circuit is open (the
+database was found unreachable) it says so without waiting; otherwise one pooled query
+checks that the database answers and its migrations are current.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from .. import errors
-from ..store import migrate
+from ..store import Store
 
 
 class Health:
-    def __init__(self, store: Any, migrations_dir: Path) -> None:
+    def __init__(self, store: Store, migrations_dir: Path) -> None:
         self._store = store
         self._dir = migrations_dir
 
     def readiness(self) -> tuple[bool, str]:
+        if not self._store.available:
+            return False, "database unavailable"
         try:
-            self._store.ping()
-            status = migrate.status(self._store.url, self._dir)
+            status = self._store.schema_status(self._dir)
         except errors.AuthsvcError as exc:
             return False, exc.detail
         if status.pending:

@@ -12,7 +12,10 @@ psycopg errors are turned into :mod:`authsvc.errors` (``UniqueViolation``,
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,10 +24,11 @@ from typing import Any
 import psycopg
 import psycopg.errors
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolTimeout, TooManyRequests
 
 from .. import errors
 
+_log = logging.getLogger(__name__)
 _QUERIES_DIR = Path(__file__).with_name("queries")
 _HEADER = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.M)
 
@@ -50,7 +54,7 @@ def wrap_errors() -> Iterator[None]:
         yield
     except psycopg.errors.UniqueViolation as exc:
         raise errors.UniqueViolation(exc.diag.constraint_name) from exc
-    except (psycopg.OperationalError, PoolTimeout) as exc:
+    except psycopg.OperationalError as exc:  # also the pool's PoolTimeout, TooManyRequests, PoolClosed
         raise errors.StoreUnavailable("database unavailable") from exc
     except psycopg.Error as exc:
         raise errors.StoreError(f"database error: {type(exc).__name__}") from exc
@@ -85,32 +89,158 @@ class Tx:
 
 
 class Store:
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 5.0) -> None:
+    """A psycopg pool behind a circuit breaker, so that a database outage costs milliseconds
+    per request rather than the pool's wait, and recovery does not wait for its back-off.
+
+    * Any sign that the database is gone (a connection attempt fails, a connection breaks
+      mid-query, no connection within ``timeout``) opens the circuit: from then on every
+      ``transaction()`` raises ``StoreUnavailable`` at once, without touching the network.
+    * A prober thread closes the failed pool (waiting requests fail at once, its doubling
+      reconnect back-off is dropped) and tries a fresh connection every ``probe_interval``
+      seconds. When one succeeds it opens a NEW pool and closes the circuit, so service
+      resumes within about ``probe_interval`` of the database answering again, however long
+      the outage was.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 1.0,
+        connect_timeout: int = 2,
+        probe_interval: float = 0.25,
+    ) -> None:
         self.url = url
-        self.pool = ConnectionPool(
-            url,
-            min_size=min_size,
-            max_size=max_size,
-            timeout=timeout,
-            kwargs={"row_factory": dict_row, "autocommit": True},
+        self._min_size, self._max_size, self._timeout = min_size, max_size, timeout
+        self._connect_timeout = connect_timeout
+        self._probe_interval = probe_interval
+        self._lock = threading.Lock()
+        self._down = False
+        self._closing = threading.Event()
+        self._prober: threading.Thread | None = None
+        self._failed_pool: ConnectionPool | None = None
+        self.pool = self._new_pool()
+        self.pool.open(wait=False)
+
+    # ------------------------------------------------------------------ the pool
+    def _new_pool(self) -> ConnectionPool:
+        store = self
+
+        class _Connection(psycopg.Connection):  # type: ignore[type-arg]
+            @classmethod
+            def connect(cls, *args: Any, **kwargs: Any) -> Any:
+                try:
+                    return super().connect(*args, **kwargs)
+                except psycopg.OperationalError:
+                    store._trip("connection attempt failed")
+                    raise
+
+        return ConnectionPool(
+            self.url,
+            connection_class=_Connection,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            timeout=self._timeout,
+            max_waiting=4 * self._max_size,
+            kwargs={
+                "row_factory": dict_row,
+                "autocommit": True,
+                "connect_timeout": self._connect_timeout,
+            },
             open=False,
             name="authsvc",
         )
-        self.pool.open(wait=False)
 
+    @property
+    def available(self) -> bool:
+        """False while the circuit is open (the database was found unreachable)."""
+        return not self._down
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        if self._down:
+            raise errors.StoreUnavailable("database unavailable")
+        pool = self.pool
+        try:
+            with pool.connection() as conn:
+                try:
+                    yield conn
+                except psycopg.OperationalError:
+                    if conn.broken or conn.closed:
+                        self._trip("connection lost")
+                    raise
+        except (PoolTimeout, TooManyRequests):
+            self._trip("no connection within the pool timeout")
+            raise
+
+    # ------------------------------------------------------------------ the circuit
+    def _trip(self, reason: str) -> None:
+        with self._lock:
+            if self._down or self._closing.is_set():
+                return
+            self._down = True
+            self._failed_pool = self.pool
+            _log.warning("database unavailable (%s): failing fast until it answers again", reason)
+            self._prober = threading.Thread(target=self._probe, name="authsvc-db-probe", daemon=True)
+            self._prober.start()
+
+    def _probe(self) -> None:
+        failed, self._failed_pool = self._failed_pool, None
+        if failed is not None:
+            failed.close(timeout=self._connect_timeout + 1)  # fails its waiting clients at once
+        started = time.monotonic()
+        while not self._closing.is_set():
+            try:
+                with psycopg.connect(self.url, connect_timeout=self._connect_timeout, autocommit=True) as c:
+                    c.execute("SELECT 1")
+                fresh = self._new_pool()
+                fresh.open(wait=True, timeout=self._connect_timeout)
+            except (psycopg.Error, PoolTimeout, OSError):
+                self._closing.wait(self._probe_interval)
+                continue
+            with self._lock:
+                if self._closing.is_set():
+                    fresh.close()
+                    return
+                self.pool = fresh
+                self._down = False
+            _log.warning("database answers again after %.1f s: serving", time.monotonic() - started)
+            return
+
+    # ------------------------------------------------------------------ API
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         """One database transaction: committed when the block ends, rolled back on any error."""
-        with wrap_errors():
-            with self.pool.connection() as conn, conn.transaction():
-                yield Tx(conn, QUERIES)
+        with wrap_errors(), self._connection() as conn, conn.transaction():
+            yield Tx(conn, QUERIES)
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled autocommit connection (for store-internal helpers such as ``migrate``)."""
+        with wrap_errors(), self._connection() as conn:
+            yield conn
 
     def ping(self) -> None:
-        with wrap_errors(), self.pool.connection(timeout=2) as conn:
+        with self.connection() as conn:
             conn.execute("SELECT 1")
 
+    def schema_status(self, directory: Path) -> Any:
+        """Applied/pending/modified migrations (``migrate.Status``), over a pooled connection."""
+        from . import migrate
+
+        with self.connection() as conn:
+            return migrate.status_of(conn, directory)
+
     def close(self) -> None:
-        self.pool.close()
+        self._closing.set()
+        prober = self._prober
+        if prober is not None:
+            prober.join(timeout=self._connect_timeout + 2)
+        with self._lock:
+            pool = self.pool
+        pool.close()
 
 
 def connect(url: str, **kwargs: Any) -> Store:

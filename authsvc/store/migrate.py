@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from .. import errors
 from . import wrap_errors
@@ -68,16 +69,22 @@ def discover(directory: Path) -> list[Migration]:
 
 
 def _applied(conn: psycopg.Connection) -> dict[str, str]:
-    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()[0]
+    cur = conn.cursor(row_factory=tuple_row)  # the pool's connections make dict rows
+    exists = cur.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()[0]
     if not exists:
         return {}
-    return dict(conn.execute("SELECT version, checksum FROM schema_migrations").fetchall())
+    return dict(cur.execute("SELECT version, checksum FROM schema_migrations").fetchall())
 
 
 def status(url: str, directory: Path) -> Status:
-    migrations = discover(directory)
     with wrap_errors(), psycopg.connect(url, connect_timeout=5) as conn:
-        applied = _applied(conn)
+        return status_of(conn, directory)
+
+
+def status_of(conn: psycopg.Connection, directory: Path) -> Status:
+    """The same, on a connection the caller holds (the service's pool, for ``/readyz``)."""
+    migrations = discover(directory)
+    applied = _applied(conn)
     return Status(
         applied=[m.version for m in migrations if m.version in applied],
         pending=[f"{m.version}_{m.name}" for m in migrations if m.version not in applied],
