@@ -31,6 +31,7 @@ from .services.login import LoginService
 from .services.audit import AuditLog
 from .services.operators import AccountAdmin, Incidents
 from .services.outbox import Outbox
+from .services.passkey import PasskeyLogin
 from .services.password_change import PasswordChangeService
 from .services.password_reset import PasswordResetService
 from .services.registration import RegistrationService
@@ -51,6 +52,7 @@ class Container:
     keys: KeyService
     registration: RegistrationService
     login: LoginService
+    passkey: PasskeyLogin
     sessions: Sessions
     factors: FactorService
     step_up: StepUpService
@@ -116,6 +118,10 @@ def build_container(settings: Settings) -> Container:
     factors = FactorService(
         settings=settings, store=store, cipher=cipher, factors=second, step_up=step_up, outbox=outbox
     )
+    login = LoginService(
+        settings=settings, store=store, cipher=cipher, hasher=hasher, factors=second,
+        sessions=sessions, reports=reports, password_change=password_change, outbox=outbox, metrics=metrics,
+    )
     return Container(
         settings=settings,
         store=store,
@@ -124,10 +130,8 @@ def build_container(settings: Settings) -> Container:
         registration=RegistrationService(
             settings=settings, store=store, cipher=cipher, hasher=hasher, policy=policy, outbox=outbox
         ),
-        login=LoginService(
-            settings=settings, store=store, cipher=cipher, hasher=hasher, factors=second,
-            sessions=sessions, reports=reports, password_change=password_change, outbox=outbox, metrics=metrics,
-        ),
+        login=login,
+        passkey=PasskeyLogin(store=store, factors=second, login=login),
         sessions=sessions,
         factors=factors,
         step_up=step_up,

@@ -160,6 +160,13 @@ class LastFactor(Conflict):
     title = "The last second factor cannot be removed"
 
 
+class PasskeyRequired(Conflict):
+    """Password sign-in off needs a passkey (and recovery codes) to stay reachable."""
+
+    code = "passkey_required"
+    title = "A passkey and recovery codes are needed while password sign-in is off"
+
+
 class TransactionMismatch(Conflict):
     code = "transaction_mismatch"
     title = "The step-up token was issued for another action or transaction"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
-from . import auth
+from . import auth, body
+from .schemas import AccountPatchIn
 
 bp = Blueprint("account", __name__)
 
@@ -17,6 +18,15 @@ def _svc():
 def account():
     principal = auth.require_bearer()
     return jsonify(_svc().accounts.describe(principal.account_id))
+
+
+@bp.patch("/v1/account")
+def update_account():
+    actor = auth.require_actor()
+    req = body.parse(AccountPatchIn)
+    if req.password_login is not None:
+        _svc().factors.set_password_login(actor, req.password_login)
+    return jsonify(_svc().accounts.describe(actor.account_id))
 
 
 @bp.get("/v1/sessions")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 
 from . import auth, body
-from .schemas import EmptyIn, TotpBeginIn, TotpConfirmIn, WebauthnAddIn
+from .schemas import EmptyIn, TotpBeginIn, TotpConfirmIn, WebauthnAddIn, WebauthnOptionsIn
 
 bp = Blueprint("factors", __name__)
 
@@ -43,8 +43,8 @@ def confirm_totp(factor_id: str):
 @bp.post("/v1/factors/webauthn/options")
 def webauthn_options():
     actor = auth.require_actor()
-    body.parse(EmptyIn)
-    return jsonify(options=_svc().webauthn_options(actor))
+    req = body.parse(WebauthnOptionsIn)
+    return jsonify(options=_svc().webauthn_options(actor, passkey=req.passkey))
 
 
 @bp.post("/v1/factors/webauthn")

@@ -15,7 +15,7 @@ def _svc():
     return current_app.extensions["authsvc"]
 
 
-def _tokens(pair):
+def tokens_response(pair):
     return jsonify(
         access_token=pair.access_token,
         refresh_token=pair.refresh_token,
@@ -45,13 +45,13 @@ def mfa():
     )
     if isinstance(result, EnrollmentGrant):
         return jsonify(enrollment_token=result.enrollment_token, expires_in=result.expires_in)
-    return _tokens(result)
+    return tokens_response(result)
 
 
 @bp.post("/v1/token/refresh")
 def refresh():
     req = body.parse(RefreshIn)
-    return _tokens(_svc().sessions.refresh(req.refresh_token))
+    return tokens_response(_svc().sessions.refresh(req.refresh_token))
 
 
 @bp.post("/v1/logout")

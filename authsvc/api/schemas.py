@@ -65,7 +65,7 @@ class TotpConfirmIn(Strict):
 
 
 class WebauthnOptionsIn(Strict):
-    pass
+    passkey: bool = False  # a discoverable credential for passkey sign-in
 
 
 class WebauthnAddIn(Strict):
@@ -75,6 +75,15 @@ class WebauthnAddIn(Strict):
 
 class EmptyIn(Strict):
     pass
+
+
+class PasskeyLoginIn(Strict):
+    challenge_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    credential: dict[str, Any]
+
+
+class AccountPatchIn(Strict):
+    password_login: bool | None = None  # needs step-up factor.remove
 
 
 class IntrospectIn(Strict):

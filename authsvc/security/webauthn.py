@@ -12,11 +12,14 @@ base64 or cryptography exception leaves this module.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import cbor2
 import webauthn as pywebauthn
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.exceptions import InvalidSignature
 from cryptography.exceptions import UnsupportedAlgorithm as CryptoUnsupportedAlgorithm
 from webauthn.helpers import (
@@ -92,8 +95,10 @@ class WebAuthn:
         user_name: str,
         user_display_name: str,
         exclude_credential_ids: Sequence[bytes] = (),
+        passkey: bool = False,
     ) -> tuple[dict, bytes]:
-        """(PublicKeyCredentialCreationOptions as a JSON-ready dict, challenge)."""
+        """(PublicKeyCredentialCreationOptions as a JSON-ready dict, challenge). A passkey is a
+        discoverable credential: the authenticator must keep it (resident key required)."""
         # py_webauthn silently substitutes a random handle for an empty user_id.
         if not isinstance(user_id, bytes) or not 1 <= len(user_id) <= 64:
             raise ValueError("user_id must be 1 to 64 bytes")
@@ -106,7 +111,7 @@ class WebAuthn:
             timeout=TIMEOUT_MS,
             attestation=AttestationConveyancePreference.NONE,
             authenticator_selection=AuthenticatorSelectionCriteria(
-                resident_key=ResidentKeyRequirement.PREFERRED,
+                resident_key=ResidentKeyRequirement.REQUIRED if passkey else ResidentKeyRequirement.PREFERRED,
                 user_verification=UserVerificationRequirement.REQUIRED,
             ),
             exclude_credentials=[
@@ -206,6 +211,38 @@ class WebAuthn:
         except _BAD_INPUT as exc:
             raise errors.InvalidFactor("Malformed WebAuthn credential") from exc
         return raw_id
+
+
+    @staticmethod
+    def user_handle(credential: dict | str) -> bytes | None:
+        """The ``response.userHandle`` an assertion carries (None when absent or empty)."""
+        try:
+            response = _as_object(credential).get("response")
+            if not isinstance(response, dict):
+                raise TypeError("response must be an object")
+            handle_b64 = response.get("userHandle")
+            if handle_b64 is None or handle_b64 == "":
+                return None
+            if not isinstance(handle_b64, str):
+                raise TypeError("userHandle must be a string")
+            handle = base64url_to_bytes(handle_b64)
+            if bytes_to_base64url(handle) != handle_b64:
+                raise ValueError("userHandle is not canonical base64url")
+        except _BAD_INPUT as exc:
+            raise errors.InvalidFactor("Malformed WebAuthn credential") from exc
+        return handle
+
+
+def decoy_public_key() -> bytes:
+    """A COSE ES256 key nobody holds the private half of: verifying an assertion against it
+    costs what a real check costs and always fails (used where no credential matched, so that
+    an unknown credential and a bad signature take the same work)."""
+    numbers = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
+    return cbor2.dumps({1: 2, 3: -7, -1: 1, -2: numbers.x.to_bytes(32, "big"), -3: numbers.y.to_bytes(32, "big")})
+
+
+def handles_equal(a: bytes, b: bytes) -> bool:
+    return secrets.compare_digest(a, b)
 
 
 def _check_usable(cose_key: bytes) -> None:

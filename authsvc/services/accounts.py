@@ -23,6 +23,7 @@ class AccountService:
             "email": row["email"],
             "phone_masked": mask_phone(row["phone"]),
             "status": row["status"],
+            "password_login": row["password_login"],
             "created_at": row["created_at"].isoformat(),
             "factors": self._factors.list(account_id),
         }

@@ -134,6 +134,7 @@ class FactorService:
             {
                 "factor_id": str(r["id"]),
                 "type": r["type"],
+                "passkey": r["passkey"],
                 "name": r["name"],
                 "created_at": _iso(r["created_at"]),
                 "last_used_at": _iso(r["last_used_at"]),
@@ -184,7 +185,9 @@ class FactorService:
         return result
 
     # ------------------------------------------------------------------ WebAuthn
-    def webauthn_options(self, actor: Actor) -> dict:
+    def webauthn_options(self, actor: Actor, *, passkey: bool = False) -> dict:
+        """Creation options; ``passkey`` asks for a discoverable credential (resident key and
+        user verification required) that can later sign in on its own."""
         with self._store.transaction() as tx:
             account = self._authorize(tx, actor, "factor.add")
             existing = [bytes(r["credential_id"]) for r in tx.all("active_webauthn_credential_ids",
@@ -194,9 +197,10 @@ class FactorService:
                 user_name=account["email"],
                 user_display_name=account["email"],
                 exclude_credential_ids=existing,
+                passkey=passkey,
             )
             tx.run("insert_webauthn_challenge", id=str(uuid.uuid4()), account_id=actor.account_id,
-                   purpose="register", challenge=challenge, ttl=CHALLENGE_TTL)
+                   purpose="register", challenge=challenge, passkey=passkey, ttl=CHALLENGE_TTL)
         return options
 
     def add_webauthn(self, actor: Actor, credential: Any, name: str | None) -> dict:
@@ -205,8 +209,9 @@ class FactorService:
         try:
             with self._store.transaction() as tx:
                 account = self._authorize(tx, actor, None)  # the challenge was made under step-up
-                if not tx.one("consume_webauthn_challenge", account_id=actor.account_id,
-                              purpose="register", challenge=challenge):
+                made = tx.one("consume_webauthn_challenge", account_id=actor.account_id,
+                              purpose="register", challenge=challenge)
+                if not made:
                     raise errors.VerificationFailed("unknown, used or expired challenge")
                 try:
                     cred = self._factors.webauthn.verify_registration(
@@ -218,13 +223,14 @@ class FactorService:
                     "insert_webauthn_factor",
                     id=factor_id,
                     account_id=actor.account_id,
-                    name=name or "Security key",
+                    name=name or ("Passkey" if made["passkey"] else "Security key"),
                     credential_id=cred.credential_id,
                     public_key=cred.public_key,
                     sign_count=cred.sign_count,
                     aaguid=cred.aaguid,
                     transports=list(cred.transports),
                     backed_up=cred.backed_up,
+                    passkey=made["passkey"],
                 )
                 codes = self._activated(tx, actor, account, factor_id, "webauthn")
         except errors.UniqueViolation:
@@ -234,6 +240,27 @@ class FactorService:
         if codes:
             result["recovery_codes"] = codes
         return result
+
+    # ------------------------------------------------------------------ passkey-only accounts
+    def set_password_login(self, actor: Actor, enabled: bool) -> None:
+        """Turn the password path on or off (bearer + step-up ``factor.remove``).
+
+        Off needs an active passkey and unused recovery codes, so the owner keeps a way in that
+        a leaked password cannot open; while it is off the last passkey cannot be removed."""
+        with self._store.transaction() as tx:
+            if actor.enrollment_token_id is not None:
+                raise errors.InsufficientScope("an enrollment token cannot change sign-in settings")
+            account = self._authorize(tx, actor, "factor.remove")
+            if not enabled:
+                if not tx.scalar("active_passkey_count", account_id=actor.account_id):
+                    raise errors.PasskeyRequired("enroll a passkey before turning password sign-in off")
+                if not tx.scalar("unused_recovery_code_count", account_id=actor.account_id):
+                    raise errors.PasskeyRequired("make recovery codes before turning password sign-in off")
+            tx.run("set_password_login", account_id=actor.account_id, enabled=enabled)
+            audit(tx, "user", "account.password_login", actor.account_id, enabled=enabled)
+            self._notify(tx, account, "Password sign-in was turned " + ("on" if enabled else "off")
+                         + " for your account.")
+        self._outbox.kick()
 
     # ------------------------------------------------------------------ recovery codes, removal
     def regenerate_recovery_codes(self, actor: Actor) -> list[str]:
@@ -258,6 +285,9 @@ class FactorService:
                 raise errors.NotFound("no such factor")
             if len(active) == 1:
                 raise errors.LastFactor("add another second factor before removing this one")
+            if (not account["password_login"] and active[factor_id]["passkey"]
+                    and sum(1 for r in active.values() if r["passkey"]) == 1):
+                raise errors.PasskeyRequired("turn password sign-in back on before removing the last passkey")
             tx.one("delete_factor", id=factor_id, account_id=actor.account_id)
             kind = active[factor_id]["type"]
             audit(tx, "user", "factor.removed", actor.account_id, factor_id=factor_id, type=kind)

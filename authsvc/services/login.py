@@ -7,7 +7,11 @@ Rules (API contract, "Login"):
   count for the account (see ``second_factor``), which locks with growing delays;
 - a frozen account learns so only after both factors;
 - an account without an active factor gets an SMS code to its verified phone, and a correct
-  code yields an enrollment token, never a session.
+  code yields an enrollment token, never a session;
+- an account that turned password sign-in off (it has a passkey) is answered as for a wrong
+  password, after the same work;
+- every way in (second factor here, passkey in ``passkey``) ends in ``finish``, so the rules
+  after a valid proof (lock, frozen, forced password change, session, new device) are one code.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from . import contacts
 from .audit import audit
 from .factors import issue_enrollment_token
 from .outbox import Outbox
-from .second_factor import SecondFactors
+from .second_factor import FactorResult, SecondFactors
 from .sessions import RequestInfo, Sessions, TokenPair
 
 MFA_MAX_ATTEMPTS = 5
@@ -85,7 +89,7 @@ class LoginService:
             self._hasher.dummy_verify(password, known=known)
             self._metrics.logins.labels("password", "unknown_account").inc()
             raise invalid
-        if not self._hasher.verify(account["password_hash"], password, known=known):
+        if not self._hasher.verify(account["password_hash"], password, known=known) or not account["password_login"]:
             self._metrics.logins.labels("password", "wrong_password").inc()
             raise invalid
         account_id = str(account["id"])
@@ -162,35 +166,52 @@ class LoginService:
             if result is None and not enrollment:
                 tx.one("mfa_token_failed", id=row["id"], max_attempts=MFA_MAX_ATTEMPTS)
                 self._factors.record_failure(tx, account)
-                outcome: Any = None
+                outcome: Any = rejected
             else:
                 if tx.one("consume_mfa_token", id=row["id"]) is None:
                     raise rejected
-                if account["status"] == "frozen":  # whichever path, after both proofs
-                    audit(tx, "user", "login.refused_frozen", account_id)
-                    outcome = errors.AccountFrozen("this account is frozen; contact support")
-                elif enrollment:
+                if enrollment and account["status"] != "frozen":
                     if tx.scalar("active_factor_count", account_id=account_id):
                         raise rejected  # a factor was enrolled meanwhile: the SMS path is closed
                     outcome = self._enrollment_grant(tx, account_id)
-                elif account["password_change_required"]:
-                    outcome = errors.PasswordChangeRequired(
-                        "the password must be changed before signing in",
-                        extra={"password_change_token": self._password_change.issue(tx, account_id)},
-                    )
                 else:
-                    outcome = self._sessions.open(tx, account, result, info)
-                    new_device = self._reports.seen_device(tx, account, outcome.session_id, info)
-                    audit(tx, "user", "login.succeeded", account_id, method=result.method, new_device=new_device)
-                    self._outbox.event(
-                        tx, "login.succeeded",
-                        {"account_id": account_id, "session_id": outcome.session_id, "method": result.method,
-                         "new_device": new_device},
-                    )
+                    outcome = self._complete(tx, account, result, info)
+        return self.deliver(outcome)
+
+    # ------------------------------------------------------------------ after a valid proof
+    def finish(self, tx: Any, account_id: str, result: FactorResult, info: RequestInfo) -> TokenPair | errors.AuthsvcError:
+        """For a way in that proved both factors in one step (a passkey): the account's lock,
+        then the same rules as after a second factor. Returns the outcome for ``deliver``."""
+        account = tx.one("lock_account", account_id=account_id)
+        remaining = self._factors.lock_remaining(tx, account_id)
+        if remaining:
+            return errors.RateLimited(remaining, "sign-in for this account is paused; try again later")
+        return self._complete(tx, account, result, info)
+
+    def _complete(self, tx: Any, account: dict, result: FactorResult | None, info: RequestInfo) -> Any:
+        account_id = str(account["id"])
+        if account["status"] == "frozen":  # whichever path, after both proofs
+            audit(tx, "user", "login.refused_frozen", account_id)
+            return errors.AccountFrozen("this account is frozen; contact support")
+        if account["password_change_required"]:
+            return errors.PasswordChangeRequired(
+                "the password must be changed before signing in",
+                extra={"password_change_token": self._password_change.issue(tx, account_id)},
+            )
+        assert result is not None
+        outcome = self._sessions.open(tx, account, result, info)
+        new_device = self._reports.seen_device(tx, account, outcome.session_id, info)
+        audit(tx, "user", "login.succeeded", account_id, method=result.method, new_device=new_device)
+        self._outbox.event(
+            tx, "login.succeeded",
+            {"account_id": account_id, "session_id": outcome.session_id, "method": result.method,
+             "new_device": new_device},
+        )
+        return outcome
+
+    def deliver(self, outcome: Any) -> Any:
+        """After the transaction committed: send what it queued, count, answer or raise."""
         self._outbox.kick()
-        if outcome is None:
-            self._metrics.logins.labels("second_factor", "rejected").inc()
-            raise rejected
         if isinstance(outcome, errors.AuthsvcError):
             self._metrics.logins.labels("second_factor", outcome.code).inc()
             raise outcome

@@ -18,7 +18,7 @@ from typing import Any
 from .. import errors
 from ..security import totp
 from ..security.crypto import Cipher
-from ..security.webauthn import WebAuthn
+from ..security.webauthn import WebAuthn, decoy_public_key, handles_equal
 from .audit import audit
 from .outbox import Outbox
 
@@ -74,6 +74,7 @@ class SecondFactors:
         self._cipher = cipher
         self.webauthn = webauthn
         self._outbox = outbox
+        self._decoy_key = decoy_public_key()
 
     # ------------------------------------------------------------------ what the account has
     def offer(self, tx: Any, account_id: str, challenge: bytes | None = None) -> Offer:
@@ -168,6 +169,46 @@ class SecondFactors:
         if not tx.one("webauthn_accept_count", id=factor["id"], old_count=factor["sign_count"], new_count=new_count):
             return None  # a concurrent use of the same assertion won
         return FactorResult("webauthn", ("pwd", "hwk", "mfa"), "aal3", str(factor["id"]))
+
+    def verify_passkey(self, tx: Any, credential: Any, challenge: bytes) -> tuple[str, FactorResult] | None:
+        """(account id, proof) for a valid passkey assertion, else None.
+
+        The account comes from the credential id, and the assertion's ``userHandle`` must be
+        that account's WebAuthn user handle. An unknown credential, a missing or foreign
+        handle and a bad signature all cost one signature check (against a decoy key where
+        nothing matched) and all return None, so none of them can be told apart."""
+        try:
+            credential_id = self.webauthn.credential_id(credential)
+            handle = self.webauthn.user_handle(credential)
+        except errors.InvalidFactor:
+            return None
+        factor = tx.one("passkey_by_credential", credential_id=credential_id)
+        matched = (
+            factor is not None and handle is not None
+            and handles_equal(handle, bytes(factor["webauthn_user_id"]))
+        )
+        try:
+            new_count = self.webauthn.verify_authentication(
+                credential=credential,
+                expected_challenge=challenge,
+                public_key=bytes(factor["public_key"]) if matched else self._decoy_key,
+                current_sign_count=factor["sign_count"] if matched else 0,
+            )
+        except errors.SignCountRegression:
+            if matched:
+                tx.run("webauthn_counter_regression", id=factor["id"])
+                audit(tx, "system", "webauthn.counter_regression", str(factor["account_id"]),
+                      factor_id=str(factor["id"]))
+                _log.warning("webauthn counter regression on factor %s", factor["id"])
+            return None
+        except errors.InvalidFactor:
+            return None
+        if not matched:  # cannot happen (the decoy key has no private half); fail closed
+            return None
+        if not tx.one("webauthn_accept_count", id=factor["id"], old_count=factor["sign_count"], new_count=new_count):
+            return None  # a concurrent use of the same assertion won
+        # User verification is required, so the passkey alone is two factors (RFC 8176 "user").
+        return str(factor["account_id"]), FactorResult("webauthn", ("hwk", "user", "mfa"), "aal2", str(factor["id"]))
 
     # ------------------------------------------------------------------ throttle
     def lock_remaining(self, tx: Any, account_id: str) -> int:

@@ -23,7 +23,7 @@ SELECT count(*) AS n FROM factors WHERE account_id = %(account_id)s AND status =
 SELECT * FROM accounts WHERE id = %(account_id)s FOR UPDATE;
 
 -- name: factors_of_account
-SELECT id, type, name, status, created_at, confirmed_at, last_used_at
+SELECT id, type, name, status, passkey, created_at, confirmed_at, last_used_at
   FROM factors WHERE account_id = %(account_id)s AND status = 'active'
  ORDER BY created_at;
 
@@ -67,9 +67,9 @@ RETURNING id;
 
 -- name: insert_webauthn_factor
 INSERT INTO factors (id, account_id, type, name, status, credential_id, public_key, sign_count,
-                     aaguid, transports, backed_up, confirmed_at)
+                     aaguid, transports, backed_up, passkey, confirmed_at)
 VALUES (%(id)s, %(account_id)s, 'webauthn', %(name)s, 'active', %(credential_id)s, %(public_key)s,
-        %(sign_count)s, %(aaguid)s, %(transports)s, %(backed_up)s, now());
+        %(sign_count)s, %(aaguid)s, %(transports)s, %(backed_up)s, %(passkey)s, now());
 
 -- name: webauthn_accept_count
 UPDATE factors SET sign_count = %(new_count)s, last_used_at = now()
@@ -80,14 +80,15 @@ RETURNING id;
 UPDATE factors SET counter_regressions = counter_regressions + 1 WHERE id = %(id)s;
 
 -- name: insert_webauthn_challenge
-INSERT INTO webauthn_challenges (id, account_id, purpose, challenge, expires_at)
-VALUES (%(id)s, %(account_id)s, %(purpose)s, %(challenge)s, now() + make_interval(secs => %(ttl)s));
+INSERT INTO webauthn_challenges (id, account_id, purpose, challenge, passkey, expires_at)
+VALUES (%(id)s, %(account_id)s, %(purpose)s, %(challenge)s, %(passkey)s,
+        now() + make_interval(secs => %(ttl)s));
 
 -- name: consume_webauthn_challenge
 UPDATE webauthn_challenges SET used_at = now()
  WHERE account_id = %(account_id)s AND purpose = %(purpose)s AND challenge = %(challenge)s
    AND used_at IS NULL AND expires_at > now()
-RETURNING id;
+RETURNING id, passkey;
 
 -- name: delete_factor
 DELETE FROM factors WHERE id = %(id)s AND account_id = %(account_id)s RETURNING type, status;
