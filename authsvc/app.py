@@ -13,8 +13,10 @@ from .adapters.email import build_email_sender
 from .adapters.sms import build_sms_sender
 from .adapters.webhooks import WebhookSender
 from .api.body import MAX_BODY
+from .api.context import client_ip
 from .api.limits import install as install_limits
 from .config import Settings
+from .logs import install_request_log
 from .metrics import Metrics
 from .security import passwords
 from .security.crypto import Cipher
@@ -158,6 +160,8 @@ def build_container(settings: Settings) -> Container:
 def create_app(settings: Settings, *, start_outbox: bool = True) -> Flask:
     app = Flask("authsvc")
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY)
+    # First, so that every later hook (rate limits included) runs with a request id.
+    install_request_log(app, client_ip)
     container = build_container(settings)
     passwords.common_password_count()  # load the breached-password list once, before serving
     # Make the dummy hash now, so the first unknown email costs what a registered one does.

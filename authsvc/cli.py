@@ -2,63 +2,174 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
+import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-from . import errors
+from . import errors, logs
 from .config import Settings, operator_name
 from .store import embedded, migrate
 
 
-def _settings(dev: bool, *, database_only: bool = False) -> Settings:
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Options of the whole command, accepted before or after the subcommand.
+_GLOBAL_FLAGS = ("--dev",)
+_GLOBAL_VALUED = ("--log-level",)
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """``args`` with ``--dev`` and ``--log-level X`` moved in front of the subcommand, wherever
+    they were given (``authsvc clients list --dev`` = ``authsvc --dev clients list``); nothing
+    after a ``--`` is touched."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg in _GLOBAL_FLAGS:
+            front.append(arg)
+        elif arg in _GLOBAL_VALUED and i + 1 < len(args):
+            front.extend(args[i:i + 2])
+            i += 1
+        elif arg.partition("=")[0] in _GLOBAL_VALUED and "=" in arg:
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+class _Main(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if ctx.parent is None:
+            args = hoist_global_options(list(args))
+        return super().parse_args(ctx, args)
+
+
+def _root_dev() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().params.get("dev"))
+
+
+def _dev(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Hands the command ``dev``: whether ``--dev`` was given (before or after the subcommand)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        kwargs["dev"] = bool(kwargs.get("dev")) or _root_dev()
+        return command(*args, **kwargs)
+
+    return wrapper
+
+
+def _settings(dev: bool, *, database_only: bool = False, bind: str | None = None) -> Settings:
+    dev = dev or _root_dev()
     try:
-        settings = Settings.from_env(dev=dev, database_only=database_only)
+        settings = Settings.from_env(dev=dev, database_only=database_only, bind=bind)
     except errors.ConfigError as exc:
         raise click.ClickException(f"refusing to start: {exc.detail}") from None
     if not settings.database_url and dev:
-        url = embedded.start(settings.data_dir.resolve() / "pgdata")
+        try:
+            url = embedded.start(settings.data_dir.resolve() / "pgdata")
+        except errors.ConfigError as exc:
+            raise click.ClickException(exc.detail) from None
         settings = settings.replace(database_url=url)
     return settings
 
 
-@click.group()
-@click.option("--log-level", default="INFO", show_default=True)
-def main(log_level: str) -> None:
-    """authsvc: two-factor authentication service."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", default="INFO", show_default=True, type=click.Choice(_LEVELS, case_sensitive=False),
+              help="Level of authsvc's own log lines (JSON, one per line on stdout); other libraries log "
+                   "warnings only. Accepted before or after the command.")
+@click.option("--dev", is_flag=True,
+              help="Dev settings: embedded PostgreSQL under .authsvc-dev/, console SMS and email, random "
+                   "local secrets. Accepted before or after the command.")
+def main(log_level: str, dev: bool) -> None:
+    """authsvc: two-factor authentication service for payment apps.
+
+    Configuration comes from AUTHSVC_* environment variables (see the README); operator
+    changes are written to the audit log with their --reason.
+    """
+    logs.configure(log_level)
 
 
 @main.command()
-@click.option("--dev", is_flag=True, help="Embedded defaults: local PostgreSQL, console SMS and email.")
-def serve(dev: bool) -> None:
+@click.option("--bind", metavar="HOST:PORT",
+              help="Where to listen (overrides AUTHSVC_BIND; default 0.0.0.0:8000, 127.0.0.1:8000 with --dev). "
+                   "With --dev, PUBLIC_URL and ORIGINS follow it unless set.")
+@_dev
+def serve(bind: str | None, dev: bool) -> None:
     """Serve the HTTP API (gunicorn; the Werkzeug server with --dev)."""
-    settings = _settings(dev)
+    settings = _settings(dev, bind=bind)
+    host, port = split_bind(settings.bind)
+    if not dev:
+        problems = settings.serving_problems()
+        if problems:
+            raise click.ClickException("refusing to start: " + "; ".join(problems))
+    _check_can_listen(host, port)  # before anything claims to listen (or migrates)
     if dev:
         applied = migrate.upgrade(settings.database_url, settings.migrations_dir)
         for name in applied:
             click.echo(f"applied migration {name}")
+        from werkzeug.serving import make_server
+
         from .app import create_app
 
         import signal
 
         # SIGTERM ends the server like Ctrl+C, so the embedded PostgreSQL is stopped too.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        host, _, port = settings.bind.rpartition(":")
         app = create_app(settings)
-        click.echo(f"authsvc (dev) listening on http://{host}:{port}  database: {settings.database_url}")
-        app.run(host=host, port=int(port), threaded=True, use_reloader=False)
+        try:
+            server = make_server(host, port, app, threaded=True)
+        except OSError as exc:
+            app.extensions["authsvc"].close()
+            raise click.ClickException(f"cannot listen on {settings.bind}: {exc.strerror or exc}") from None
+        click.echo(f"authsvc (dev) listening on http://{host}:{server.server_port}  "
+                   f"public URL: {settings.public_url}  database: {logs.redact(settings.database_url or '')}")
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
+            app.extensions["authsvc"].close()
         return
     _gunicorn(settings)
+
+
+def split_bind(bind: str) -> tuple[str, int]:
+    host, _, port = bind.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Fail clearly, before claiming to listen, when ``host:port`` is taken or not ours."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def _gunicorn(settings: Settings) -> None:
     from gunicorn.app.base import BaseApplication
 
     from .app import create_app
+
+    log_level = logging.getLevelName(logging.getLogger("authsvc").getEffectiveLevel())
 
     class _App(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -69,9 +180,17 @@ def _gunicorn(settings: Settings) -> None:
             # of leaving requests in the listen backlog (measured: benchmarks/perf.py).
             self.cfg.set("worker_class", settings.worker_class)
             self.cfg.set("threads", settings.threads)
-            self.cfg.set("accesslog", "-")
+            # The access log is the app's own JSON line (authsvc.access); gunicorn's error log
+            # goes through the same JSON handler.
+            self.cfg.set("accesslog", None)
+            self.cfg.set("logconfig_dict", logs.logging_dict(log_level))
             self.cfg.set("forwarded_allow_ips", "")  # client IPs come from AUTHSVC_TRUSTED_PROXIES only
             self.cfg.set("control_socket_disable", True)  # no writable $HOME in the image
+            # Worker heartbeat files in shared memory: the image runs with a read-only root
+            # filesystem and a small /tmp tmpfs.
+            self.cfg.set("worker_tmp_dir", "/dev/shm" if os.path.isdir("/dev/shm") else None)
+            self.cfg.set("when_ready", lambda server: logging.getLogger("authsvc").info(
+                "listening on %s with %s worker(s)", settings.bind, settings.workers))
 
         def load(self) -> Any:
             return create_app(settings)
@@ -80,9 +199,9 @@ def _gunicorn(settings: Settings) -> None:
 
 
 @main.command()
-@click.option("--dev", is_flag=True)
 @click.option("--once", is_flag=True, help="Drain what is due and exit.")
-def worker(dev: bool, once: bool) -> None:
+@_dev
+def worker(once: bool, dev: bool) -> None:
     """Deliver the outbox (SMS, email, webhooks) with retries."""
     from .app import build_container
 
@@ -105,7 +224,7 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@click.option("--dev", is_flag=True)
+@_dev
 def db_upgrade(dev: bool) -> None:
     """Apply pending migrations (safe to run from several instances at once)."""
     settings = _settings(dev, database_only=True)
@@ -114,7 +233,7 @@ def db_upgrade(dev: bool) -> None:
 
 
 @db.command("status")
-@click.option("--dev", is_flag=True)
+@_dev
 def db_status(dev: bool) -> None:
     """Show applied and pending migrations; exit 1 when not current."""
     settings = _settings(dev, database_only=True)
@@ -135,7 +254,6 @@ def _container(dev: bool):
 
 
 _reason = click.option("--reason", required=True, help="Why: written to the audit log.")
-_dev = click.option("--dev", is_flag=True, help="Use the --dev settings (embedded database).")
 
 
 @main.group()
@@ -162,6 +280,7 @@ def clients_create(name: str, reason: str, dev: bool) -> None:
 @clients.command("list")
 @_dev
 def clients_list(dev: bool) -> None:
+    """List clients: id, name, created, active or revoked."""
     c = _container(dev)
     try:
         rows = c.clients.list()
@@ -177,6 +296,7 @@ def clients_list(dev: bool) -> None:
 @_reason
 @_dev
 def clients_revoke(client_id: str, reason: str, dev: bool) -> None:
+    """Revoke a client: its secret stops working at once."""
     c = _container(dev)
     try:
         done = c.clients.revoke(client_id, operator=operator_name(), reason=reason)
@@ -208,6 +328,22 @@ def keys_rotate(activate_in: int, reason: str, dev: bool) -> None:
     click.echo(f"new signing key {kid} (signs in {activate_in}s)")
 
 
+@keys.command("list")
+@_dev
+def keys_list(dev: bool) -> None:
+    """Every stored key: which one signs, which are published (JWKS) and until when."""
+    c = _container(dev)
+    try:
+        rows = c.keys.list()
+    finally:
+        c.close()
+    click.echo("kid\tstate\tcreated\tsigns from\tpublished until")
+    for r in rows:
+        until = f"{r['publish_until']:%Y-%m-%dT%H:%M:%SZ}" if r["publish_until"] else "-"
+        click.echo(f"{r['kid']}\t{r['state']}\t{r['created_at']:%Y-%m-%dT%H:%M:%SZ}\t"
+                   f"{r['activate_at']:%Y-%m-%dT%H:%M:%SZ}\t{until}")
+
+
 @main.group()
 def accounts() -> None:
     """Incident response on one account (by account id or email)."""
@@ -217,6 +353,7 @@ def accounts() -> None:
 @click.argument("account")
 @_dev
 def accounts_show(account: str, dev: bool) -> None:
+    """Status, factors and live sessions of one account."""
     c = _container(dev)
     try:
         info = c.admin.show(account)
@@ -261,7 +398,8 @@ def incident() -> None:
 @incident.command("require-password-change")
 @click.option("--all", "all_accounts", is_flag=True, required=True,
               help="Every account that exists when the run begins (required: this is fleet-wide).")
-@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10000),
+              help="Accounts per transaction.")
 @_reason
 @_dev
 def incident_require_password_change(all_accounts: bool, batch_size: int, reason: str, dev: bool) -> None:
@@ -283,9 +421,11 @@ def audit() -> None:
 
 
 @audit.command("tail")
-@click.option("-n", "limit", default=20, show_default=True, type=click.IntRange(1, 10000))
+@click.option("-n", "limit", default=20, show_default=True, type=click.IntRange(1, 10000),
+              help="How many rows.")
 @_dev
 def audit_tail(limit: int, dev: bool) -> None:
+    """The newest audit rows: id, time, actor, action, account, detail."""
     c = _container(dev)
     try:
         rows = c.audit_log.tail(limit)
@@ -324,9 +464,16 @@ def outbox_status(dev: bool) -> None:
     c = _container(dev)
     try:
         depth = c.outbox.depth()
+        problems = c.outbox.recent_errors()
     finally:
         c.close()
     click.echo(f"pending: {depth['pending']}\nfailed: {depth['failed']}")
+    if problems:
+        click.echo("last errors (newest first):")
+    for r in problems:
+        state = f"failed {r['failed_at']:%Y-%m-%dT%H:%M:%SZ}" if r["failed_at"] else \
+            f"next try {r['available_at']:%Y-%m-%dT%H:%M:%SZ}"
+        click.echo(f"  #{r['id']}\t{r['kind']}\tattempts {r['attempts']}\t{state}\t{r['last_error']}")
 
 
 @outbox.command("retry")

@@ -55,6 +55,9 @@ class Settings:
     hash_concurrency: int = 0
     hash_queue_budget: float = 0.25
     hash_known_budget: float = 5.0
+    # Several workers (or replicas) without Redis each count rate limits on their own: a start
+    # like that is refused unless the operator opts in (AUTHSVC_RATE_LIMITS_PER_PROCESS=true).
+    rate_limits_per_process: bool = False
 
     issuer: str = "http://localhost:8000"
     audience: str = "authsvc"
@@ -106,15 +109,34 @@ class Settings:
     def replace(self, **changes: object) -> "Settings":
         return dataclasses.replace(self, **changes)
 
+    def serving_problems(self) -> list[str]:
+        """Why ``authsvc serve`` must not start with these settings (empty: it may)."""
+        if self.workers > 1 and not self.redis_url and not self.rate_limits_per_process:
+            return [
+                f"AUTHSVC_WORKERS={self.workers} without AUTHSVC_REDIS_URL would count rate limits in each "
+                "worker separately (an attacker gets workers x the limit); set AUTHSVC_REDIS_URL, or "
+                "AUTHSVC_WORKERS=1, or accept per-process limits with AUTHSVC_RATE_LIMITS_PER_PROCESS=true"
+            ]
+        return []
+
     @property
     def encryption_key_id(self) -> str:
         return self.encryption_keys[0][0]
 
     @classmethod
     def from_env(
-        cls, env: Mapping[str, str] | None = None, *, dev: bool = False, database_only: bool = False
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        dev: bool = False,
+        database_only: bool = False,
+        bind: str | None = None,
     ) -> "Settings":
-        """``database_only`` (migrations): only the database settings are required."""
+        """``database_only`` (migrations): only the database settings are required.
+
+        ``bind`` (``serve --bind``) overrides ``AUTHSVC_BIND``; with ``dev`` the public URL (and
+        so the issuer, origins and report link) follows the bound port unless set explicitly.
+        """
         env = os.environ if env is None else env
 
         def get(name: str, default: str | None = None) -> str | None:
@@ -165,7 +187,13 @@ class Settings:
         if not smtp_url and not dev:
             problems.append("AUTHSVC_SMTP_URL is missing")
 
-        public_url = get("PUBLIC_URL", "http://localhost:8000").rstrip("/")
+        bind = bind or get("BIND", "127.0.0.1:8000" if dev else "0.0.0.0:8000")
+        bind_host, bind_port = _parse_bind(bind, problems)
+        default_public = "http://localhost:8000"
+        if dev and bind_port:
+            host = "localhost" if bind_host in ("", "0.0.0.0", "127.0.0.1", "::", "::1") else bind_host
+            default_public = f"http://{'[' + host + ']' if ':' in host else host}:{bind_port}"
+        public_url = get("PUBLIC_URL", default_public).rstrip("/")
         issuer = get("ISSUER", public_url)
         origins = tuple(o.strip().rstrip("/") for o in (get("ORIGINS", public_url) or "").split(",") if o.strip())
         rp_id = get("RP_ID", urlsplit(public_url).hostname or "localhost")
@@ -217,6 +245,10 @@ class Settings:
             if ints[name] < low:
                 problems.append(f"AUTHSVC_{name} must be at least {low}")
 
+        per_process = _flag(get("RATE_LIMITS_PER_PROCESS", "false") or "false")
+        if per_process is None:
+            problems.append("AUTHSVC_RATE_LIMITS_PER_PROCESS must be true or false")
+
         if database_only:
             problems = [p for p in problems if p.startswith("AUTHSVC_DATABASE_URL")]
         if problems:
@@ -228,13 +260,14 @@ class Settings:
             data_dir=data_dir,
             migrations_dir=Path(get("MIGRATIONS_DIR", str(_project_root() / "migrations"))),
             redis_url=get("REDIS_URL"),
-            bind=get("BIND", "127.0.0.1:8000" if dev else "0.0.0.0:8000"),
+            bind=bind,
             workers=ints["WORKERS"],
             threads=ints["THREADS"],
             worker_class=worker_class,
             hash_concurrency=ints["HASH_CONCURRENCY"],
             hash_queue_budget=ints["HASH_QUEUE_BUDGET_MS"] / 1000,
             hash_known_budget=ints["HASH_KNOWN_BUDGET_MS"] / 1000,
+            rate_limits_per_process=bool(per_process),
             issuer=issuer,
             audience=get("AUDIENCE", "authsvc"),
             rp_id=rp_id,
@@ -292,6 +325,25 @@ def parse_encryption_keys(raw: str) -> tuple[tuple[str, bytes], ...]:
     if not keys:
         raise ConfigError("no key given")
     return tuple(keys)
+
+
+def _flag(raw: str) -> bool | None:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    return None
+
+
+def _parse_bind(bind: str, problems: list[str]) -> tuple[str, int | None]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) -> (host, port); a problem is noted when malformed."""
+    host, sep, port = bind.rpartition(":")
+    host = host.strip("[]") if host.startswith("[") else host
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535 or not host:
+        problems.append(f"bind address {bind!r} must be HOST:PORT (e.g. 127.0.0.1:8000)")
+        return host, None
+    return host, int(port)
 
 
 def _weak_secret(value: str, *, min_len: int) -> bool:

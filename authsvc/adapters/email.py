@@ -11,6 +11,7 @@ Message bodies carry one-time codes: they are never logged and never put into an
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -37,6 +38,15 @@ def _recipient(to: str, subject: str) -> str:
     if len(addresses) != 1 or "@" not in addresses[0][1]:
         raise DeliveryError("recipient must be exactly one email address")
     return addresses[0][1]
+
+
+def _safe_reply(reply: object, body: str) -> str:
+    """An SMTP server's reply fit for logs: no message body, runs of 4+ digits (codes) masked,
+    one line, at most 200 characters."""
+    text = " ".join(str(reply or "").split())
+    if body:
+        text = text.replace(body, "[body]")
+    return re.sub(r"\d{4,}", lambda m: "#" * len(m.group()), text)[:200]
 
 
 def _msgid_domain(from_addr: str) -> str:
@@ -75,7 +85,8 @@ class SmtpEmail:
         try:
             self._deliver(msg, rcpt)
         except smtplib.SMTPResponseException as exc:
-            raise DeliveryError(f"SMTP server refused the message ({exc.smtp_code})") from exc
+            reply = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+            raise DeliveryError(f"SMTP server refused the message ({exc.smtp_code} {_safe_reply(reply, body)})") from exc
         except (smtplib.SMTPException, OSError) as exc:  # OSError covers socket, ssl and timeouts
             raise DeliveryError(f"SMTP delivery failed ({type(exc).__name__})") from exc
         return msg["Message-ID"]

@@ -6,6 +6,7 @@ Message bodies carry one-time codes: they are never logged and never put into an
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -22,6 +23,15 @@ class SmsSender(Protocol):
     def send(self, to: str, body: str) -> str:
         """Hand one SMS to the provider; return its message id. Raises DeliveryError."""
         ...
+
+
+def provider_text(text: object, body: str) -> str:
+    """A provider's error message fit for logs: the message body (which carries a code) and any
+    run of 4+ digits (codes, phone numbers) masked, one line, at most 200 characters."""
+    out = str(text or "").replace("\r", " ").replace("\n", " ")
+    if body:
+        out = out.replace(body, "[body]")
+    return re.sub(r"\d{4,}", lambda m: "#" * len(m.group()), out)[:200]
 
 
 class _RebasedHttpClient(TwilioHttpClient):
@@ -62,7 +72,9 @@ class TwilioSms:
         try:
             message = self._client.messages.create(to=to, from_=self._from, body=body)
         except TwilioRestException as exc:
-            raise DeliveryError(f"Twilio rejected the message (HTTP {exc.status}, code {exc.code})") from exc
+            raise DeliveryError(
+                f"Twilio rejected the message (HTTP {exc.status}, code {exc.code}): {provider_text(exc.msg, body)}"
+            ) from exc
         except TwilioException as exc:
             code = getattr(exc, "code", None)
             raise DeliveryError(f"Twilio error ({type(exc).__name__}, code {code})") from exc

@@ -134,6 +134,27 @@ class KeyService:
         self.refresh()
         return kid
 
+    def list(self) -> list[dict[str, Any]]:
+        """Every stored key, newest first, with its ``state``: ``signing``, ``published (next)``
+        (announced, not signing yet), ``published (retiring)`` (still verifies old tokens) or
+        ``unpublished`` (kept until pruned)."""
+        with self._store.transaction() as tx:
+            rows = tx.all("key_list")
+            signing = tx.one("key_signing", ttl=self._settings.access_token_ttl)
+        signing_kid = signing["kid"] if signing is not None else None
+        out = []
+        for row in rows:
+            if row["kid"] == signing_kid:
+                state = "signing"
+            elif not row["published"]:
+                state = "unpublished"
+            elif not row["active"]:
+                state = "published (next)"
+            else:
+                state = "published (retiring)"
+            out.append({**row, "state": state})
+        return out
+
     def ensure_signing_key(self) -> str:
         """The kid of the signing key, creating one if none can sign (race-free across processes)."""
         return self._signing_kid()

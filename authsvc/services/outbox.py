@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import AuthsvcError
 from ..security.crypto import Cipher
 from .audit import audit
 
@@ -25,6 +26,15 @@ _log = logging.getLogger(__name__)
 _AAD = b"authsvc outbox v1"
 MAX_ATTEMPTS = 12
 LEASE_SECONDS = 60
+
+
+def delivery_cause(exc: BaseException) -> str:
+    """What went wrong, for the log and ``outbox status``: the adapters' ``DeliveryError``
+    details (provider status and message, which they build without bodies or credentials);
+    for anything else only the exception type, since its text could echo a message body."""
+    if isinstance(exc, AuthsvcError):
+        return f"{type(exc).__name__}: {exc.detail}"[:500]
+    return type(exc).__name__
 
 
 class Outbox:
@@ -93,15 +103,16 @@ class Outbox:
                     self._handlers[row["kind"]](payload)
             except Exception as exc:  # noqa: BLE001 - one bad message must never stop delivery
                 delay = min(3600, 2 ** row["attempts"])
-                # Only the type: details of provider errors could echo a message body (codes).
-                _log.warning("outbox %s #%s attempt %s failed: %s", row["kind"], row["id"], row["attempts"],
-                             type(exc).__name__)
+                cause = delivery_cause(exc)
+                _log.warning("outbox %s #%s attempt %s failed: %s", row["kind"], row["id"], row["attempts"], cause,
+                             extra={"fields": {"outbox_id": row["id"], "kind": row["kind"],
+                                               "attempts": row["attempts"], "cause": cause}})
                 with self._store.transaction() as tx:
                     tx.run(
                         "outbox_retry_later",
                         id=row["id"],
                         delay=delay,
-                        error=f"{type(exc).__name__}: {getattr(exc, 'detail', '')}"[:500],
+                        error=cause,
                         max_attempts=MAX_ATTEMPTS,
                     )
                 continue
@@ -130,6 +141,11 @@ class Outbox:
     def depth(self) -> dict[str, int]:
         with self._store.transaction() as tx:
             return dict(tx.one("outbox_depth"))
+
+    def recent_errors(self, limit: int = 10) -> list[dict]:
+        """Undelivered messages whose last attempt failed, newest first, with the cause."""
+        with self._store.transaction() as tx:
+            return [dict(r) for r in tx.all("outbox_recent_errors", limit=limit)]
 
     def requeue_failed(self, *, operator: str, reason: str) -> int:
         with self._store.transaction() as tx:

@@ -49,3 +49,11 @@ DELETE FROM signing_keys
  WHERE publish_until IS NOT NULL
    AND publish_until < clock_timestamp() - make_interval(secs => %(older_than)s)
 RETURNING kid;
+
+-- name: key_list
+-- Every stored key (operators' `keys list`), newest first, with whether it is published now.
+SELECT kid, created_at, activate_at, publish_until,
+       (publish_until IS NULL OR publish_until > clock_timestamp()) AS published,
+       activate_at <= clock_timestamp() AS active
+  FROM signing_keys
+ ORDER BY created_at DESC, activate_at DESC, kid DESC;

@@ -52,3 +52,11 @@ SELECT id, at, actor, action, account_id, detail, prev_hash, hash FROM audit_log
 
 -- name: outbox_partly_delivered
 UPDATE outbox SET payload = %(payload)s WHERE id = %(id)s AND delivered_at IS NULL;
+
+-- name: outbox_recent_errors
+-- Undelivered messages whose last attempt failed (operators' `outbox status`), newest first.
+SELECT id, kind, attempts, available_at, failed_at, last_error
+  FROM outbox
+ WHERE delivered_at IS NULL AND last_error IS NOT NULL
+ ORDER BY id DESC
+ LIMIT %(limit)s;
