@@ -88,7 +88,12 @@ class Settings:
     argon2_parallelism: int = 1
 
     access_token_ttl: int = 600
-    refresh_token_ttl: int = 30 * 24 * 3600
+    # A session ends session_max_age after its sign-in (auth_time) or session_idle_timeout
+    # after its last use, however often it is refreshed; its refresh tokens never outlive it.
+    session_max_age: int = 30 * 24 * 3600
+    session_idle_timeout: int = 7 * 24 * 3600
+    # Step-up for payment.authorize refuses sessions signed in longer ago than this.
+    payment_max_session_age: int = 24 * 3600
     mfa_token_ttl: int = 300
     enrollment_token_ttl: int = 900
     code_ttl: int = 600
@@ -230,6 +235,9 @@ class Settings:
             ("ARGON2_MEMORY_COST", 19456, 19456),
             ("ARGON2_PARALLELISM", 1, 1),
             ("ACCESS_TOKEN_TTL", 600, 60),
+            ("SESSION_MAX_AGE", 30 * 24 * 3600, 300),
+            ("SESSION_IDLE_TIMEOUT", 7 * 24 * 3600, 300),
+            ("PAYMENT_MAX_SESSION_AGE", 24 * 3600, 60),
             ("WORKERS", 2, 1),
             ("THREADS", 8, 1),
             ("HASH_CONCURRENCY", 0, 0),
@@ -248,6 +256,11 @@ class Settings:
         per_process = _flag(get("RATE_LIMITS_PER_PROCESS", "false") or "false")
         if per_process is None:
             problems.append("AUTHSVC_RATE_LIMITS_PER_PROCESS must be true or false")
+
+        for shorter, longer in (("SESSION_IDLE_TIMEOUT", "SESSION_MAX_AGE"),
+                                ("PAYMENT_MAX_SESSION_AGE", "SESSION_MAX_AGE")):
+            if shorter in ints and longer in ints and ints[shorter] > ints[longer]:
+                problems.append(f"AUTHSVC_{shorter} must not exceed AUTHSVC_{longer}")
 
         if database_only:
             problems = [p for p in problems if p.startswith("AUTHSVC_DATABASE_URL")]
@@ -291,6 +304,9 @@ class Settings:
             argon2_memory_cost=ints["ARGON2_MEMORY_COST"],
             argon2_parallelism=ints["ARGON2_PARALLELISM"],
             access_token_ttl=ints["ACCESS_TOKEN_TTL"],
+            session_max_age=ints["SESSION_MAX_AGE"],
+            session_idle_timeout=ints["SESSION_IDLE_TIMEOUT"],
+            payment_max_session_age=ints["PAYMENT_MAX_SESSION_AGE"],
         )
 
 

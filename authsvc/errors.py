@@ -120,6 +120,21 @@ class StepUpRequired(Unauthenticated):
         super().__init__(detail, **kw)
 
 
+class ReauthenticationRequired(Unauthenticated):
+    """The session's sign-in (``auth_time``) is older than the action allows (RFC 9470
+    ``max_age``): the user must sign in again with both factors; a step-up is not enough."""
+
+    code = "reauthentication_required"
+    title = "A more recent sign-in is required"
+
+    def __init__(self, max_age: int, detail: str | None = None, **kw: Any) -> None:
+        kw.setdefault("headers", {})["WWW-Authenticate"] = (
+            f'Bearer realm="authsvc", error="insufficient_user_authentication", max_age="{int(max_age)}"'
+        )
+        kw.setdefault("extra", {})["max_age"] = int(max_age)
+        super().__init__(detail, **kw)
+
+
 # --- 403 ----------------------------------------------------------------------------------
 class Forbidden(AuthsvcError):
     status = 403

@@ -3,7 +3,10 @@
 - Access tokens are ES256 JWTs (``KeyService``); every bearer request also checks that the
   token's session is still live, so revoking a session stops its tokens here at once.
 - Refresh tokens are opaque, stored hashed, rotated on every use; presenting a used one
-  revokes the whole session (reuse detection).
+  revokes the whole session (reuse detection), once, however many replays arrive together.
+- A session ends ``session_max_age`` after its sign-in (``auth_time``) or
+  ``session_idle_timeout`` after its last use (a bearer request or a refresh), however often
+  it is refreshed; its refresh tokens never outlive it.
 """
 
 from __future__ import annotations
@@ -84,6 +87,9 @@ class Sessions:
         )
         return self._issue(tx, session)
 
+    def _lifetime(self) -> dict[str, int]:
+        return {"max_age": self._settings.session_max_age, "idle": self._settings.session_idle_timeout}
+
     def _issue(self, tx: Any, session: dict) -> TokenPair:
         refresh = crypto.new_token()
         tx.run(
@@ -91,7 +97,7 @@ class Sessions:
             id=str(uuid.uuid4()),
             session_id=str(session["id"]),
             token_hash=crypto.hash_token(refresh),
-            ttl=self._settings.refresh_token_ttl,
+            **self._lifetime(),
         )
         now = int(time.time())
         ttl = self._settings.access_token_ttl
@@ -110,26 +116,30 @@ class Sessions:
         return TokenPair(self._keys.sign(claims), refresh, ttl, str(session["id"]), session["acr"], list(session["amr"]))
 
     def refresh(self, refresh_token: str) -> TokenPair:
+        """Rotate a refresh token. The session row is locked before its tokens (the one lock
+        order of every path that changes them), so concurrent presentations of one token
+        queue: the first rotates it, every later one is a replay and answers 401, and the
+        session is revoked (and audited) exactly once."""
         invalid = errors.InvalidToken("the refresh token is not valid")
         token_hash = crypto.hash_token(refresh_token)
         with self._store.transaction() as tx:
-            used = tx.one("use_refresh_token", token_hash=token_hash)
-            if used is None:
+            session = tx.one("lock_session_of_refresh_token", token_hash=token_hash, **self._lifetime())
+            if session is None:
+                raise invalid
+            if tx.one("use_refresh_token", token_hash=token_hash) is not None:
+                if not session["live"] or session["account_status"] != "active":
+                    raise invalid
+                tx.run("session_refreshed", session_id=str(session["id"]))
+                outcome: Any = self._issue(tx, session)
+            else:
                 known = tx.one("refresh_token_session", token_hash=token_hash)
                 if known is None or known["used_at"] is None:
-                    raise invalid
+                    raise invalid  # expired, never used
                 # Reuse of a rotated token: someone holds a copy. Kill the whole session.
-                session = tx.one("live_session", session_id=known["session_id"])
-                if session is not None:
-                    self._revoke(tx, str(session["account_id"]), str(session["id"]), "refresh_token_reuse")
-                    audit(tx, "system", "session.refresh_reuse", str(session["account_id"]),
-                          session_id=str(session["id"]))
-                outcome: Any = invalid
-            else:
-                session = tx.one("live_session", session_id=used["session_id"])
-                if session is None or session["account_status"] != "active":
-                    raise invalid
-                outcome = self._issue(tx, session)
+                account_id, session_id = str(session["account_id"]), str(session["id"])
+                if self._revoke(tx, account_id, session_id, "refresh_token_reuse"):
+                    audit(tx, "system", "session.refresh_reuse", account_id, session_id=session_id)
+                outcome = invalid
         self._outbox.kick()
         if isinstance(outcome, errors.AuthsvcError):
             raise outcome
@@ -139,7 +149,7 @@ class Sessions:
     def authenticate(self, access_token: str, *, ip: str | None = None) -> Principal:
         claims = self._keys.verify(access_token)
         with self._store.transaction() as tx:
-            session = tx.one("live_session", session_id=claims["sid"])
+            session = tx.one("live_session", session_id=claims["sid"], **self._lifetime())
             if (
                 session is None
                 or str(session["account_id"]) != claims["sub"]
@@ -152,7 +162,7 @@ class Sessions:
             session_id=claims["sid"],
             acr=claims["acr"],
             amr=list(claims["amr"]),
-            auth_time=claims["auth_time"],
+            auth_time=int(_epoch(session["auth_time"])),
             claims=claims,
         )
 
@@ -172,7 +182,7 @@ class Sessions:
     # ------------------------------------------------------------------ managing
     def list(self, principal: Principal) -> list[dict]:
         with self._store.transaction() as tx:
-            rows = tx.all("sessions_of_account", account_id=principal.account_id)
+            rows = tx.all("sessions_of_account", account_id=principal.account_id, **self._lifetime())
         return [
             {
                 "session_id": str(r["id"]),

@@ -6,6 +6,10 @@ with anything else answers ``transaction_mismatch``. For WebAuthn the challenge 
 derived from the canonical transaction, so the authenticator signs over what is paid.
 Tokens work once: redeemed by a payment backend, or consumed by one of our own endpoints
 (``consume``) inside the transaction of the change it authorises.
+
+``payment.authorize`` also needs a recent sign-in: a session whose ``auth_time`` is older
+than ``payment_max_session_age`` is refused (401 ``reauthentication_required``, RFC 9470
+``max_age``) when the challenge is made and when it is answered.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -99,8 +104,16 @@ class StepUpService:
             )
         return canonical
 
+    def _check_session_age(self, principal: Principal, action: str) -> None:
+        max_age = self._settings.payment_max_session_age
+        if action == "payment.authorize" and time.time() - principal.auth_time > max_age:
+            raise errors.ReauthenticationRequired(
+                max_age, f"payments need a sign-in within the last {max_age} seconds; sign in again"
+            )
+
     def create(self, principal: Principal, action: str, transaction: dict | None) -> StepUpChallenge:
         canonical = self._check_action(action, transaction)
+        self._check_session_age(principal, action)
         tx_hash = transaction_hash(action, canonical)
         challenge_id = str(uuid.uuid4())
         ttl = self._settings.step_up_ttl
@@ -139,6 +152,7 @@ class StepUpService:
             row = tx.one("lock_live_step_up_challenge", id=challenge_id, session_id=principal.session_id)
             if row is None:
                 raise rejected
+            self._check_session_age(principal, row["action"])
             account = tx.one("lock_account", account_id=principal.account_id)
             remaining = self._factors.lock_remaining(tx, principal.account_id)
             if remaining:
@@ -187,8 +201,9 @@ class StepUpService:
         return answer
 
     def _locked_token(self, tx: Any, token: str) -> dict | None:
-        row = tx.one("lock_step_up_token", token_hash=crypto.hash_token(token))
-        if row is None or not row["live"] or row["session_revoked_at"] is not None:
+        row = tx.one("lock_step_up_token", token_hash=crypto.hash_token(token),
+                     max_age=self._settings.session_max_age, idle=self._settings.session_idle_timeout)
+        if row is None or not row["live"] or not row["session_live"]:
             return None
         return row
 

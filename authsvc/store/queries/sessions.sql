@@ -35,8 +35,25 @@ VALUES (%(id)s, %(account_id)s, %(acr)s, %(amr)s, now(), %(ip)s, %(user_agent)s,
 RETURNING *;
 
 -- name: insert_refresh_token
+-- A refresh token never outlives its session: it expires at the idle timeout from now or at
+-- the session's absolute end, whichever comes first.
 INSERT INTO refresh_tokens (id, session_id, token_hash, expires_at)
-VALUES (%(id)s, %(session_id)s, %(token_hash)s, now() + make_interval(secs => %(ttl)s));
+SELECT %(id)s, s.id, %(token_hash)s,
+       least(now() + make_interval(secs => %(idle)s), s.auth_time + make_interval(secs => %(max_age)s))
+  FROM sessions s WHERE s.id = %(session_id)s;
+
+-- name: lock_session_of_refresh_token
+-- Lock order for everything that changes a session's refresh tokens: the session row first,
+-- then its tokens. Concurrent presentations of one token queue here.
+SELECT s.*, a.status AS account_status,
+       (s.revoked_at IS NULL
+        AND s.auth_time > now() - make_interval(secs => %(max_age)s)
+        AND s.last_seen_at > now() - make_interval(secs => %(idle)s)) AS live
+  FROM refresh_tokens r
+  JOIN sessions s ON s.id = r.session_id
+  JOIN accounts a ON a.id = s.account_id
+ WHERE r.token_hash = %(token_hash)s
+   FOR UPDATE OF s;
 
 -- name: use_refresh_token
 UPDATE refresh_tokens SET used_at = now()
@@ -46,10 +63,16 @@ RETURNING session_id;
 -- name: refresh_token_session
 SELECT session_id, used_at FROM refresh_tokens WHERE token_hash = %(token_hash)s;
 
+-- name: session_refreshed
+UPDATE sessions SET last_seen_at = now() WHERE id = %(session_id)s;
+
 -- name: live_session
+-- Live: not revoked, signed in less than max_age ago, used less than idle ago.
 SELECT s.*, a.status AS account_status
   FROM sessions s JOIN accounts a ON a.id = s.account_id
- WHERE s.id = %(session_id)s AND s.revoked_at IS NULL;
+ WHERE s.id = %(session_id)s AND s.revoked_at IS NULL
+   AND s.auth_time > now() - make_interval(secs => %(max_age)s)
+   AND s.last_seen_at > now() - make_interval(secs => %(idle)s);
 
 -- name: touch_session
 UPDATE sessions SET last_seen_at = now(), ip = %(ip)s
@@ -72,6 +95,8 @@ UPDATE refresh_tokens SET used_at = coalesce(used_at, now()), expires_at = least
 -- name: sessions_of_account
 SELECT id, created_at, last_seen_at, ip, user_agent, device_name
   FROM sessions WHERE account_id = %(account_id)s AND revoked_at IS NULL
+   AND auth_time > now() - make_interval(secs => %(max_age)s)
+   AND last_seen_at > now() - make_interval(secs => %(idle)s)
  ORDER BY created_at;
 
 -- name: insert_client

@@ -30,7 +30,10 @@ VALUES (%(id)s, %(token_hash)s, %(challenge_id)s, %(account_id)s, %(session_id)s
         %(transaction)s, %(transaction_hash)s, %(acr)s, %(amr)s, now() + make_interval(secs => %(ttl)s));
 
 -- name: lock_step_up_token
-SELECT t.*, (t.expires_at > now()) AS live, s.revoked_at AS session_revoked_at
+SELECT t.*, (t.expires_at > now()) AS live,
+       (s.revoked_at IS NULL
+        AND s.auth_time > now() - make_interval(secs => %(max_age)s)
+        AND s.last_seen_at > now() - make_interval(secs => %(idle)s)) AS session_live
   FROM step_up_tokens t JOIN sessions s ON s.id = t.session_id
  WHERE t.token_hash = %(token_hash)s
  FOR UPDATE OF t;
