@@ -1,0 +1,198 @@
+"""deploy/ examples parse and agree with the image: commands the CLI has, the port the
+service binds, AUTHSVC_* variables config.py reads, hardened containers, shutdown timing."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+import pytest
+import yaml
+
+from authsvc import cli, config
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+K8S = sorted((DEPLOY / "kubernetes").glob("*.yaml"))
+COMPOSE = DEPLOY / "compose" / "compose.yaml"
+CONFIG_SOURCE = (ROOT / "authsvc" / "config.py").read_text()
+GUNICORN_GRACEFUL_DEFAULT = 30  # gunicorn's graceful_timeout unless the settings choose one
+
+
+def _k8s_docs() -> list[dict]:
+    docs = []
+    for path in K8S:
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return docs
+
+
+def _known_variable(name: str) -> bool:
+    """config.py reads ``name`` (``AUTHSVC_X`` is read as ``get("X")`` or spelled out)."""
+    short = name.removeprefix(config.PREFIX)
+    return bool(re.search(rf"[\"']({re.escape(short)}|{re.escape(name)})[\"']", CONFIG_SOURCE)) or (
+        f'PREFIX + "{short}"' in CONFIG_SOURCE)
+
+
+def _is_command(args: list[str]) -> bool:
+    command: click.Command = cli.main
+    for word in args:
+        if word.startswith("-"):
+            break
+        if not isinstance(command, click.Group):
+            break
+        if word not in command.commands:
+            return False
+        command = command.commands[word]
+    return not isinstance(command, click.Group)
+
+
+def _pod_specs(docs: list[dict]) -> list[tuple[str, dict]]:
+    specs = []
+    for d in docs:
+        if d["kind"] in ("Deployment", "Job", "StatefulSet", "DaemonSet"):
+            specs.append((f"{d['kind']}/{d['metadata']['name']}", d["spec"]["template"]["spec"]))
+    return specs
+
+
+def _authsvc_containers(spec: dict) -> list[dict]:
+    return [c for c in spec.get("containers", []) + spec.get("initContainers", []) if "authsvc" in c["image"]]
+
+
+def _bind_port(bind: str) -> int:
+    return int(bind.rpartition(":")[2])
+
+
+def test_examples_exist_and_parse():
+    assert K8S and COMPOSE.exists()
+    kinds = {d["kind"] for d in _k8s_docs()}
+    assert {"Deployment", "Job", "Secret", "ConfigMap", "Service"} <= kinds
+    assert yaml.safe_load(COMPOSE.read_text())["services"]
+
+
+def test_kubernetes_runs_authsvc_commands_that_exist():
+    commands = []
+    for where, spec in _pod_specs(_k8s_docs()):
+        for c in _authsvc_containers(spec):
+            args = c.get("args") or c.get("command") or []
+            assert _is_command(args), f"{where}: {args} is not an authsvc command"
+            commands.append(args[0])
+    assert {"serve", "db", "worker"} <= set(commands)
+
+
+def test_every_authsvc_variable_set_is_one_config_reads():
+    docs = _k8s_docs()
+    names = set()
+    for d in docs:
+        if d["kind"] == "ConfigMap":
+            names |= set(d["data"])
+        if d["kind"] == "Secret":
+            names |= set(d.get("stringData", {})) | set(d.get("data", {}))
+    for _, spec in _pod_specs(docs):
+        for c in spec["containers"] + spec.get("initContainers", []):
+            names |= {e["name"] for e in c.get("env", []) if e["name"].startswith(config.PREFIX)}
+    compose = yaml.safe_load(COMPOSE.read_text())
+    for service in compose["services"].values():
+        names |= {k for k in (service.get("environment") or {}) if k.startswith(config.PREFIX)}
+    example = (DEPLOY / "compose" / "authsvc.env.example").read_text()
+    names |= set(re.findall(r"^#?\s*(AUTHSVC_[A-Z0-9_]+)=", example, re.M))
+    names = {n for n in names if n.startswith(config.PREFIX)}
+    assert len(names) > 10
+    unknown = sorted(n for n in names if not _known_variable(n))
+    assert not unknown, f"config.py does not read {unknown}"
+    assert not _known_variable("AUTHSVC_NO_SUCH_SETTING")
+
+
+def test_secrets_come_from_the_secret():
+    docs = _k8s_docs()
+    secret = next(d for d in docs if d["kind"] == "Secret")
+    keys = set(secret["stringData"])
+    configmap = next(d for d in docs if d["kind"] == "ConfigMap")
+    for secret_name in ("AUTHSVC_ENCRYPTION_KEY", "AUTHSVC_TWILIO_AUTH_TOKEN", "AUTHSVC_DATABASE_URL",
+                        "AUTHSVC_WEBHOOK_SECRET"):
+        assert secret_name in keys and secret_name not in configmap["data"]
+    for where, spec in _pod_specs(docs):
+        for c in _authsvc_containers(spec):
+            refs = [e["valueFrom"]["secretKeyRef"] for e in c.get("env", []) if "valueFrom" in e]
+            for ref in refs:
+                assert ref["name"] == secret["metadata"]["name"] and ref["key"] in keys, where
+            from_secret = [s["secretRef"]["name"] for s in c.get("envFrom", []) if "secretRef" in s]
+            assert refs or from_secret == [secret["metadata"]["name"]], where
+
+
+def test_authsvc_containers_are_hardened():
+    for where, spec in _pod_specs(_k8s_docs()):
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True and pod["runAsUser"] == 10001, where
+        assert pod["seccompProfile"]["type"] == "RuntimeDefault", where
+        assert spec.get("automountServiceAccountToken") is False, where
+        tmp_volumes = {v["name"] for v in spec.get("volumes", []) if "emptyDir" in v}
+        for c in _authsvc_containers(spec):
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True, where
+            assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"]["drop"] == ["ALL"], where
+            mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+            assert mounts.get("/tmp") in tmp_volumes, f"{where}: /tmp must be a writable emptyDir"
+            assert c["resources"]["requests"] and c["resources"]["limits"]["memory"], where
+
+
+def test_serving_sidecar_ports_probes_and_shutdown_agree_with_the_image():
+    docs = _k8s_docs()
+    configmap = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
+    port = _bind_port(configmap["AUTHSVC_BIND"])
+    assert f"EXPOSE {port}" in (ROOT / "Dockerfile").read_text()
+    served_paths = {p for p in yaml.safe_load((ROOT / "openapi.yaml").read_text())["paths"]}
+    servers = [(where, spec, c) for where, spec in _pod_specs(docs) for c in _authsvc_containers(spec)
+               if c["args"][0] == "serve"]
+    assert servers
+    for where, spec, c in servers:
+        named = {p["name"]: p["containerPort"] for p in c["ports"]}
+        assert port in named.values(), where
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            get = c[probe]["httpGet"]
+            assert named.get(get["port"], get["port"]) == port, (where, probe)
+            assert get["path"] in served_paths, (where, probe)
+        assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        workers = int(configmap.get("AUTHSVC_WORKERS", "2"))
+        assert workers == 1 or "AUTHSVC_REDIS_URL" in configmap, "several workers need Redis"
+        pre_stop = c["lifecycle"]["preStop"]["exec"]["command"]
+        assert pre_stop[0] == "sleep"
+        graceful = getattr(config.Settings(), "graceful_timeout", GUNICORN_GRACEFUL_DEFAULT)
+        assert spec["terminationGracePeriodSeconds"] >= int(pre_stop[1]) + graceful, where
+    service_ports = {p["targetPort"] for d in docs if d["kind"] == "Service" for p in d["spec"]["ports"]}
+    assert "auth" in service_ports
+
+
+def test_migrations_run_before_serving():
+    docs = _k8s_docs()
+    jobs = [d for d in docs if d["kind"] == "Job"]
+    inits = [c for _, spec in _pod_specs(docs) for c in spec.get("initContainers", []) if "authsvc" in c["image"]]
+    assert any(c["args"] == ["db", "upgrade"] for j in jobs for c in j["spec"]["template"]["spec"]["containers"]) or \
+        any(c["args"] == ["db", "upgrade"] for c in inits)
+
+
+def test_compose_stack_is_complete_and_consistent():
+    compose = yaml.safe_load(COMPOSE.read_text())
+    services = compose["services"]
+    assert {"postgres", "redis", "authsvc", "worker", "migrate"} <= set(services)
+    assert any("mail" in name or "smtp" in name for name in services), "an SMTP catcher"
+    for name, service in services.items():
+        if "authsvc" not in str(service.get("image", "")):
+            continue
+        assert _is_command(service["command"]), (name, service["command"])
+        assert service["read_only"] is True and any(t.startswith("/tmp") for t in service["tmpfs"]), name
+    serve = services["authsvc"]
+    assert serve["command"] == ["serve"]
+    port = _bind_port(serve["environment"]["AUTHSVC_BIND"])
+    assert any(p.endswith(f":{port}") for p in serve["ports"])
+    assert int(serve["environment"]["AUTHSVC_WORKERS"]) == 1 or serve["environment"].get("AUTHSVC_REDIS_URL")
+    smtp = serve["environment"]["AUTHSVC_SMTP_URL"]
+    assert smtp.split("://")[1].split(":")[0] in services
+    assert services["authsvc"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+@pytest.mark.parametrize("args, ok", [(["serve"], True), (["db", "upgrade"], True), (["db"], False),
+                                      (["nope"], False), (["keys", "list"], True)])
+def test_is_command_helper(args, ok):
+    assert _is_command(args) is ok
