@@ -6,6 +6,7 @@ Rules:
 - the access log (logger ``authsvc.access``, written by :func:`install_request_log`) has the
   request id (taken from a well-formed ``X-Request-Id`` or made, and echoed back in the
   response), method, route, path WITHOUT the query string, status, latency and client address;
+  successful probes and scrapes (/healthz, /readyz, /metrics) are logged at DEBUG only;
 - nothing secret reaches a log line: query strings are never logged, and as a second line of
   defence every message is scrubbed of ``name=value`` pairs whose name suggests a secret
   (token, code, secret, password, key, signature, authorization) and of URL credentials;
@@ -28,6 +29,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 ACCESS_LOGGER = "authsvc.access"
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 REQUEST_ID_HEADER = "X-Request-Id"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -123,8 +125,9 @@ def logging_dict(level: str = "INFO") -> dict[str, Any]:
         "root": {"level": level, "handlers": ["stdout"]},
         "loggers": {
             **{name: {"level": "WARNING", "propagate": True, "handlers": []} for name in QUIET_LOGGERS},
-            # the access log is INFO by nature: keep it even with --log-level WARNING
-            ACCESS_LOGGER: {"level": "INFO", "propagate": True, "handlers": []},
+            # the access log is INFO by nature: keep it even with --log-level WARNING (and show
+            # the probes' DEBUG lines with --log-level DEBUG)
+            ACCESS_LOGGER: {"level": "DEBUG" if level == "DEBUG" else "INFO", "propagate": True, "handlers": []},
         },
     }
 
@@ -167,7 +170,10 @@ def install_request_log(app: Any, client_ip: Any) -> None:
             client = client_ip()
         except Exception:  # noqa: BLE001 - logging must never fail a request
             client = request.remote_addr
-        access.info(
+        # Probes and scrapes that succeed (every few seconds, from the orchestrator) are DEBUG.
+        quiet = request.path in QUIET_PATHS and response.status_code < 400
+        access.log(
+            logging.DEBUG if quiet else logging.INFO,
             "%s %s %s", request.method, request.path, response.status_code,
             extra={"request_id": request_id, "fields": {
                 "method": request.method,

@@ -50,14 +50,16 @@ def test_request_id_is_taken_or_made_and_echoed(client):
 
 
 def test_access_log_is_one_json_line_without_the_query_string(client, json_logs):
-    client.get("/healthz?token=very-secret-token&code=123456", headers={"X-Request-Id": "req-1",
-                                                                        "X-Forwarded-For": "203.0.113.9"})
+    client.get("/.well-known/jwks.json?token=very-secret-token&code=123456",
+               headers={"X-Request-Id": "req-1", "X-Forwarded-For": "203.0.113.9"})
+    client.get("/healthz", headers={"X-Request-Id": "probe-1"})
     client.post("/v1/login", json={"email": "nobody@example.com", "password": "hunter2 is my password"},
                 headers={"X-Request-Id": "req-2"})
     entries, out = json_logs()
     access = {e["request_id"]: e for e in entries if e["logger"] == "authsvc.access"}
     first = access["req-1"]
-    assert first["route"] == "/healthz" and first["path"] == "/healthz" and first["status"] == 200
+    assert first["route"] == first["path"] == "/.well-known/jwks.json" and first["status"] == 200
+    assert "probe-1" not in access  # successful probes are DEBUG
     assert first["method"] == "GET" and isinstance(first["latency_ms"], float) and first["latency_ms"] >= 0
     assert first["client"] == "127.0.0.1"  # X-Forwarded-For is not trusted without TRUSTED_PROXIES
     assert first["level"] == "INFO" and first["ts"].endswith("+00:00")
@@ -78,6 +80,16 @@ def test_registration_logs_no_code_and_no_twilio_chatter(client, twilio, smtp, j
     assert not [e for e in entries if not e["logger"].startswith("authsvc")], entries
     assert {e["route"] for e in entries if e["logger"] == "authsvc.access"} >= {
         "/v1/registrations", "/v1/registrations/<registration_id>/verify"}
+
+
+def test_probes_are_logged_at_debug_only(client, json_logs):
+    logs.configure("DEBUG")
+    client.get("/healthz", headers={"X-Request-Id": "probe-2"})
+    client.get("/readyz?x=1", headers={"X-Request-Id": "probe-3"})
+    entries, _ = json_logs()
+    probes = {e["request_id"]: e for e in entries if e["logger"] == logs.ACCESS_LOGGER}
+    assert probes["probe-2"]["level"] == "DEBUG" and probes["probe-2"]["route"] == "/healthz"
+    assert probes["probe-3"]["path"] == "/readyz"
 
 
 def test_third_party_loggers_stay_quiet_even_at_debug():

@@ -153,7 +153,7 @@ def test_serve_dev_listens_on_bind_and_logs_json(db_url, tmp_path):
         deadline = time.monotonic() + 30
         while True:
             try:
-                req = urllib.request.Request(f"http://127.0.0.1:{port}/healthz?token=s3cr3t-value",
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/.well-known/jwks.json?token=s3cr3t-value",
                                              headers={"X-Request-Id": "op-test-1"})
                 with urllib.request.urlopen(req, timeout=2) as resp:
                     assert resp.status == 200
@@ -171,7 +171,8 @@ def test_serve_dev_listens_on_bind_and_logs_json(db_url, tmp_path):
     access = [json.loads(line) for line in out.splitlines() if line.startswith("{") and '"authsvc.access"' in line]
     hit = [a for a in access if a.get("request_id") == "op-test-1"]
     assert hit, out
-    assert hit[0]["route"] == "/healthz" and hit[0]["status"] == 200 and hit[0]["client"] == "127.0.0.1"
+    assert hit[0]["route"] == "/.well-known/jwks.json" and hit[0]["status"] == 200
+    assert hit[0]["client"] == "127.0.0.1"
     assert "s3cr3t-value" not in out + err
     assert "XDG_RUNTIME_DIR" not in out + err
 
