@@ -210,3 +210,22 @@ def test_outbox_status_shows_the_delivery_cause(cli_env, make_app, settings, twi
     assert status.exit_code == 0, status.output
     assert "pending: 1" in status.output and cause in status.output
     assert "+819012345670" not in status.output
+
+
+def test_cli_calls_with_the_embedded_database_print_no_library_noise():
+    import shutil
+    import tempfile
+
+    data = Path(tempfile.mkdtemp(prefix="authsvc-cli-dev-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_") and k != "XDG_RUNTIME_DIR"}
+    env["AUTHSVC_DATA_DIR"] = str(data)
+    try:
+        result = subprocess.run([sys.executable, "-m", "authsvc.cli", "db", "upgrade", "--dev"], env=env, cwd=ROOT,
+                                capture_output=True, text=True, timeout=180)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "applied 0001_" in result.stdout
+    noise = result.stdout + result.stderr
+    assert "XDG_RUNTIME_DIR" not in noise and "pgserver" not in noise and "initdb" not in noise
+    assert not result.stderr.strip(), result.stderr
