@@ -196,3 +196,14 @@ def test_compose_stack_is_complete_and_consistent():
                                       (["nope"], False), (["keys", "list"], True)])
 def test_is_command_helper(args, ok):
     assert _is_command(args) is ok
+
+
+def test_dockerfile_pins_its_base_by_digest_and_installs_no_dev_extras():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11[\w.-]*@sha256:[0-9a-f]{64}$", dockerfile, re.M)
+    assert "FROM ${PYTHON_IMAGE} AS builder" in dockerfile and "FROM ${PYTHON_IMAGE} AS runtime" in dockerfile
+    install = re.search(r"pip install [^\n]*authsvc-\*\.whl[^\n]*", dockerfile).group()
+    assert "[" not in install, "the image installs no extras (pgserver, test tools)"
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    runtime = pyproject.split("dependencies = [", 1)[1].split("]", 1)[0]
+    assert "pgserver" not in runtime and "pgserver" in pyproject.split("[project.optional-dependencies]")[1]
