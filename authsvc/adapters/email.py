@@ -25,9 +25,24 @@ _DEFAULT_PORTS = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 
 
 class EmailSender(Protocol):
-    def send(self, to: str, subject: str, body: str) -> str:
-        """Hand one email to the provider; return its Message-ID. Raises DeliveryError."""
+    def send(self, to: str, subject: str, body: str, *, message_id: str | None = None) -> str:
+        """Hand one email to the provider; return its Message-ID. Raises DeliveryError.
+
+        ``message_id`` (letters, digits, ``.``, ``_``, ``-``) fixes the Message-ID's local part,
+        so that the same message sent twice is recognisably one message (idempotency key)."""
         ...
+
+
+_KEY = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def _message_id(key: str | None, from_addr: str) -> str:
+    domain = _msgid_domain(from_addr)
+    if key is None:
+        return make_msgid(domain=domain)
+    if not _KEY.fullmatch(key):
+        raise DeliveryError("invalid message id key")
+    return f"<{key}@{domain}>"
 
 
 def _recipient(to: str, subject: str) -> str:
@@ -74,13 +89,13 @@ class SmtpEmail:
         self._envelope_from = parseaddr(from_addr)[1]
         self._timeout = timeout
 
-    def send(self, to: str, subject: str, body: str) -> str:
+    def send(self, to: str, subject: str, body: str, *, message_id: str | None = None) -> str:
         rcpt = _recipient(to, subject)
         msg = EmailMessage()
         msg["From"] = self._from
         msg["To"] = to
         msg["Subject"] = subject
-        msg["Message-ID"] = make_msgid(domain=_msgid_domain(self._from))
+        msg["Message-ID"] = _message_id(message_id, self._from)
         msg.set_content(body)
         try:
             self._deliver(msg, rcpt)
@@ -120,10 +135,10 @@ class ConsoleEmail:
     def __init__(self, from_addr: str = "authsvc <no-reply@localhost>") -> None:
         self._from = from_addr
 
-    def send(self, to: str, subject: str, body: str) -> str:
+    def send(self, to: str, subject: str, body: str, *, message_id: str | None = None) -> str:
         _recipient(to, subject)
         print(f"Email to {to}: {subject}\n{body}", flush=True)
-        return make_msgid(domain=_msgid_domain(self._from))
+        return _message_id(message_id, self._from)
 
 
 def build_email_sender(settings) -> EmailSender:

@@ -31,6 +31,7 @@ class FakeTwilio:
         self.messages: list[dict] = []
         self._lock = threading.Lock()
         self._failures: list[int] = []
+        self.delay = 0.0  # slow mode: seconds before each accepted message is answered
         self._server = make_server("127.0.0.1", 0, self._app, threaded=True, request_handler=_QuietHandler)
         self._thread: threading.Thread | None = None
 
@@ -66,6 +67,7 @@ class FakeTwilio:
         with self._lock:
             self.messages.clear()
             self._failures.clear()
+        self.delay = 0.0
 
     def snapshot(self) -> list[dict]:
         with self._lock:
@@ -112,6 +114,8 @@ class FakeTwilio:
         sid = "SM" + secrets.token_hex(16)
         with self._lock:
             self.messages.append({"to": to, "from_": from_, "body": body, "account_sid": self.account_sid, "sid": sid})
+        if self.delay:  # accepted (recorded) at once, answered late: a slow provider
+            time.sleep(self.delay)
         now = formatdate(usegmt=True)
         payload = {
             "account_sid": self.account_sid,

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -27,6 +28,7 @@ class SmtpSink:
         self.messages: list[dict] = []
         self._lock = threading.Lock()
         self._controller: Controller | None = None
+        self.delay = 0.0  # slow mode: seconds before each accepted message is acknowledged
 
     # --- lifecycle ---------------------------------------------------------------------
     def start(self) -> "SmtpSink":
@@ -82,6 +84,7 @@ class SmtpSink:
     def clear(self) -> None:
         with self._lock:
             self.messages.clear()
+        self.delay = 0.0
 
     def snapshot(self) -> list[dict]:
         with self._lock:
@@ -108,5 +111,7 @@ class _Handler:
 
     async def handle_DATA(self, server, session, envelope) -> str:
         self._sink._record(envelope)
+        if self._sink.delay:  # accepted (recorded) at once, acknowledged late: a slow provider
+            await asyncio.sleep(self._sink.delay)
         return "250 Message accepted for delivery"
 

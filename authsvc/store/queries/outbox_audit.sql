@@ -5,22 +5,25 @@
 INSERT INTO outbox (kind, payload) VALUES (%(kind)s, %(payload)s) RETURNING id;
 
 -- name: outbox_lease
+-- One row, leased to one sender (its token) right before it is sent.
 UPDATE outbox SET attempts = attempts + 1,
+                  lease_token = %(token)s,
                   available_at = now() + make_interval(secs => %(lease_seconds)s)
- WHERE id IN (SELECT id FROM outbox
-               WHERE delivered_at IS NULL AND failed_at IS NULL AND available_at <= now()
-               ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+ WHERE id = (SELECT id FROM outbox
+              WHERE delivered_at IS NULL AND failed_at IS NULL AND available_at <= now()
+              ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
 RETURNING id, kind, payload, attempts;
 
 -- name: outbox_delivered
-UPDATE outbox SET delivered_at = now(), payload = '', last_error = NULL
+UPDATE outbox SET delivered_at = now(), payload = '', last_error = NULL, lease_token = NULL
  WHERE id = %(id)s AND delivered_at IS NULL;
 
 -- name: outbox_retry_later
 UPDATE outbox SET available_at = now() + make_interval(secs => %(delay)s),
                   last_error = %(error)s,
+                  lease_token = NULL,
                   failed_at = CASE WHEN attempts >= %(max_attempts)s THEN now() END
- WHERE id = %(id)s AND delivered_at IS NULL;
+ WHERE id = %(id)s AND lease_token = %(token)s AND delivered_at IS NULL;
 
 -- name: outbox_depth
 SELECT count(*) FILTER (WHERE failed_at IS NULL) AS pending,
@@ -50,9 +53,6 @@ SELECT * FROM (SELECT * FROM audit_log ORDER BY id DESC LIMIT %(limit)s) t ORDER
 SELECT id, at, actor, action, account_id, detail, prev_hash, hash FROM audit_log
  WHERE id > %(after)s ORDER BY id LIMIT %(limit)s;
 
--- name: outbox_partly_delivered
-UPDATE outbox SET payload = %(payload)s WHERE id = %(id)s AND delivered_at IS NULL;
-
 -- name: outbox_recent_errors
 -- Undelivered messages whose last attempt failed (operators' `outbox status`), newest first.
 SELECT id, kind, attempts, available_at, failed_at, last_error
@@ -60,3 +60,10 @@ SELECT id, kind, attempts, available_at, failed_at, last_error
  WHERE delivered_at IS NULL AND last_error IS NOT NULL
  ORDER BY id DESC
  LIMIT %(limit)s;
+
+-- name: outbox_progress
+-- A bundle keeps only the messages still to send; the lease is renewed if still ours.
+UPDATE outbox SET payload = %(payload)s,
+                  available_at = now() + make_interval(secs => %(lease_seconds)s)
+ WHERE id = %(id)s AND lease_token = %(token)s AND delivered_at IS NULL AND failed_at IS NULL
+RETURNING id;
