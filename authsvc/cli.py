@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Callable
@@ -164,8 +165,34 @@ def _check_can_listen(host: str, port: int) -> None:
             raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
+# The container a gunicorn worker process serves (made in the worker, after the fork).
+_served: list[Any] = []
+
+
+def _stop_sender_on_sigterm(worker: Any) -> None:
+    """gunicorn ``post_worker_init``: on SIGTERM the outbox sender stops after the message in
+    flight while the worker finishes its requests (gunicorn's own handler still runs)."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        for container in _served:
+            container.outbox.request_stop()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _close_worker(server: Any, worker: Any) -> None:
+    """gunicorn ``worker_exit``: wait for the outbox sender, close the pool (no-op in the arbiter)."""
+    while _served:
+        _served.pop().close()
+
+
 def _gunicorn(settings: Settings) -> None:
     from gunicorn.app.base import BaseApplication
+
+    from .workers import WORKER_CLASSES
 
     from .app import create_app
 
@@ -178,7 +205,9 @@ def _gunicorn(settings: Settings) -> None:
             # gthread: keep-alive connections, and argon2 (which releases the GIL) runs in threads
             # behind the hash gate, so a saturated worker sheds unknown devices at once instead
             # of leaving requests in the listen backlog (measured: benchmarks/perf.py).
-            self.cfg.set("worker_class", settings.worker_class)
+            # ... as gunicorn's own classes, but on SIGTERM they first take in the connections
+            # already queued on the socket (authsvc/workers.py).
+            self.cfg.set("worker_class", WORKER_CLASSES[settings.worker_class])
             self.cfg.set("threads", settings.threads)
             # The access log is the app's own JSON line (authsvc.access); gunicorn's error log
             # goes through the same JSON handler.
@@ -191,9 +220,18 @@ def _gunicorn(settings: Settings) -> None:
             self.cfg.set("worker_tmp_dir", "/dev/shm" if os.path.isdir("/dev/shm") else None)
             self.cfg.set("when_ready", lambda server: logging.getLogger("authsvc").info(
                 "listening on %s with %s worker(s)", settings.bind, settings.workers))
+            # SIGTERM: stop accepting, answer every request already accepted, and let each
+            # worker's outbox sender finish the message in flight, all within graceful_timeout
+            # (then gunicorn kills what is left). Kubernetes: a preStop sleep of 5 s and
+            # terminationGracePeriodSeconds >= 5 + graceful_timeout + 5 (README, "Faults").
+            self.cfg.set("graceful_timeout", settings.graceful_timeout)
+            self.cfg.set("post_worker_init", _stop_sender_on_sigterm)
+            self.cfg.set("worker_exit", _close_worker)
 
         def load(self) -> Any:
-            return create_app(settings)
+            app = create_app(settings)
+            _served.append(app.extensions["authsvc"])
+            return app
 
     _App().run()
 
@@ -213,6 +251,8 @@ def worker(once: bool, dev: bool) -> None:
                 n += delivered
             click.echo(f"delivered {n}")
         else:
+            # SIGTERM: finish the message in flight, then exit (nothing is left leased).
+            signal.signal(signal.SIGTERM, lambda *_: container.outbox.request_stop())
             container.outbox.run_forever(idle_seconds=2.0)
     finally:
         container.close()

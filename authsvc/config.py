@@ -47,6 +47,7 @@ class Settings:
     redis_url: str | None = None
     bind: str = "127.0.0.1:8000"
     workers: int = 2
+    graceful_timeout: int = 30  # seconds gunicorn gives workers to finish after SIGTERM
     worker_class: str = "gthread"  # gunicorn: gthread (keep-alive, threads) or sync
     threads: int = 8  # gunicorn gthread threads per worker (keep-alive connections)
     # Bounded password hashing (services/hashing.py): argon2 computations at once per worker
@@ -239,6 +240,7 @@ class Settings:
             ("SESSION_IDLE_TIMEOUT", 7 * 24 * 3600, 300),
             ("PAYMENT_MAX_SESSION_AGE", 24 * 3600, 60),
             ("WORKERS", 2, 1),
+            ("GRACEFUL_TIMEOUT", 30, 1),
             ("THREADS", 8, 1),
             ("HASH_CONCURRENCY", 0, 0),
             ("HASH_QUEUE_BUDGET_MS", 250, 1),
@@ -275,6 +277,7 @@ class Settings:
             redis_url=get("REDIS_URL"),
             bind=bind,
             workers=ints["WORKERS"],
+            graceful_timeout=ints["GRACEFUL_TIMEOUT"],
             threads=ints["THREADS"],
             worker_class=worker_class,
             hash_concurrency=ints["HASH_CONCURRENCY"],
