@@ -179,6 +179,9 @@ def main() -> int:
         conn.execute(f'CREATE DATABASE "{dbname}"')
     container = f"authsvc-check-{uuid.uuid4().hex[:8]}"
     port = free_port()
+    from authsvc.config import Settings
+
+    metrics_port = free_port() if hasattr(Settings(), "metrics_bind") else None
     redis = redis_url()
     try:
         with FakeTwilio() as twilio, SmtpSink() as smtp:
@@ -193,6 +196,8 @@ def main() -> int:
                 "AUTHSVC_PUBLIC_URL": "https://auth.example",
                 "AUTHSVC_BIND": f"127.0.0.1:{port}",
             }
+            if metrics_port:
+                env["AUTHSVC_METRICS_BIND"] = f"127.0.0.1:{metrics_port}"
             hardened = ["--network", "host", "--read-only", "--tmpfs", "/tmp:size=16m,mode=1777",
                         "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
             env_args = [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
@@ -244,6 +249,12 @@ def main() -> int:
             assert len(headers["X-Request-Id"]) == 32
             print("ok  registration: SMS via twilio -> fake, email via SMTP -> sink, codes verified", flush=True)
             http("GET", base_url + "/healthz?token=query-secret-xyz")
+
+            if metrics_port:
+                with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as resp:
+                    scraped = resp.read().decode()
+                assert "authsvc_http_requests" in scraped, scraped[:500]
+                print(f"ok  metrics listener on its own port ({metrics_port})", flush=True)
 
             keys = docker("exec", container, "authsvc", "keys", "list")
             assert "\tsigning\t" in keys.stdout, keys.stdout

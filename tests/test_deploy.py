@@ -17,7 +17,6 @@ DEPLOY = ROOT / "deploy"
 K8S = sorted((DEPLOY / "kubernetes").glob("*.yaml"))
 COMPOSE = DEPLOY / "compose" / "compose.yaml"
 CONFIG_SOURCE = (ROOT / "authsvc" / "config.py").read_text()
-GUNICORN_GRACEFUL_DEFAULT = 30  # gunicorn's graceful_timeout unless the settings choose one
 
 
 def _k8s_docs() -> list[dict]:
@@ -158,8 +157,9 @@ def test_serving_sidecar_ports_probes_and_shutdown_agree_with_the_image():
         assert workers == 1 or "AUTHSVC_REDIS_URL" in configmap, "several workers need Redis"
         pre_stop = c["lifecycle"]["preStop"]["exec"]["command"]
         assert pre_stop[0] == "sleep"
-        graceful = getattr(config.Settings(), "graceful_timeout", GUNICORN_GRACEFUL_DEFAULT)
-        assert spec["terminationGracePeriodSeconds"] >= int(pre_stop[1]) + graceful, where
+        graceful = int(configmap.get("AUTHSVC_GRACEFUL_TIMEOUT", config.Settings().graceful_timeout))
+        # preStop, then gunicorn's graceful timeout, then 10 s for the outbox sender and exit
+        assert spec["terminationGracePeriodSeconds"] >= int(pre_stop[1]) + graceful + 10, where
     service_ports = {p["targetPort"] for d in docs if d["kind"] == "Service" for p in d["spec"]["ports"]}
     assert "auth" in service_ports
 
@@ -190,6 +190,8 @@ def test_compose_stack_is_complete_and_consistent():
     smtp = serve["environment"]["AUTHSVC_SMTP_URL"]
     assert smtp.split("://")[1].split(":")[0] in services
     assert services["authsvc"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    graceful = int(serve["environment"].get("AUTHSVC_GRACEFUL_TIMEOUT", config.Settings().graceful_timeout))
+    assert int(serve["stop_grace_period"].rstrip("s")) >= graceful + 10
 
 
 @pytest.mark.parametrize("args, ok", [(["serve"], True), (["db", "upgrade"], True), (["db"], False),
