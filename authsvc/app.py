@@ -10,7 +10,7 @@ from flask import Flask, g, request
 
 from . import api, errors
 from .adapters.email import build_email_sender
-from .adapters.sms import build_sms_sender
+from .adapters.sms import build_line_type_lookup, build_sms_sender
 from .adapters.webhooks import WebhookSender
 from .api.body import MAX_BODY
 from .api.context import client_ip
@@ -40,6 +40,7 @@ from .services.registration import RegistrationService
 from .services.reports import ReportService
 from .services.second_factor import SecondFactors
 from .services.sessions import Sessions
+from .services.sms_policy import SmsPolicy
 from .services.step_up import StepUpService
 from .store import Store
 
@@ -70,6 +71,7 @@ class Container:
     health: Health
     metrics: Metrics
     hasher: GatedHasher
+    sms: SmsPolicy
     limiter: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -105,6 +107,8 @@ def build_container(settings: Settings) -> Container:
         store, cipher, sms=build_sms_sender(settings), email=build_email_sender(settings), webhooks=webhooks
     )
     metrics.watch_outbox(outbox.depth)
+    sms = SmsPolicy(settings=settings, store=store, outbox=outbox, metrics=metrics,
+                    lookup=build_line_type_lookup(settings))
     keys = KeyService(store, cipher, settings)
     second = SecondFactors(
         cipher=cipher,
@@ -123,6 +127,7 @@ def build_container(settings: Settings) -> Container:
     login = LoginService(
         settings=settings, store=store, cipher=cipher, hasher=hasher, factors=second,
         sessions=sessions, reports=reports, password_change=password_change, outbox=outbox, metrics=metrics,
+        sms=sms,
     )
     return Container(
         settings=settings,
@@ -130,7 +135,7 @@ def build_container(settings: Settings) -> Container:
         outbox=outbox,
         keys=keys,
         registration=RegistrationService(
-            settings=settings, store=store, cipher=cipher, hasher=hasher, policy=policy, outbox=outbox
+            settings=settings, store=store, cipher=cipher, hasher=hasher, policy=policy, outbox=outbox, sms=sms,
         ),
         login=login,
         passkey=PasskeyLogin(store=store, factors=second, login=login),
@@ -146,14 +151,16 @@ def build_container(settings: Settings) -> Container:
         password_change=password_change,
         password_reset=PasswordResetService(
             settings=settings, store=store, cipher=cipher, hasher=hasher, policy=policy, factors=second,
-            sessions=sessions, outbox=outbox,
+            sessions=sessions, outbox=outbox, sms=sms,
         ),
         contact_change=ContactChangeService(
-            settings=settings, store=store, cipher=cipher, step_up=step_up, reports=reports, outbox=outbox
+            settings=settings, store=store, cipher=cipher, step_up=step_up, reports=reports, outbox=outbox,
+            sms=sms,
         ),
         health=Health(store, settings.migrations_dir),
         metrics=metrics,
         hasher=hasher,
+        sms=sms,
     )
 
 

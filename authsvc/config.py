@@ -30,6 +30,7 @@ BUILTIN_STEP_UP_ACTIONS = (
     "factor.recovery_codes",
     "contact.change",
 )
+DEV_SMS_COUNTRIES = ("JP", "US")  # --dev's default for AUTHSVC_SMS_COUNTRIES
 _WEAK_WORDS = ("changeme", "secret", "password", "example", "default", "test")
 _ACTION_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 
@@ -80,6 +81,17 @@ class Settings:
     email_from: str = "authsvc <no-reply@localhost>"
     webhook_url: str | None = None
     webhook_secret: str | None = None
+
+    # SMS policy (services/sms_policy.py): destination countries (ISO 3166 region codes as
+    # phonenumbers knows them), Twilio Lookup of line types, and hourly caps.
+    sms_countries: tuple[str, ...] = DEV_SMS_COUNTRIES
+    twilio_lookup: bool = False
+    sms_hourly_cap: int = 1000
+    sms_country_hourly_cap: int = 1000
+    sms_number_hourly_cap: int = 5
+    sms_account_hourly_cap: int = 10
+    sms_client_hourly_cap: int = 20
+    sms_network_hourly_cap: int = 100
 
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     step_up_actions: tuple[str, ...] = BUILTIN_STEP_UP_ACTIONS
@@ -186,6 +198,30 @@ class Settings:
             elif _weak_secret(webhook_secret, min_len=32):
                 problems.append("AUTHSVC_WEBHOOK_SECRET is weak (32+ characters, not a placeholder)")
 
+        sms_countries: list[str] = []
+        raw_countries = get("SMS_COUNTRIES", ",".join(DEV_SMS_COUNTRIES) if dev else None)
+        if raw_countries is None:
+            problems.append("AUTHSVC_SMS_COUNTRIES is missing (ISO 3166 codes SMS may go to, e.g. JP,US)")
+        else:
+            import phonenumbers  # only to know which region codes exist
+
+            for item in raw_countries.split(","):
+                code = item.strip().upper()
+                if not code:
+                    continue
+                if code not in phonenumbers.SUPPORTED_REGIONS:
+                    problems.append(f"AUTHSVC_SMS_COUNTRIES: {item.strip()!r} is not an ISO 3166 country code")
+                elif code not in sms_countries:
+                    sms_countries.append(code)
+            if not raw_countries.replace(",", "").strip():
+                problems.append("AUTHSVC_SMS_COUNTRIES lists no country")
+        raw_lookup = (get("TWILIO_LOOKUP", "false") or "false").strip().lower()
+        if raw_lookup not in ("true", "false", "1", "0", "yes", "no"):
+            problems.append("AUTHSVC_TWILIO_LOOKUP must be true or false")
+        twilio_lookup = raw_lookup in ("true", "1", "yes")
+        if twilio_lookup and sms_provider != "twilio":
+            problems.append("AUTHSVC_TWILIO_LOOKUP=true needs AUTHSVC_SMS_PROVIDER=twilio")
+
         database_url = get("DATABASE_URL")
         if not database_url and not dev:
             problems.append("AUTHSVC_DATABASE_URL is missing")
@@ -245,8 +281,14 @@ class Settings:
             ("HASH_CONCURRENCY", 0, 0),
             ("HASH_QUEUE_BUDGET_MS", 250, 1),
             ("HASH_KNOWN_BUDGET_MS", 5000, 1),
+            ("SMS_HOURLY_CAP", 1000, 1),
+            ("SMS_COUNTRY_HOURLY_CAP", None, 1),  # default: the global cap
+            ("SMS_NUMBER_HOURLY_CAP", 5, 1),
+            ("SMS_ACCOUNT_HOURLY_CAP", 10, 1),
+            ("SMS_CLIENT_HOURLY_CAP", 20, 1),
+            ("SMS_NETWORK_HOURLY_CAP", 100, 1),
         ):
-            raw = get(name, str(default))
+            raw = get(name, str(default) if default is not None else get("SMS_HOURLY_CAP", "1000"))
             try:
                 ints[name] = int(raw)
             except ValueError:
@@ -301,6 +343,14 @@ class Settings:
             email_from=get("EMAIL_FROM", "authsvc <no-reply@localhost>"),
             webhook_url=webhook_url,
             webhook_secret=webhook_secret,
+            sms_countries=tuple(sms_countries),
+            twilio_lookup=twilio_lookup,
+            sms_hourly_cap=ints["SMS_HOURLY_CAP"],
+            sms_country_hourly_cap=ints["SMS_COUNTRY_HOURLY_CAP"],
+            sms_number_hourly_cap=ints["SMS_NUMBER_HOURLY_CAP"],
+            sms_account_hourly_cap=ints["SMS_ACCOUNT_HOURLY_CAP"],
+            sms_client_hourly_cap=ints["SMS_CLIENT_HOURLY_CAP"],
+            sms_network_hourly_cap=ints["SMS_NETWORK_HOURLY_CAP"],
             trusted_proxies=tuple(proxies),
             step_up_actions=BUILTIN_STEP_UP_ACTIONS + tuple(extra_actions),
             argon2_time_cost=ints["ARGON2_TIME_COST"],

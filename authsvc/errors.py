@@ -55,6 +55,13 @@ class VerificationFailed(InvalidRequest):
     title = "Verification failed"
 
 
+class UnsupportedPhone(InvalidRequest):
+    """The number cannot receive our SMS: not a mobile number, or outside AUTHSVC_SMS_COUNTRIES."""
+
+    code = "unsupported_phone"
+    title = "Phone number not supported"
+
+
 class PayloadTooLarge(AuthsvcError):
     status = 413
     code = "payload_too_large"

@@ -22,6 +22,12 @@ class Metrics:
                                     registry=self.registry)
         self.hash_shed = Counter("authsvc_password_hash_shed", "Requests answered 503 busy because password "
                                  "hashing was saturated", ["device"], registry=self.registry)
+        self.sms = Counter(
+            "authsvc_sms", "SMS the service was asked to send, by purpose and decision (sent, or why not)",
+            ["purpose", "decision"], registry=self.registry,
+        )
+        self.sms_lookups = Counter("authsvc_sms_lookups", "Twilio Lookup line-type checks by result", ["result"],
+                                   registry=self.registry)
         self.outbox = Gauge("authsvc_outbox_depth", "Undelivered outbox messages", ["state"], registry=self.registry)
         self._outbox_depth = outbox_depth
 

@@ -130,6 +130,7 @@ def cli_env(settings):
         "AUTHSVC_TWILIO_API_BASE": settings.twilio_api_base,
         "AUTHSVC_SMTP_URL": settings.smtp_url,
         "AUTHSVC_PUBLIC_URL": "https://auth.test",
+        "AUTHSVC_SMS_COUNTRIES": ",".join(settings.sms_countries),
         "AUTHSVC_MIGRATIONS_DIR": str(settings.migrations_dir),
     }
 

@@ -1,4 +1,5 @@
-"""SMS delivery: Twilio in production, stdout in --dev. The only module that imports twilio.
+"""SMS delivery (Twilio's Messages API in production, stdout in --dev) and the optional line-type
+check (Twilio Lookup v2). The only module that imports twilio.
 
 Message bodies carry one-time codes: they are never logged and never put into an error.
 """
@@ -34,8 +35,16 @@ def provider_text(text: object, body: str) -> str:
     return re.sub(r"\d{4,}", lambda m: "#" * len(m.group()), out)[:200]
 
 
+class LineTypeLookup(Protocol):
+    def line_type(self, phone: str) -> str:
+        """Twilio's line type of an E.164 number (``mobile``, ``landline``, ``nonFixedVoip``,
+        ``premium``, ... or ``unknown``). Raises DeliveryError when Twilio cannot answer."""
+        ...
+
+
 class _RebasedHttpClient(TwilioHttpClient):
-    """Sends requests for ``https://*.twilio.com`` to ``api_base`` instead (path and query kept)."""
+    """Sends requests for ``https://*.twilio.com`` (api., lookups., ...) to ``api_base`` instead
+    (path and query kept): one local fake then serves Messages and Lookup alike."""
 
     def __init__(self, api_base: str, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -64,8 +73,7 @@ class TwilioSms:
     ) -> None:
         if not (account_sid and auth_token and from_number):
             raise ConfigError("twilio account_sid, auth_token and from_number are required")
-        http = _RebasedHttpClient(api_base, timeout=timeout) if api_base else TwilioHttpClient(timeout=timeout)
-        self._client = Client(account_sid, auth_token, http_client=http)
+        self._client = _client(account_sid, auth_token, api_base, timeout)
         self._from = from_number
 
     def send(self, to: str, body: str) -> str:
@@ -85,6 +93,37 @@ class TwilioSms:
         if not message.sid:
             raise DeliveryError("Twilio response carried no message sid")
         return message.sid
+
+
+class TwilioLookup:
+    """Line type intelligence from Twilio Lookup v2 (a paid request per number: callers cache)."""
+
+    def __init__(self, account_sid: str, auth_token: str, *, api_base: str | None = None, timeout: float = 5) -> None:
+        if not (account_sid and auth_token):
+            raise ConfigError("twilio account_sid and auth_token are required for Lookup")
+        self._client = _client(account_sid, auth_token, api_base, timeout)
+
+    def line_type(self, phone: str) -> str:
+        try:
+            result = self._client.lookups.v2.phone_numbers(phone).fetch(fields="line_type_intelligence")
+        except TwilioRestException as exc:
+            raise DeliveryError(f"Twilio Lookup refused (HTTP {exc.status}, code {exc.code})") from exc
+        except TwilioException as exc:
+            raise DeliveryError(f"Twilio Lookup error ({type(exc).__name__})") from exc
+        except requests.RequestException as exc:
+            raise DeliveryError(f"Twilio Lookup unreachable ({type(exc).__name__})") from exc
+        except json.JSONDecodeError as exc:
+            raise DeliveryError("Twilio Lookup sent an unreadable response") from exc
+        if result.valid is False:
+            return "invalid"
+        info = result.line_type_intelligence
+        kind = info.get("type") if isinstance(info, dict) else None
+        return kind if isinstance(kind, str) and kind else "unknown"
+
+
+def _client(account_sid: str, auth_token: str, api_base: str | None, timeout: float) -> Client:
+    http = _RebasedHttpClient(api_base, timeout=timeout) if api_base else TwilioHttpClient(timeout=timeout)
+    return Client(account_sid, auth_token, http_client=http)
 
 
 class ConsoleSms:
@@ -108,3 +147,10 @@ def build_sms_sender(settings) -> SmsSender:
             raise ConfigError("console SMS prints codes to stdout and is for --dev only")
         return ConsoleSms()
     raise ConfigError(f"unknown sms_provider {settings.sms_provider!r}")
+
+
+def build_line_type_lookup(settings) -> LineTypeLookup | None:
+    """Twilio Lookup when AUTHSVC_TWILIO_LOOKUP is on, else None (offline checks only)."""
+    if not settings.twilio_lookup:
+        return None
+    return TwilioLookup(settings.twilio_account_sid, settings.twilio_auth_token, api_base=settings.twilio_api_base)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 
 from . import auth, body
+from .context import client_ip
 from .schemas import CodeIn, EmailChangeIn, PasswordResetIn, PhoneChangeIn, ResetCompleteIn, ResetFactorIn, ResetSmsIn
 
 bp = Blueprint("recovery", __name__)
@@ -23,7 +24,7 @@ def _accepted(payload: dict):
 @bp.post("/v1/password-resets")
 def start_reset():
     req = body.parse(PasswordResetIn)
-    reset_id, ttl = _svc().password_reset.start(req.email)
+    reset_id, ttl = _svc().password_reset.start(req.email, ip=client_ip())
     return _accepted({"reset_id": reset_id, "expires_in": ttl})
 
 
@@ -52,7 +53,7 @@ def reset_complete(reset_id: str):
 def _change(kind: str, value: str):
     principal = auth.require_bearer()
     change_id, ttl = _svc().contact_change.start(
-        principal, kind=kind, value=value, step_up_token=request.headers.get("X-Step-Up-Token")
+        principal, kind=kind, value=value, step_up_token=request.headers.get("X-Step-Up-Token"), ip=client_ip()
     )
     return _accepted({"change_id": change_id, "expires_in": ttl})
 

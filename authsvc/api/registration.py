@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 
 from . import body
+from .context import request_context
 from .schemas import RegistrationIn, RegistrationVerifyIn
 
 bp = Blueprint("registration", __name__)
@@ -14,7 +15,7 @@ bp = Blueprint("registration", __name__)
 def start():
     req = body.parse(RegistrationIn)
     started = current_app.extensions["authsvc"].registration.start(
-        email=req.email, phone=req.phone, password=req.password
+        email=req.email, phone=req.phone, password=req.password, info=request_context()
     )
     resp = jsonify(registration_id=started.registration_id, expires_in=started.expires_in)
     resp.status_code = 202

@@ -1,6 +1,9 @@
 """Changing the phone or the email: bearer + step-up, then a code sent to the NEW contact.
 
-Until the code is verified, resets and notifications keep using the old contact; when it is,
+A new phone must be able to receive our SMS (``SmsPolicy.check_number``: 400
+``unsupported_phone``), and the code SMS to it is within the caps of ``SmsPolicy`` (past one
+the answer is the same and nothing is sent). Until the code is verified, resets and
+notifications keep using the old contact; when it is,
 the old contact is told (with a "this wasn't me" link). An email that already belongs to
 another account answers the same and gets a notice instead of a code, so the change cannot
 succeed and nothing reveals the other account.
@@ -20,6 +23,7 @@ from .audit import audit
 from .ids import require_uuid
 from .outbox import Outbox
 from .reports import ReportService
+from .sms_policy import SmsPolicy
 from .step_up import StepUpService
 
 MAX_ATTEMPTS = 5
@@ -35,7 +39,9 @@ class ContactChangeService:
         step_up: StepUpService,
         reports: ReportService,
         outbox: Outbox,
+        sms: SmsPolicy,
     ) -> None:
+        self._sms = sms
         self._settings = settings
         self._store = store
         self._cipher = cipher
@@ -46,9 +52,11 @@ class ContactChangeService:
     def _mac(self, change_id: str, code: str) -> bytes:
         return self._cipher.mac(f"contact-change:{change_id}", code)
 
-    def start(self, principal: Any, *, kind: str, value: str, step_up_token: str | None) -> tuple[str, int]:
+    def start(self, principal: Any, *, kind: str, value: str, step_up_token: str | None,
+              ip: str | None = None) -> tuple[str, int]:
         if kind == "phone":
             new_value = new_normalized = contacts.normalize_phone(value)
+            self._sms.check_number(new_value, field="phone")
         else:
             new_value, new_normalized = contacts.normalize_email(value)
         change_id = str(uuid.uuid4())
@@ -72,8 +80,9 @@ class ContactChangeService:
             )
             minutes = ttl // 60
             if kind == "phone":
-                self._outbox.sms(tx, new_value, f"Your code to confirm this phone number is {code}. "
-                                                f"It expires in {minutes} minutes.")
+                self._sms.send(tx, to=new_value, purpose="phone_change", account_id=principal.account_id, ip=ip,
+                               body=f"Your code to confirm this phone number is {code}. "
+                                    f"It expires in {minutes} minutes.")
             elif taken:
                 self._outbox.email(tx, new_value, "Someone tried to use your email",
                                    "Someone tried to move another account to this email address, which "

@@ -6,8 +6,9 @@ Rules (API contract, "Login"):
 - the mfa_token is good for one correct answer and dies after 5 wrong ones; wrong answers also
   count for the account (see ``second_factor``), which locks with growing delays;
 - a frozen account learns so only after both factors;
-- an account without an active factor gets an SMS code to its verified phone, and a correct
-  code yields an enrollment token, never a session;
+- an account without an active factor gets an SMS code to its verified phone (only after the
+  password verified, and within the caps of ``SmsPolicy``: past one the answer is the same and
+  no SMS goes out), and a correct code yields an enrollment token, never a session;
 - an account that turned password sign-in off (it has a passkey) is answered as for a wrong
   password, after the same work;
 - every way in (second factor here, passkey in ``passkey``) ends in ``finish``, so the rules
@@ -30,6 +31,7 @@ from .factors import issue_enrollment_token
 from .outbox import Outbox
 from .second_factor import FactorResult, SecondFactors
 from .sessions import RequestInfo, Sessions, TokenPair
+from .sms_policy import SmsPolicy
 
 MFA_MAX_ATTEMPTS = 5
 
@@ -62,7 +64,9 @@ class LoginService:
         password_change: Any,
         outbox: Outbox,
         metrics: Any,
+        sms: SmsPolicy,
     ) -> None:
+        self._sms = sms
         self._settings = settings
         self._store = store
         self._cipher = cipher
@@ -124,11 +128,11 @@ class LoginService:
                 device_id=info.device_id,
                 ttl=self._settings.mfa_token_ttl,
             )
-            if sms_code:
-                self._outbox.sms(
-                    tx, account["phone"],
-                    f"Your sign-in code is {sms_code}. It expires in {self._settings.mfa_token_ttl // 60} minutes.",
-                )
+            if sms_code and not self._sms.send(
+                tx, to=account["phone"], purpose="login", account_id=account_id, ip=info.ip,
+                body=f"Your sign-in code is {sms_code}. It expires in {self._settings.mfa_token_ttl // 60} minutes.",
+            ):
+                sms_code = None  # past a cap: the same answer, nothing sent
         if sms_code:
             self._outbox.kick()
         self._metrics.logins.labels("password", "ok").inc()

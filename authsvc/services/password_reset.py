@@ -3,8 +3,9 @@
 Rules (API contract, "Password reset"):
 - ``start`` answers the same for every email (a decoy reset for unknown ones); the code goes
   only to the account's verified phone: nothing in the request can choose where;
-- at most 3 reset SMS per account and per phone number per hour (beyond that the answer is
-  the same, and no SMS goes out); the code lives 10 minutes; 5 wrong answers kill the reset;
+- at most 3 reset SMS per account and per phone number per hour, and within the caps of
+  ``SmsPolicy`` (beyond either the answer is the same, and no SMS goes out); the code lives
+  10 minutes; 5 wrong answers kill the reset;
 - after the SMS code, a second factor (TOTP, WebAuthn or a recovery code) yields a one-time
   reset token; completing revokes every session, notifies phone and email, issues no session.
 """
@@ -27,6 +28,7 @@ from .outbox import Outbox
 from .password_change import check_new_password
 from .second_factor import SecondFactors
 from .sessions import Sessions
+from .sms_policy import SmsPolicy
 
 MAX_ATTEMPTS = 5
 MAX_SMS_PER_HOUR = 3
@@ -44,7 +46,9 @@ class PasswordResetService:
         factors: SecondFactors,
         sessions: Sessions,
         outbox: Outbox,
+        sms: SmsPolicy,
     ) -> None:
+        self._sms = sms
         self._settings = settings
         self._store = store
         self._cipher = cipher
@@ -57,7 +61,7 @@ class PasswordResetService:
     def _mac(self, reset_id: str, code: str) -> bytes:
         return self._cipher.mac(f"password-reset:{reset_id}", code)
 
-    def start(self, email: str) -> tuple[str, int]:
+    def start(self, email: str, *, ip: str | None = None) -> tuple[str, int]:
         try:
             _, normalized = contacts.normalize_email(email)
         except errors.InvalidRequest:
@@ -76,6 +80,11 @@ class PasswordResetService:
             send_to = phone if (
                 phone and sent["per_account"] < MAX_SMS_PER_HOUR and sent["per_phone"] < MAX_SMS_PER_HOUR
             ) else None
+            if send_to:
+                if not self._sms.permit(tx, to=send_to, purpose="reset", account_id=account_id, ip=ip):
+                    send_to = None
+            else:
+                self._sms.decoy(tx)  # the same locking and counting work either way
             tx.run(
                 "insert_password_reset",
                 id=reset_id,

@@ -1,8 +1,12 @@
 """Registration with a verified phone and a verified email.
 
 Rules (API contract, "Registration"):
-- the answer to ``start`` is the same whether or not the email is taken; when it is taken
-  nothing goes to the new phone, the owner of the email gets a notice, and verification fails;
+- the phone must be able to receive our SMS (``SmsPolicy.check_number``: mobile, allowed
+  country), else 400 ``unsupported_phone``;
+- the answer to ``start``, and what reaches the phone in the request, are the same whether or
+  not the email is taken: the SMS code goes to the phone either way (within the SMS caps of
+  ``SmsPolicy``); when the email is taken its owner gets a notice instead of an email code (at
+  most one a day) and verification fails;
 - a pending registration never claims the email: only accounts do (unique normalised email);
 - codes are 6 digits, stored as keyed MACs, live ``code_ttl`` seconds; 5 wrong answers kill the
   registration; the registration is consumed atomically, so it works exactly once.
@@ -25,6 +29,8 @@ from .audit import audit
 from .factors import issue_enrollment_token
 from .ids import require_uuid
 from .outbox import Outbox
+from .sessions import RequestInfo
+from .sms_policy import SmsPolicy
 
 MAX_ATTEMPTS = 5
 MAX_SMS_PER_PHONE_PER_HOUR = 5
@@ -53,7 +59,9 @@ class RegistrationService:
         hasher: GatedHasher,
         policy: PasswordPolicy,
         outbox: Outbox,
+        sms: SmsPolicy,
     ) -> None:
+        self._sms = sms
         self._settings = settings
         self._store = store
         self._cipher = cipher
@@ -64,10 +72,11 @@ class RegistrationService:
     def _code_mac(self, registration_id: str, channel: str, code: str) -> bytes:
         return self._cipher.mac(f"registration:{registration_id}:{channel}", code)
 
-    def start(self, *, email: str, phone: str, password: str) -> Started:
+    def start(self, *, email: str, phone: str, password: str, info: RequestInfo | None = None) -> Started:
         email, email_normalized = contacts.normalize_email(email)
         phone = contacts.normalize_phone(phone)
         password = self._policy.check(password, email=email_normalized)
+        self._sms.check_number(phone, field="phone")
         password_hash = self._hasher.hash(password)
 
         registration_id = str(uuid.uuid4())
@@ -81,9 +90,9 @@ class RegistrationService:
             if tx.scalar("recent_registration_sms_count", phone=phone) >= MAX_SMS_PER_PHONE_PER_HOUR:
                 raise errors.RateLimited(3600, "too many registrations for this phone number")
             taken = tx.scalar("account_exists_by_email", email_normalized=email_normalized)
-            if taken:
-                # Unusable codes: verification of this registration can never succeed.
-                phone_code, email_code = secrets.token_hex(16), secrets.token_hex(16)
+            # Asked either way, so the work done does not tell a taken email apart.
+            notified = tx.scalar("registration_owner_notified_recently", email_normalized=email_normalized)
+            notify_owner = bool(taken and not notified)
             tx.one(
                 "insert_registration",
                 id=registration_id,
@@ -91,28 +100,31 @@ class RegistrationService:
                 email_normalized=email_normalized,
                 phone=phone,
                 password_hash=password_hash,
-                phone_code_mac=self._code_mac(registration_id, "phone", phone_code),
-                email_code_mac=self._code_mac(registration_id, "email", email_code),
+                # A taken email: MACs of unusable codes, so verification can never succeed.
+                phone_code_mac=self._code_mac(registration_id, "phone", secrets.token_hex(16) if taken else phone_code),
+                email_code_mac=self._code_mac(registration_id, "email", secrets.token_hex(16) if taken else email_code),
                 email_taken=taken,
+                owner_notified=notify_owner,
                 ttl=ttl,
             )
             minutes = self._settings.code_ttl // 60
-            # One outbox row either way: the work done must not tell a taken email apart.
-            if taken:
-                messages = [{
+            # The phone in the request gets the same SMS either way (the requester must not
+            # learn from it whether the email is taken); one outbox row either way.
+            messages: list[dict] = []
+            if self._sms.permit(tx, to=phone, purpose="registration", ip=info.ip if info else None):
+                messages.append({"kind": "sms", "to": phone,
+                                 "body": f"Your verification code is {phone_code}. It expires in {minutes} minutes."})
+            if notify_owner:
+                messages.append({
                     "kind": "email", "to": email, "subject": "Someone tried to register with your email",
                     "body": "Someone tried to create a new account with this email address, which "
                             "already has an account.\n\nIf it was you, log in instead, or reset your "
                             "password. If it was not you, you need not do anything: no account was made.",
-                }]
-            else:
-                messages = [
-                    {"kind": "sms", "to": phone,
-                     "body": f"Your verification code is {phone_code}. It expires in {minutes} minutes."},
-                    {"kind": "email", "to": email, "subject": "Verify your email",
-                     "body": f"Your email verification code is {email_code}.\n\nIt expires in {minutes} "
-                             "minutes. If you did not ask for it, ignore this message."},
-                ]
+                })
+            elif not taken:
+                messages.append({"kind": "email", "to": email, "subject": "Verify your email",
+                                 "body": f"Your email verification code is {email_code}.\n\nIt expires in {minutes} "
+                                         "minutes. If you did not ask for it, ignore this message."})
             self._outbox.bundle(tx, messages)
         self._outbox.kick()
         return Started(registration_id, ttl)

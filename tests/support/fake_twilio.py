@@ -1,7 +1,9 @@
-"""A fake of Twilio's Messages API on 127.0.0.1, for the real twilio client to talk to.
+"""A fake of Twilio's Messages API and Lookup v2 API on 127.0.0.1, for the real twilio client
+to talk to (its host rewrite sends api.twilio.com and lookups.twilio.com alike here).
 
     with FakeTwilio("AC" + "0" * 32, "token") as fake:
         TwilioSms(fake.account_sid, fake.auth_token, "+15550000000", api_base=fake.base_url)
+        fake.line_types["+14155552671"] = "landline"   # Lookup answers "mobile" otherwise
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 _MESSAGES_PATH = "/2010-04-01/Accounts/{sid}/Messages.json"
+_LOOKUP_PREFIX = "/v2/PhoneNumbers/"
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -29,6 +32,8 @@ class FakeTwilio:
         self.account_sid = account_sid or "AC" + secrets.token_hex(16)
         self.auth_token = auth_token or secrets.token_hex(16)
         self.messages: list[dict] = []
+        self.line_types: dict[str, str] = {}  # Lookup's line type per number; default "mobile"
+        self.lookups: list[dict] = []  # every Lookup request: {"number", "fields"}
         self._lock = threading.Lock()
         self._failures: list[int] = []
         self.delay = 0.0  # slow mode: seconds before each accepted message is answered
@@ -66,6 +71,8 @@ class FakeTwilio:
     def clear(self) -> None:
         with self._lock:
             self.messages.clear()
+            self.line_types.clear()
+            self.lookups.clear()
             self._failures.clear()
         self.delay = 0.0
 
@@ -99,6 +106,8 @@ class FakeTwilio:
             self.auth_token,
         ):
             return _error(401, 20003, "Authenticate")
+        if request.method == "GET" and request.path.startswith(_LOOKUP_PREFIX):
+            return self._lookup(request)
         if request.method != "POST" or request.path != _MESSAGES_PATH.format(sid=self.account_sid):
             return _error(404, 20404, "The requested resource was not found")
 
@@ -140,6 +149,40 @@ class FakeTwilio:
             "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
         }
         return Response(json.dumps(payload), status=201, mimetype="application/json")
+
+
+    def _lookup(self, request: Request) -> Response:
+        """Lookup v2: ``GET /v2/PhoneNumbers/{number}?Fields=line_type_intelligence``."""
+        number = request.path[len(_LOOKUP_PREFIX):]
+        fields = request.args.get("Fields", "")
+        with self._lock:
+            self.lookups.append({"number": number, "fields": fields})
+            line_type = self.line_types.get(number, "mobile")
+        valid = number.startswith("+") and number[1:].isdigit() and 8 <= len(number) <= 16
+        intelligence = None
+        if valid and "line_type_intelligence" in fields.split(","):
+            intelligence = {"carrier_name": "Fake Carrier", "error_code": None, "mobile_country_code": None,
+                            "mobile_network_code": None, "type": line_type}
+        payload = {
+            "calling_country_code": None,
+            "country_code": None,
+            "phone_number": number,
+            "national_format": None,
+            "valid": valid,
+            "validation_errors": [] if valid else ["NOT_A_NUMBER"],
+            "caller_name": None,
+            "sim_swap": None,
+            "call_forwarding": None,
+            "line_status": None,
+            "line_type_intelligence": intelligence,
+            "identity_match": None,
+            "reassigned_number": None,
+            "sms_pumping_risk": None,
+            "phone_number_quality_score": None,
+            "pre_fill": None,
+            "url": f"https://lookups.twilio.com/v2/PhoneNumbers/{number}",
+        }
+        return Response(json.dumps(payload), status=200, mimetype="application/json")
 
 
 def _error(status: int, code: int, message: str) -> Response:

@@ -13,9 +13,9 @@ SELECT count(*) AS n FROM registrations
 
 -- name: insert_registration
 INSERT INTO registrations (id, email, email_normalized, phone, password_hash,
-                           phone_code_mac, email_code_mac, email_taken, expires_at)
+                           phone_code_mac, email_code_mac, email_taken, owner_notified, expires_at)
 VALUES (%(id)s, %(email)s, %(email_normalized)s, %(phone)s, %(password_hash)s,
-        %(phone_code_mac)s, %(email_code_mac)s, %(email_taken)s,
+        %(phone_code_mac)s, %(email_code_mac)s, %(email_taken)s, %(owner_notified)s,
         now() + make_interval(secs => %(ttl)s))
 RETURNING id;
 
