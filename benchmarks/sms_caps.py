@@ -1,0 +1,60 @@
+"""Benchmark: what the SMS caps cost per SMS-sending request, as the last hour fills up.
+
+    python benchmarks/sms_caps.py [--rounds 200] [--fill 0,1000,10000,100000]
+
+Counting is done in PostgreSQL under one advisory lock (services/sms_policy.py). For each
+number of SMS already sent in the last hour, prints the median and p99 time of one
+``SmsPolicy.permit`` transaction (lock, prune, the six counts, the insert, commit) and how many
+such transactions one thread completes per second. Prints figures and asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import psycopg
+from _harness import bench_app
+
+from tests.support.flows import new_phone
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=200)
+    ap.add_argument("--fill", default="0,1000,10000,100000")
+    args = ap.parse_args()
+    with bench_app() as (app, settings, _twilio, _smtp):
+        container = app.extensions["authsvc"]
+        container.outbox.stop()
+        policy = container.sms.__class__(
+            settings=settings.replace(sms_hourly_cap=10**9, sms_country_hourly_cap=10**9,
+                                      sms_client_hourly_cap=10**9, sms_network_hourly_cap=10**9),
+            store=container.store, outbox=container.outbox, metrics=container.metrics,
+        )
+        print(f"{'sent last hour':>15} {'median ms':>10} {'p99 ms':>8} {'permits/s (1 thread)':>21}")
+        filled = 0
+        for target in (int(x) for x in args.fill.split(",")):
+            with psycopg.connect(settings.database_url, autocommit=True) as conn:
+                conn.execute(
+                    "INSERT INTO sms_sends (purpose, phone, country, client_key, network_key, created_at) "
+                    "SELECT 'bench', '+8190' || lpad((i % 100000000)::text, 8, '0'), 'JP', "
+                    "       '198.51.100.' || (i % 250), '198.51.100.0/24', now() - random() * interval '50 minutes' "
+                    "  FROM generate_series(%s, %s) AS i", (filled, target - 1))
+                conn.execute("ANALYZE sms_sends")
+            filled = max(filled, target)
+            times = []
+            for i in range(args.rounds):
+                t = time.perf_counter()
+                with container.store.transaction() as tx:
+                    policy.permit(tx, to=new_phone(), purpose="bench", ip=f"203.0.113.{i % 250}")
+                times.append((time.perf_counter() - t) * 1000)
+            times.sort()
+            median = statistics.median(times)
+            p99 = times[int(len(times) * 0.99) - 1]
+            print(f"{target:>15} {median:>10.2f} {p99:>8.2f} {1000 / statistics.mean(times):>21.0f}")
+
+
+if __name__ == "__main__":
+    main()
