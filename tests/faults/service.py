@@ -37,6 +37,7 @@ def service_env(database_url: str, twilio, smtp, **extra: str) -> dict[str, str]
         AUTHSVC_SMTP_URL=smtp.url,
         AUTHSVC_EMAIL_FROM="authsvc <no-reply@auth.test>",
         AUTHSVC_PUBLIC_URL="https://auth.test",
+        AUTHSVC_SMS_COUNTRIES="JP,US",
         AUTHSVC_MIGRATIONS_DIR=str(ROOT / "migrations"),
         # 2 workers without Redis: per-process rate limits are fine for these tests (serve
         # refuses to start that way unless told so).
