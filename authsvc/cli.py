@@ -136,6 +136,14 @@ def serve(bind: str | None, dev: bool) -> None:
         except OSError as exc:
             app.extensions["authsvc"].close()
             raise click.ClickException(f"cannot listen on {settings.bind}: {exc.strerror or exc}") from None
+        if settings.metrics_bind:
+            from .metrics_server import MetricsServer
+
+            try:
+                MetricsServer(settings.metrics_bind, app.extensions["authsvc"].metrics.render).start()
+                click.echo(f"metrics on http://{settings.metrics_bind}/metrics")
+            except OSError as exc:
+                click.echo(f"metrics listener {settings.metrics_bind} failed ({exc}); serving without metrics", err=True)
         click.echo(f"authsvc (dev) listening on http://{host}:{server.server_port}  "
                    f"public URL: {settings.public_url}  database: {logs.redact(settings.database_url or '')}")
         try:
@@ -194,7 +202,39 @@ def _gunicorn(settings: Settings) -> None:
 
     from .workers import WORKER_CLASSES
 
+    from . import metrics_server
+
+    # before the app (and prometheus_client) is loaded: every worker writes to this directory
+    samples_dir, made_here = metrics_server.prepare_multiprocess_dir(
+        str(settings.metrics_dir) if settings.metrics_dir else None
+    )
     from .app import create_app
+    from .metrics import OutboxDepthCollector
+    from .store import query_once
+
+    listener: list[metrics_server.MetricsServer] = []
+
+    def when_ready(arbiter: Any) -> None:  # in the master, which serves no API request
+        logging.getLogger("authsvc").info("listening on %s with %s worker(s)", settings.bind, settings.workers)
+        if settings.metrics_bind:
+            depth = OutboxDepthCollector(lambda: dict(query_once(settings.database_url, "outbox_depth") or {}))
+            listener.append(
+                metrics_server.MetricsServer(settings.metrics_bind, metrics_server.instance_renderer([depth])).start()
+            )
+            arbiter.log.info("metrics (all workers) on http://%s/metrics", settings.metrics_bind)
+
+    def post_fork(arbiter: Any, worker: Any) -> None:
+        for server in listener:  # the worker must not hold the master's metrics socket
+            server.close_inherited()
+
+    def child_exit(arbiter: Any, worker: Any) -> None:
+        metrics_server.worker_exited(worker.pid)
+
+    def on_exit(arbiter: Any) -> None:
+        for server in listener:
+            server.stop()
+        if made_here:
+            metrics_server.remove_multiprocess_dir(samples_dir)
 
     log_level = logging.getLevelName(logging.getLogger("authsvc").getEffectiveLevel())
 
@@ -218,8 +258,6 @@ def _gunicorn(settings: Settings) -> None:
             # Worker heartbeat files in shared memory: the image runs with a read-only root
             # filesystem and a small /tmp tmpfs.
             self.cfg.set("worker_tmp_dir", "/dev/shm" if os.path.isdir("/dev/shm") else None)
-            self.cfg.set("when_ready", lambda server: logging.getLogger("authsvc").info(
-                "listening on %s with %s worker(s)", settings.bind, settings.workers))
             # SIGTERM: stop accepting, answer every request already accepted, and let each
             # worker's outbox sender finish the message in flight, all within graceful_timeout
             # (then gunicorn kills what is left). Kubernetes: a preStop sleep of 5 s and
@@ -227,6 +265,10 @@ def _gunicorn(settings: Settings) -> None:
             self.cfg.set("graceful_timeout", settings.graceful_timeout)
             self.cfg.set("post_worker_init", _stop_sender_on_sigterm)
             self.cfg.set("worker_exit", _close_worker)
+            self.cfg.set("when_ready", when_ready)  # logs "listening on", starts the metrics listener
+            self.cfg.set("post_fork", post_fork)
+            self.cfg.set("child_exit", child_exit)
+            self.cfg.set("on_exit", on_exit)
 
         def load(self) -> Any:
             app = create_app(settings)
@@ -293,7 +335,19 @@ def _container(dev: bool):
     return build_container(_settings(dev))
 
 
-_reason = click.option("--reason", required=True, help="Why: written to the audit log.")
+def _check_reason(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from .services.audit import check_reason
+
+    if value is None:
+        return None
+    try:
+        return check_reason(value)
+    except errors.InvalidRequest as exc:
+        raise click.BadParameter(exc.detail) from None
+
+
+_reason = click.option("--reason", required=True, callback=_check_reason,
+                       help="Why: written to the audit log (at least 5 characters with a letter, e.g. a ticket and a few words).")
 
 
 @main.group()

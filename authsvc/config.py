@@ -47,6 +47,8 @@ class Settings:
     migrations_dir: Path = field(default_factory=lambda: _project_root() / "migrations")
     redis_url: str | None = None
     bind: str = "127.0.0.1:8000"
+    metrics_bind: str | None = "127.0.0.1:9100"  # None: no metrics listener
+    metrics_dir: Path | None = None  # where workers' samples go; None: a private temporary directory
     workers: int = 2
     graceful_timeout: int = 30  # seconds gunicorn gives workers to finish after SIGTERM
     worker_class: str = "gthread"  # gunicorn: gthread (keep-alive, threads) or sync
@@ -94,6 +96,7 @@ class Settings:
     sms_network_hourly_cap: int = 100
 
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    proxy_header: str = "x-forwarded-for"  # or "forwarded" (RFC 7239): what the trusted proxies write
     step_up_actions: tuple[str, ...] = BUILTIN_STEP_UP_ACTIONS
 
     argon2_time_cost: int = 2
@@ -252,6 +255,18 @@ class Settings:
                 except ValueError:
                     problems.append(f"AUTHSVC_TRUSTED_PROXIES: {item.strip()!r} is not a CIDR")
 
+        metrics_bind: str | None = (get("METRICS_BIND", "127.0.0.1:9100") or "").strip()
+        if metrics_bind.lower() in ("off", "none"):
+            metrics_bind = None
+        elif not re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}", metrics_bind):
+            problems.append("AUTHSVC_METRICS_BIND must be host:port (or 'off')")
+        elif bind_port and int(metrics_bind.rpartition(":")[2]) == bind_port:
+            problems.append("AUTHSVC_METRICS_BIND must use another port than the API (metrics are never public)")
+
+        proxy_header = (get("PROXY_HEADER", "x-forwarded-for") or "").strip().lower()
+        if proxy_header not in ("x-forwarded-for", "forwarded"):
+            problems.append("AUTHSVC_PROXY_HEADER must be 'X-Forwarded-For' or 'Forwarded'")
+
         extra_actions = []
         for item in (get("STEP_UP_ACTIONS", "") or "").split(","):
             item = item.strip()
@@ -326,6 +341,8 @@ class Settings:
             hash_queue_budget=ints["HASH_QUEUE_BUDGET_MS"] / 1000,
             hash_known_budget=ints["HASH_KNOWN_BUDGET_MS"] / 1000,
             rate_limits_per_process=bool(per_process),
+            metrics_bind=metrics_bind,
+            metrics_dir=Path(get("METRICS_DIR")) if get("METRICS_DIR") else None,
             issuer=issuer,
             audience=get("AUDIENCE", "authsvc"),
             rp_id=rp_id,
@@ -352,6 +369,7 @@ class Settings:
             sms_client_hourly_cap=ints["SMS_CLIENT_HOURLY_CAP"],
             sms_network_hourly_cap=ints["SMS_NETWORK_HOURLY_CAP"],
             trusted_proxies=tuple(proxies),
+            proxy_header=proxy_header,
             step_up_actions=BUILTIN_STEP_UP_ACTIONS + tuple(extra_actions),
             argon2_time_cost=ints["ARGON2_TIME_COST"],
             argon2_memory_cost=ints["ARGON2_MEMORY_COST"],
@@ -363,11 +381,24 @@ class Settings:
         )
 
 
-def operator_name() -> str:
-    """Who runs an operator command, for the audit log (AUTHSVC_OPERATOR, else the OS user)."""
-    import getpass
+def os_user() -> str:
+    """The OS account running this process, from the effective uid (not from $USER or
+    $LOGNAME, which anyone can set); ``uid:<n>`` when the uid has no passwd entry."""
+    import pwd
 
-    return os.environ.get(PREFIX + "OPERATOR") or getpass.getuser()
+    uid = os.geteuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid:{uid}"
+
+
+def operator_name() -> str:
+    """The operator's name for the audit log's actor: ``AUTHSVC_OPERATOR`` (a person's name when
+    several share one admin account), else the OS user. The audit entry records the OS user
+    (:func:`os_user`) next to it in any case, so the declared name alone proves nothing."""
+    declared = " ".join((os.environ.get(PREFIX + "OPERATOR") or "").split())[:64]
+    return declared or os_user()
 
 
 def parse_encryption_keys(raw: str) -> tuple[tuple[str, bytes], ...]:

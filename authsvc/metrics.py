@@ -1,10 +1,57 @@
-"""Prometheus metrics: requests, latencies, logins by outcome, rate-limit hits, outbox depth."""
+"""Prometheus metrics: requests, latencies, logins by outcome, rate-limit hits, outbox depth.
+
+Rules (API contract, "Health and metadata"):
+- metrics are served only on their own listener (``AUTHSVC_METRICS_BIND``, see
+  :mod:`authsvc.metrics_server`), never by the public app;
+- they cover the whole instance: under gunicorn every worker writes its samples to a shared
+  directory (prometheus_client's multiprocess mode) and the master serves their sum;
+- no label tells an unknown email from a wrong password (both are ``invalid_credentials``).
+
+To add a metric, add an attribute in ``__init__`` with ``registry=self.registry``. A Gauge must
+say how workers' values combine (``multiprocess_mode="livesum"``, ``"max"``, ...); a value that
+is the same for every worker (like the outbox depth) is better computed at scrape time by a
+collector passed to :meth:`Metrics.scrape_collectors`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client itself
+
+
+def multiprocess_dir() -> str | None:
+    """The directory workers write their samples to, when multiprocess mode is on."""
+    path = os.environ.get(MULTIPROC_ENV)
+    return path if path and os.path.isdir(path) else None
+
+
+class OutboxDepthCollector(Collector):
+    """``authsvc_outbox_depth{state}``, read from the database at scrape time (one value for the
+    whole instance, whichever process serves the scrape)."""
+
+    def __init__(self, depth: Callable[[], dict[str, int]]) -> None:
+        self._depth = depth
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("authsvc_outbox_depth", "Undelivered outbox messages", labels=["state"])
+        try:
+            for state, n in sorted(self._depth().items()):
+                family.add_metric([state], float(n))
+        except Exception:  # noqa: BLE001 - metrics must render while the database is down
+            pass
+        yield family
 
 
 class Metrics:
@@ -17,6 +64,7 @@ class Metrics:
             "authsvc_http_request_seconds", "HTTP request latency", ["method", "endpoint"], registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
+        # outcome: ok, invalid_credentials (unknown email and wrong password alike), locked, ...
         self.logins = Counter("authsvc_logins", "Login steps by outcome", ["step", "outcome"], registry=self.registry)
         self.rate_limited = Counter("authsvc_rate_limited", "Requests refused by a rate limit", ["endpoint"],
                                     registry=self.registry)
@@ -28,17 +76,44 @@ class Metrics:
         )
         self.sms_lookups = Counter("authsvc_sms_lookups", "Twilio Lookup line-type checks by result", ["result"],
                                    registry=self.registry)
-        self.outbox = Gauge("authsvc_outbox_depth", "Undelivered outbox messages", ["state"], registry=self.registry)
+        self.client_address_problems = Counter(
+            "authsvc_client_address_problems",
+            "Requests from a trusted proxy whose client address was unparseable or missing", ["reason"],
+            registry=self.registry,
+        )
         self._outbox_depth = outbox_depth
 
     def watch_outbox(self, outbox_depth: Callable[[], dict[str, int]]) -> None:
         self._outbox_depth = outbox_depth
 
+    def scrape_collectors(self) -> list[Collector]:
+        """Collectors computed at scrape time rather than kept per process."""
+        return [OutboxDepthCollector(self._outbox_depth)] if self._outbox_depth is not None else []
+
     def render(self) -> tuple[bytes, str]:
-        if self._outbox_depth is not None:
-            try:
-                for state, n in self._outbox_depth().items():
-                    self.outbox.labels(state).set(n)
-            except Exception:  # noqa: BLE001 - metrics must render while the database is down
-                pass
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        """This process's metrics, or every worker's when multiprocess mode is on."""
+        return render(self.scrape_collectors(), local=self.registry)
+
+
+def render(extra: Iterable[Collector] = (), *, local: CollectorRegistry | None = None) -> tuple[bytes, str]:
+    """Prometheus text: the sum over every process writing to the multiprocess directory when
+    there is one (``local`` is then ignored: its samples are in the directory), else ``local``."""
+    registry = CollectorRegistry()
+    path = multiprocess_dir()
+    if path is not None:
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry, path=path)
+    elif local is not None:
+        registry.register(_Delegate(local))
+    for collector in extra:
+        registry.register(collector)
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class _Delegate(Collector):
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        return self._registry.collect()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import pwd
+
 import pytest
 from click.testing import CliRunner
 
 from authsvc import cli
+from authsvc.config import os_user
 
 
 @pytest.fixture
@@ -40,11 +44,30 @@ def test_clients_create_list_revoke_with_audit(run, db):
     actions = db.execute("SELECT actor, action, detail->>'reason' FROM audit_log ORDER BY id").fetchall()
     assert ("operator:alice", "client.created", "onboarding CHG-1") in actions
     assert ("operator:alice", "client.revoked", "rotated") in actions
+    assert {r[0] for r in db.execute("SELECT detail->>'os_user' FROM audit_log").fetchall()} == {os_user()}
 
 
 def test_reason_is_required(run):
     result = run("clients", "create", "x")
     assert result.exit_code != 0 and "--reason" in result.output
+
+
+@pytest.mark.parametrize("reason", ["", "   ", "x", "....", "\t \n", "12345"])
+def test_a_reason_must_say_something(run, db, reason):
+    result = run("clients", "create", "x", "--reason", reason)
+    assert result.exit_code != 0 and "reason" in result.output
+    assert db.execute("SELECT count(*) FROM clients").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM audit_log").fetchone()[0] == 0
+
+
+def test_the_os_user_is_recorded_whatever_the_declared_operator(cli_env, db):
+    result = CliRunner().invoke(cli.main, ["clients", "create", "x", "--reason", "CHG-9 new backend"],
+                                env={**cli_env, "AUTHSVC_OPERATOR": "someone-else"}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    actor, detail = db.execute("SELECT actor, detail FROM audit_log WHERE action = 'client.created'").fetchone()
+    assert actor == "operator:someone-else"
+    assert detail["os_user"] == os_user() == pwd.getpwuid(os.geteuid()).pw_name
+    assert detail["reason"] == "CHG-9 new backend"
 
 
 def test_keys_rotate_publishes_a_new_key(run, app, client, db):
@@ -118,7 +141,7 @@ def test_accounts_incident_commands(run, client, twilio, smtp, db):
 
     assert run("accounts", "require-password-change", account["email"], "--reason", "breach").exit_code == 0
     assert db.execute("SELECT password_change_required FROM accounts").fetchone()[0] is True
-    assert run("accounts", "revoke-sessions", account["email"], "--reason", "x").exit_code == 0
+    assert run("accounts", "revoke-sessions", account["email"], "--reason", "INC-7 again").exit_code == 0
     assert run("accounts", "show", "nobody@example.com").exit_code != 0
 
     audit = db.execute("SELECT actor, action, detail->>'reason' FROM audit_log WHERE actor LIKE 'operator:%' "
@@ -129,10 +152,10 @@ def test_accounts_incident_commands(run, client, twilio, smtp, db):
 
 
 def test_audit_tail_and_verify_detect_tampering(run, db):
-    run("clients", "create", "a", "--reason", "one")
-    run("clients", "create", "b", "--reason", "two")
+    run("clients", "create", "a", "--reason", "ticket one")
+    run("clients", "create", "b", "--reason", "ticket two")
     tail = run("audit", "tail", "-n", "5").output
-    assert "operator:alice\tclient.created" in tail and '"reason": "two"' in tail
+    assert "operator:alice\tclient.created" in tail and '"reason": "ticket two"' in tail
     ok = run("audit", "verify")
     assert ok.exit_code == 0 and "intact: 2 rows" in ok.output
     db.execute("UPDATE audit_log SET detail = jsonb_set(detail, '{reason}', '\"edited\"') WHERE id = "
@@ -143,7 +166,7 @@ def test_audit_tail_and_verify_detect_tampering(run, db):
 
 def test_audit_verify_detects_a_deleted_row(run, db):
     for name in ("a", "b", "c"):
-        run("clients", "create", name, "--reason", name)
+        assert run("clients", "create", name, "--reason", f"client {name}").exit_code == 0
     db.execute("DELETE FROM audit_log WHERE id = (SELECT min(id) + 1 FROM audit_log)")
     assert run("audit", "verify").exit_code == 1
 

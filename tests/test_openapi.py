@@ -42,7 +42,7 @@ CONTRACT_CODES = {
     "step_up_required",
 }
 # Operations that are not JSON APIs: no rate-limit / problem answers required.
-PLUMBING = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/.well-known/jwks.json")}
+PLUMBING = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/.well-known/jwks.json")}
 
 
 # --------------------------------------------------------------------------- helpers

@@ -1,45 +1,184 @@
-"""Who is calling: client IP (honouring only trusted proxies), device id, user agent."""
+"""Who is calling: client IP (honouring only trusted proxies), device id, user agent.
+
+The client address is the TCP peer unless the peer is in ``AUTHSVC_TRUSTED_PROXIES``; then
+the proxy header named by ``AUTHSVC_PROXY_HEADER`` (``X-Forwarded-For`` by default, or RFC 7239
+``Forwarded``; only that one, so a header the proxy passes through untouched cannot be used to
+spoof) is read right to left, skipping trusted hops. A hop may be ``ip``, ``ip:port``, ``[v6]``
+or ``[v6]:port`` (``Forwarded``: ``for=`` with the same forms, quoted or not).
+
+A first untrusted hop that is still not an address (``for=unknown``, an obfuscated identifier,
+garbage) is logged and counted (``authsvc_client_address_problems_total``), and the client
+gets a stable synthetic address in ``fd00::/8`` made from the proxy and the hop text, so two
+different hops never share a rate-limit bucket (nor does every such client share the proxy's).
+A trusted proxy that sends no header at all is counted too (``reason="missing"``); its clients
+then share the proxy's address, as nothing tells them apart.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import logging
+import time
+from dataclasses import dataclass
+
 from flask import current_app, request
 
 from ..services.sessions import RequestInfo
 
 MAX_HEADER = 256
+SYNTHETIC_PREFIX = 0xFD  # fd00::/8, unique local addresses: never a real client on the internet
+_log = logging.getLogger(__name__)
+_LOG_EVERY = 60.0
+_last_logged: dict[str, float] = {}
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class ClientAddress:
+    ip: str
+    problem: str | None = None  # "unparseable" or "missing" (from a trusted proxy)
+    raw_hop: str | None = None
 
 
 def client_ip() -> str:
+    container = current_app.extensions["authsvc"]
+    settings = container.settings
     peer = request.remote_addr or "0.0.0.0"
-    trusted = current_app.extensions["authsvc"].settings.trusted_proxies
-    return resolve_client_ip(peer, request.headers.getlist("X-Forwarded-For"), trusted)
+    header = settings.proxy_header
+    name = "Forwarded" if header == "forwarded" else "X-Forwarded-For"
+    address = resolve_client_address(
+        peer, request.headers.getlist(name), settings.trusted_proxies, forwarded=header == "forwarded"
+    )
+    if address.problem is not None:
+        _report(container, peer, address)
+    return address.ip
 
 
-def resolve_client_ip(peer: str, forwarded: list[str], trusted: tuple) -> str:
-    """The TCP peer, unless it is a trusted proxy: then X-Forwarded-For right to left,
-    skipping trusted hops; the first untrusted (or malformed) hop is the client."""
+def _report(container: object, peer: str, address: ClientAddress) -> None:
+    metrics = getattr(container, "metrics", None)
+    if metrics is not None:
+        metrics.client_address_problems.labels(address.problem).inc()
+    key = f"{peer}:{address.problem}"
+    now = time.monotonic()
+    if now - _last_logged.get(key, float("-inf")) >= _LOG_EVERY:  # at most once a minute per proxy
+        _last_logged[key] = now
+        _log.warning(
+            "trusted proxy %s sent %s client address %r; using %s (logged at most once a minute)",
+            peer, "no" if address.problem == "missing" else "an unparseable",
+            (address.raw_hop or "")[:64], address.ip,
+        )
 
-    def is_trusted(addr: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(addr)
-        except ValueError:
-            return False
-        return any(ip in net for net in trusted)
 
-    if not trusted or not is_trusted(peer):
-        return peer
-    hops = [h.strip() for line in forwarded for h in line.split(",") if h.strip()]
-    client = peer
+def resolve_client_ip(peer: str, forwarded: list[str], trusted: tuple, *, rfc7239: bool = False) -> str:
+    return resolve_client_address(peer, forwarded, trusted, forwarded=rfc7239).ip
+
+
+def resolve_client_address(
+    peer: str, headers: list[str], trusted: tuple[Network, ...], *, forwarded: bool = False
+) -> ClientAddress:
+    """The TCP peer, unless it is a trusted proxy: then the proxy header's hops right to left,
+    skipping trusted hops; the first untrusted hop is the client."""
+    peer_ip = parse_hop(peer)
+    if not trusted or peer_ip is None or not _is_trusted(peer_ip, trusted):
+        return ClientAddress(peer)
+    hops = _forwarded_for(headers) if forwarded else [h for line in headers for h in _split(line, ",")]
+    hops = [None if h is None else h.strip() for h in hops if h is None or h.strip()]
+    if not hops:
+        return ClientAddress(str(peer_ip), "missing")
+    client = str(peer_ip)
     for hop in reversed(hops):
+        ip = parse_hop(hop) if hop is not None else None
+        if ip is None:
+            return ClientAddress(synthetic_address(str(peer_ip), hop or ""), "unparseable", hop or "")
+        client = str(ip)
+        if not _is_trusted(ip, trusted):
+            break
+    return ClientAddress(client)
+
+
+def parse_hop(text: str) -> IPAddress | None:
+    """``ip``, ``ip:port``, ``[v6]``, ``[v6]:port`` (optionally in double quotes) -> address."""
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1].replace('\\"', '"').strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not (rest.startswith(":") and _is_port(rest[1:]))):
+            return None
         try:
-            ipaddress.ip_address(hop)
+            ip: IPAddress = ipaddress.IPv6Address(host)
         except ValueError:
-            break
-        client = hop
-        if not is_trusted(hop):
-            break
-    return client
+            return None
+    else:
+        try:
+            ip = ipaddress.ip_address(text)
+        except ValueError:
+            host, sep, port = text.rpartition(":")
+            if not sep or not _is_port(port):
+                return None
+            try:
+                ip = ipaddress.IPv4Address(host)
+            except ValueError:
+                return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.scope_id:
+            ip = ipaddress.IPv6Address(str(ip).split("%")[0])
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+    return ip
+
+
+def synthetic_address(peer: str, hop: str) -> str:
+    """A stable address in fd00::/8 for a hop that is not an address (distinct hops, distinct /48s)."""
+    digest = hashlib.sha256(f"{peer}\x00{hop}".encode("utf-8", "surrogateescape")).digest()
+    return str(ipaddress.IPv6Address(bytes([SYNTHETIC_PREFIX]) + digest[:15]))
+
+
+def _is_port(text: str) -> bool:
+    return text.isascii() and text.isdigit() and 0 < len(text) <= 5 and int(text) <= 65535
+
+
+def _is_trusted(ip: IPAddress, trusted: tuple[Network, ...]) -> bool:
+    return any(ip.version == net.version and ip in net for net in trusted)
+
+
+def _split(text: str, sep: str) -> list[str]:
+    """Split on ``sep`` outside double-quoted strings (RFC 7230 quoted-string, with escapes)."""
+    parts, current, quoted, escaped = [], [], False, False
+    for ch in text:
+        if escaped:
+            escaped = False
+        elif quoted and ch == "\\":
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+        elif ch == sep and not quoted:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(ch)
+    parts.append("".join(current))
+    return parts
+
+
+def _forwarded_for(headers: list[str]) -> list[str | None]:
+    """RFC 7239: the ``for=`` value of each element (None for an element without one)."""
+    hops: list[str | None] = []
+    for line in headers:
+        for element in _split(line, ","):
+            if not element.strip():
+                continue
+            value = None
+            for pair in _split(element, ";"):
+                name, sep, raw = pair.partition("=")
+                if sep and name.strip().lower() == "for":
+                    value = raw.strip()
+                    break
+            hops.append(value)
+    return hops
 
 
 def request_context() -> RequestInfo:

@@ -1,8 +1,9 @@
-"""Liveness, readiness, metrics."""
+"""Liveness and readiness. Metrics are not here: they have their own listener
+(``AUTHSVC_METRICS_BIND``, :mod:`authsvc.metrics_server`), never the public port."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, current_app, jsonify
 
 bp = Blueprint("health", __name__)
 
@@ -18,9 +19,3 @@ def readyz():
     resp = jsonify(status="ready" if ready else "unavailable", detail=reason)
     resp.status_code = 200 if ready else 503
     return resp
-
-
-@bp.get("/metrics")
-def metrics():
-    body, content_type = current_app.extensions["authsvc"].metrics.render()
-    return Response(body, content_type=content_type)

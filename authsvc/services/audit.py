@@ -12,7 +12,26 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
+from .. import errors
+from ..config import os_user
+
 GENESIS = b"\x00" * 32
+MIN_REASON = 5
+MAX_REASON = 500
+
+
+def check_reason(reason: str | None) -> str:
+    """An operator's reason, whitespace collapsed; refused unless it says something (at least
+    ``MIN_REASON`` characters with a letter in them: "", "  ", "x" or "..." are refused)."""
+    text = " ".join((reason or "").split())
+    if len(text) < MIN_REASON or not any(ch.isalpha() for ch in text):
+        raise errors.InvalidRequest(
+            f"the reason must say why (at least {MIN_REASON} characters, e.g. a ticket and a few words)",
+            errors=[{"field": "reason", "message": "too short"}],
+        )
+    if len(text) > MAX_REASON:
+        raise errors.InvalidRequest(f"the reason is longer than {MAX_REASON} characters")
+    return text
 
 
 def _digest(prev: bytes, at: datetime, actor: str, event: str, account_id: Any, detail: Any) -> bytes:
@@ -24,6 +43,11 @@ def _digest(prev: bytes, at: datetime, actor: str, event: str, account_id: Any, 
 
 
 def audit(tx: Any, actor: str, event: str, account_id: str | None, /, **detail: Any) -> None:
+    """Append one row. An operator's entry (actor ``operator:<name>``, the name being what
+    ``AUTHSVC_OPERATOR`` declares) also records the OS user running the command (``os_user``,
+    from the process's uid), which no environment variable can change."""
+    if actor.startswith("operator:"):
+        detail["os_user"] = os_user()
     detail = json.loads(json.dumps(detail, default=str))
     tx.one("audit_lock")
     prev = tx.scalar("audit_last_hash")

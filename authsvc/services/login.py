@@ -91,10 +91,10 @@ class LoginService:
             account = tx.one("account_by_email", email_normalized=email_normalized) if email_normalized else None
         if account is None:
             self._hasher.dummy_verify(password, known=known)
-            self._metrics.logins.labels("password", "unknown_account").inc()
+            self._metrics.logins.labels("password", "invalid_credentials").inc()
             raise invalid
         if not self._hasher.verify(account["password_hash"], password, known=known) or not account["password_login"]:
-            self._metrics.logins.labels("password", "wrong_password").inc()
+            self._metrics.logins.labels("password", "invalid_credentials").inc()
             raise invalid
         account_id = str(account["id"])
         token = crypto.new_token()

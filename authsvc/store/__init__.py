@@ -245,3 +245,10 @@ class Store:
 
 def connect(url: str, **kwargs: Any) -> Store:
     return Store(url, **kwargs)
+
+
+def query_once(url: str, query: str, /, *, timeout: int = 3, **params: Any) -> dict[str, Any] | None:
+    """One named query on a short-lived connection (no pool): for a process that must not hold
+    connections across ``fork`` (the gunicorn master serving metrics)."""
+    with wrap_errors(), psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=timeout) as conn:
+        return conn.execute(QUERIES[query], params).fetchone()
