@@ -30,12 +30,13 @@ from .services.hashing import GatedHasher, HashGate
 from .services.health import Health
 from .services.keys import KeyService
 from .services.login import LoginService
-from .services.audit import AuditLog
+from .services.audit import AuditChain, AuditLog
 from .services.operators import AccountAdmin, Incidents
 from .services.outbox import Outbox
 from .services.passkey import PasskeyLogin
 from .services.password_change import PasswordChangeService
 from .services.password_reset import PasswordResetService
+from .services.reencrypt import Reencryption
 from .services.registration import RegistrationService
 from .services.reports import ReportService
 from .services.second_factor import SecondFactors
@@ -72,10 +73,12 @@ class Container:
     metrics: Metrics
     hasher: GatedHasher
     sms: SmsPolicy
+    reencryption: Reencryption
     limiter: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
+        self.audit_log.stop()
         self.outbox.stop()
         self.store.close()
 
@@ -85,6 +88,11 @@ def build_container(settings: Settings) -> Container:
         raise errors.ConfigError("no database URL (AUTHSVC_DATABASE_URL, or --dev for the embedded one)")
     store = Store(settings.database_url)
     cipher = Cipher(settings.encryption_keys)
+    audit_chain = AuditChain(cipher).install(store)
+    try:
+        audit_chain.ensure(store)  # the chain key, made once per database, kept encrypted
+    except errors.StoreError:
+        pass  # a database that is down at start: the first audited change reports it
     metrics = Metrics()
     hasher = GatedHasher(
         PasswordHasher(
@@ -147,7 +155,7 @@ def build_container(settings: Settings) -> Container:
         reports=reports,
         admin=AccountAdmin(store=store, sessions=sessions, outbox=outbox),
         incidents=Incidents(store=store, sessions=sessions, outbox=outbox),
-        audit_log=AuditLog(store),
+        audit_log=AuditLog(store, audit_chain, outbox),
         password_change=password_change,
         password_reset=PasswordResetService(
             settings=settings, store=store, cipher=cipher, hasher=hasher, policy=policy, factors=second,
@@ -161,6 +169,7 @@ def build_container(settings: Settings) -> Container:
         metrics=metrics,
         hasher=hasher,
         sms=sms,
+        reencryption=Reencryption(store=store, cipher=cipher, chain=audit_chain),
     )
 
 
@@ -186,6 +195,7 @@ def create_app(settings: Settings, *, start_outbox: bool = True) -> Flask:
     _instrument(app, container.metrics)
     if start_outbox and settings.deliver_inline:
         container.outbox.start()
+        container.audit_log.start(settings.audit_checkpoint_interval)
     return app
 
 

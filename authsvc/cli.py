@@ -295,6 +295,7 @@ def worker(once: bool, dev: bool) -> None:
         else:
             # SIGTERM: finish the message in flight, then exit (nothing is left leased).
             signal.signal(signal.SIGTERM, lambda *_: container.outbox.request_stop())
+            container.audit_log.start(container.settings.audit_checkpoint_interval)
             container.outbox.run_forever(idle_seconds=2.0)
     finally:
         container.close()
@@ -438,6 +439,50 @@ def keys_list(dev: bool) -> None:
                    f"{r['activate_at']:%Y-%m-%dT%H:%M:%SZ}\t{until}")
 
 
+@keys.command("usage")
+@_dev
+def keys_usage(dev: bool) -> None:
+    """How many stored ciphertexts still depend on each encryption key id."""
+    c = _container(dev)
+    try:
+        usage = c.reencryption.usage()
+        configured = [kid for kid, _ in c.settings.encryption_keys]
+    finally:
+        c.close()
+    for kid in sorted(set(usage) | set(configured), key=lambda k: (k not in configured, configured.index(k) if k in configured else 0, k)):
+        rows = usage.get(kid, {})
+        role = ("encrypts" if kid == configured[0] else "decrypts only") if kid in configured else "NOT CONFIGURED"
+        detail = ", ".join(f"{what} {n}" for what, n in sorted(rows.items())) or "nothing"
+        click.echo(f"{kid}\t{role}\t{sum(rows.values())}\t{detail}")
+    old = [kid for kid in configured[1:] if not usage.get(kid)]
+    if old:
+        click.echo(f"no longer used: {', '.join(old)} (can be removed from AUTHSVC_ENCRYPTION_KEY)")
+
+
+@keys.command("reencrypt")
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10000))
+@_reason
+@_dev
+def keys_reencrypt(batch_size: int, reason: str, dev: bool) -> None:
+    """Re-encrypt every stored secret under the newest encryption key (the first in
+    AUTHSVC_ENCRYPTION_KEY), in batches; resumable, audited. Then `keys usage` shows the old
+    key unused and it can be removed."""
+    c = _container(dev)
+    try:
+        report = c.reencryption.reencrypt(operator=operator_name(), reason=reason, batch_size=batch_size)
+        remaining = {kid: n for kid, n in c.reencryption.usage().items() if kid != report.kid}
+    finally:
+        c.close()
+    for what, n in report.done.items():
+        failed = report.failed.get(what, 0)
+        click.echo(f"{what}: {n} re-encrypted under {report.kid}" + (f", {failed} UNDECRYPTABLE" if failed else ""))
+    if remaining:
+        left = "; ".join(f"{kid}: {sum(rows.values())}" for kid, rows in sorted(remaining.items()))
+        click.echo(f"still under older keys: {left} (rerun to continue)")
+    if any(report.failed.values()):
+        sys.exit(1)
+
+
 @main.group()
 def accounts() -> None:
     """Incident response on one account (by account id or email)."""
@@ -511,7 +556,7 @@ def incident_require_password_change(all_accounts: bool, batch_size: int, reason
 
 @main.group()
 def audit() -> None:
-    """The hash-chained audit log."""
+    """The audit log (keyed hash chain, append-only, signed checkpoints)."""
 
 
 @audit.command("tail")
@@ -531,19 +576,56 @@ def audit_tail(limit: int, dev: bool) -> None:
                    f"{json.dumps(r['detail'], sort_keys=True)}")
 
 
+def _checkpoint(value: str) -> tuple[int, bytes]:
+    last_id, sep, head = value.partition(":")
+    try:
+        if not sep or not last_id.isdigit() or len(head) != 64:
+            raise ValueError
+        return int(last_id), bytes.fromhex(head)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not LAST_ID:HEAD (the head in 64 hex digits)") from None
+
+
 @audit.command("verify")
+@click.option("--checkpoint", "checkpoints", multiple=True, metavar="LAST_ID:HEAD",
+              help="A checkpoint published earlier (log line or audit.checkpoint webhook): the log must "
+                   "still contain that row with that hash. Repeatable.")
 @_dev
-def audit_verify(dev: bool) -> None:
-    """Recompute the hash chain; exit 1 at the first row that was changed, added or removed."""
+def audit_verify(checkpoints: tuple[str, ...], dev: bool) -> None:
+    """Recompute the keyed chain and check the checkpoints; exit 1 at the first row that was
+    changed, added or removed, or when rows were cut off the end."""
+    external = [_checkpoint(v) for v in checkpoints]
     c = _container(dev)
     try:
-        checked, broken = c.audit_log.verify()
+        result = c.audit_log.verify(external=external)
     finally:
         c.close()
-    if broken is not None:
-        click.echo(f"audit log BROKEN at row {broken} (after {checked} good rows)")
+    if not result.intact:
+        where = f" at row {result.broken_at}" if result.broken_at is not None else ""
+        click.echo(f"audit log BROKEN{where} (after {result.checked} good rows): {result.problem}")
         sys.exit(1)
-    click.echo(f"audit log intact: {checked} rows")
+    legacy = f" ({result.legacy} from before the keyed chain)" if result.legacy else ""
+    click.echo(f"audit log intact: {result.checked} rows{legacy}, {result.checkpoints} checkpoints")
+    if result.last_checkpoint:
+        cp = result.last_checkpoint
+        click.echo(f"last checkpoint #{cp['checkpoint_id']} at {cp['at']}: rows up to {cp['last_id']}")
+    for note in result.notes:
+        click.echo(f"note: {note}")
+
+
+@audit.command("checkpoint")
+@_dev
+def audit_checkpoint(dev: bool) -> None:
+    """Sign and publish the chain head now (log, audit.checkpoint webhook, audit_checkpoints)."""
+    c = _container(dev)
+    try:
+        cp = c.audit_log.checkpoint()  # the running service (or `authsvc worker`) sends the webhook
+    finally:
+        c.close()
+    if cp is None:
+        click.echo("nothing new since the last checkpoint")
+        return
+    click.echo(f"checkpoint #{cp.id}: {cp.last_id}:{cp.head.hex()}")
 
 
 @main.group()

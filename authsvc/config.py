@@ -116,6 +116,8 @@ class Settings:
     registration_ttl: int = 600  # the codes it carries live 10 minutes
     step_up_ttl: int = 300
 
+    audit_checkpoint_interval: int = 300  # seconds between signed audit chain heads
+
     rate_limits_enabled: bool = True
     rate_limit_prefix: str = "authsvc"  # namespace of the counters in a shared Redis
     deliver_inline: bool = True  # kick the outbox dispatcher after each commit
@@ -302,6 +304,7 @@ class Settings:
             ("SMS_ACCOUNT_HOURLY_CAP", 10, 1),
             ("SMS_CLIENT_HOURLY_CAP", 20, 1),
             ("SMS_NETWORK_HOURLY_CAP", 100, 1),
+            ("AUDIT_CHECKPOINT_SECONDS", 300, 10),
         ):
             raw = get(name, str(default) if default is not None else get("SMS_HOURLY_CAP", "1000"))
             try:
@@ -378,6 +381,7 @@ class Settings:
             session_max_age=ints["SESSION_MAX_AGE"],
             session_idle_timeout=ints["SESSION_IDLE_TIMEOUT"],
             payment_max_session_age=ints["PAYMENT_MAX_SESSION_AGE"],
+            audit_checkpoint_interval=ints["AUDIT_CHECKPOINT_SECONDS"],
         )
 
 

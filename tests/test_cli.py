@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pwd
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 
@@ -158,8 +159,14 @@ def test_audit_tail_and_verify_detect_tampering(run, db):
     assert "operator:alice\tclient.created" in tail and '"reason": "ticket two"' in tail
     ok = run("audit", "verify")
     assert ok.exit_code == 0 and "intact: 2 rows" in ok.output
-    db.execute("UPDATE audit_log SET detail = jsonb_set(detail, '{reason}', '\"edited\"') WHERE id = "
-               "(SELECT min(id) FROM audit_log)")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):  # append-only (tests/test_audit.py: past that)
+        db.execute("UPDATE audit_log SET detail = jsonb_set(detail, '{reason}', '\"edited\"') WHERE id = "
+                   "(SELECT min(id) FROM audit_log)")
+    with db.transaction():
+        db.execute("ALTER TABLE audit_log DISABLE TRIGGER USER")
+        db.execute("UPDATE audit_log SET detail = jsonb_set(detail, '{reason}', '\"edited\"') WHERE id = "
+                   "(SELECT min(id) FROM audit_log)")
+        db.execute("ALTER TABLE audit_log ENABLE TRIGGER USER")
     broken = run("audit", "verify")
     assert broken.exit_code == 1 and "BROKEN" in broken.output
 
@@ -167,7 +174,10 @@ def test_audit_tail_and_verify_detect_tampering(run, db):
 def test_audit_verify_detects_a_deleted_row(run, db):
     for name in ("a", "b", "c"):
         assert run("clients", "create", name, "--reason", f"client {name}").exit_code == 0
-    db.execute("DELETE FROM audit_log WHERE id = (SELECT min(id) + 1 FROM audit_log)")
+    with db.transaction():
+        db.execute("ALTER TABLE audit_log DISABLE TRIGGER USER")
+        db.execute("DELETE FROM audit_log WHERE id = (SELECT min(id) + 1 FROM audit_log)")
+        db.execute("ALTER TABLE audit_log ENABLE TRIGGER USER")
     assert run("audit", "verify").exit_code == 1
 
 

@@ -40,6 +40,9 @@ def cipher(settings):
 
 @pytest.fixture
 def ks(store, cipher, settings):
+    from authsvc.services.audit import AuditChain
+
+    AuditChain(cipher).install(store).ensure(store)  # rotations with an actor are audited
     return KeyService(store, cipher, settings)
 
 

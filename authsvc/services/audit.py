@@ -1,23 +1,55 @@
 """The audit log: who changed what, and why (operators give a reason).
 
-Rows form a hash chain: each row's hash covers its content and the previous row's hash, so
-``verify`` finds a row that was edited, inserted or deleted afterwards. Writers serialise on
-an advisory lock held to the end of their transaction (audited changes are rare and short).
+Rules:
+- Rows form a keyed chain (``chain = 2``): each row's ``hash`` is an HMAC-SHA256, under the
+  *chain key*, of the previous row's hash and the row's content. The chain key is 32 random
+  bytes stored only encrypted under ``AUTHSVC_ENCRYPTION_KEY`` (table ``audit_chain_keys``), so
+  whoever can write the database but does not hold the encryption key cannot recompute the
+  chain after editing, inserting or deleting a row. ``authsvc keys reencrypt`` re-wraps it under
+  a new encryption key; the chain key itself never changes, so old rows stay verifiable.
+- Rows written before the keyed chain (``chain = 1``) keep their plain SHA-256 chain; the first
+  keyed row (and the first checkpoint) covers the last of them, which anchors them all. A
+  plain row after a keyed one is a forgery.
+- PostgreSQL itself refuses UPDATE, DELETE and TRUNCATE on the log and its checkpoints
+  (migration 0030); only the tables' owner could lift that, and the service does not run as
+  the owner (README, "Database roles").
+- The chain head is published regularly as a checkpoint (row id, head hash, time, HMAC under
+  the chain key): stored in ``audit_checkpoints``, written to the log and sent as the
+  ``audit.checkpoint`` webhook through the outbox. ``verify`` checks every stored checkpoint
+  (and any the operator supplies from the log or the webhook receiver), so rows cut off the end
+  of the log are found, up to the last checkpoint.
+- Writers serialise on an advisory lock held to the end of their transaction.
+- Operators' entries carry a reason that says something (:func:`check_reason`) and the OS user
+  who ran the command.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from .. import errors
 from ..config import os_user
+from ..security.crypto import Cipher
+
+_log = logging.getLogger(__name__)
 
 GENESIS = b"\x00" * 32
+CHAIN_LEGACY = 1  # SHA-256 chain, before migration 0030
+CHAIN_KEYED = 2  # HMAC chain under the chain key
+KEY_ID = 1
 MIN_REASON = 5
 MAX_REASON = 500
+_ROW_LABEL = b"authsvc audit row v2\x00"
+_CHECKPOINT_LABEL = b"authsvc audit checkpoint v1\x00"
 
 
 def check_reason(reason: str | None) -> str:
@@ -26,7 +58,8 @@ def check_reason(reason: str | None) -> str:
     text = " ".join((reason or "").split())
     if len(text) < MIN_REASON or not any(ch.isalpha() for ch in text):
         raise errors.InvalidRequest(
-            f"the reason must say why (at least {MIN_REASON} characters, e.g. a ticket and a few words)",
+            f"the reason must say why (at least {MIN_REASON} characters with a letter, e.g. a ticket "
+            "and a few words)",
             errors=[{"field": "reason", "message": "too short"}],
         )
     if len(text) > MAX_REASON:
@@ -34,12 +67,88 @@ def check_reason(reason: str | None) -> str:
     return text
 
 
-def _digest(prev: bytes, at: datetime, actor: str, event: str, account_id: Any, detail: Any) -> bytes:
-    body = json.dumps(
+def _body(at: datetime, actor: str, event: str, account_id: Any, detail: Any) -> bytes:
+    return json.dumps(
         [at.astimezone(timezone.utc).isoformat(), actor, event, str(account_id) if account_id else None, detail],
         sort_keys=True, separators=(",", ":"), default=str,
-    )
-    return hashlib.sha256(prev + body.encode()).digest()
+    ).encode()
+
+
+def _legacy_digest(prev: bytes, body: bytes) -> bytes:
+    return hashlib.sha256(prev + body).digest()
+
+
+def _key_aad(key_id: int) -> bytes:
+    return f"audit-chain-key:{key_id}".encode()
+
+
+class AuditChain:
+    """The chain key: created once per database, kept encrypted, cached in memory once read.
+
+    The sealed value also holds ``legacy_until``: the newest row of the unkeyed chain when the
+    key was made. A plain-SHA row after it is a forgery (no rewriting the log as "legacy")."""
+
+    def __init__(self, cipher: Cipher) -> None:
+        self._cipher = cipher
+        self._material: tuple[bytes, int] | None = None
+        self._lock = threading.Lock()
+
+    def install(self, store: Any) -> "AuditChain":
+        """Make the chain reachable from every transaction of ``store`` (``audit(tx, ...)``)."""
+        store.extensions["audit_chain"] = self
+        return self
+
+    def ensure(self, store: Any) -> None:
+        """Create the chain key if the database has none (race-free under the audit lock)."""
+        with store.transaction() as tx:
+            if tx.one("audit_key_get") is None:
+                tx.one("audit_lock")
+                if tx.one("audit_key_get") is None:
+                    last = tx.one("audit_last_hash")
+                    material = {"key": os.urandom(32).hex(), "legacy_until": int(last["id"]) if last else 0}
+                    sealed = self._cipher.encrypt(json.dumps(material).encode(), aad=_key_aad(KEY_ID))
+                    tx.run("audit_key_insert", key_enc=sealed)
+
+    def _load(self, tx: Any) -> tuple[bytes, int]:
+        if self._material is not None:
+            return self._material
+        row = tx.one("audit_key_get")
+        if row is None:
+            raise errors.StoreError("the audit chain key is missing (run the service once to create it)")
+        material = json.loads(self._cipher.decrypt(row["key_enc"], aad=_key_aad(row["id"])))
+        loaded = (bytes.fromhex(material["key"]), int(material["legacy_until"]))
+        with self._lock:
+            self._material = loaded
+        return loaded
+
+    def key(self, tx: Any) -> bytes:
+        return self._load(tx)[0]
+
+    def legacy_until(self, tx: Any) -> int:
+        return self._load(tx)[1]
+
+    def rewrap(self, tx: Any) -> int:
+        """Re-encrypt the stored chain key under the current encryption key; 1 if it was needed."""
+        row = tx.one("audit_key_get")
+        if row is None or not self._cipher.needs_reencrypt(row["key_enc"]):
+            return 0
+        plain = self._cipher.decrypt(row["key_enc"], aad=_key_aad(row["id"]))
+        return tx.run("audit_key_rewrap", id=row["id"], old=row["key_enc"],
+                      key_enc=self._cipher.encrypt(plain, aad=_key_aad(row["id"])))
+
+    def row_mac(self, tx: Any, prev: bytes, body: bytes) -> bytes:
+        return hmac.new(self.key(tx), _ROW_LABEL + prev + body, hashlib.sha256).digest()
+
+    def checkpoint_mac(self, tx: Any, at: datetime, last_id: int, head: bytes) -> bytes:
+        data = json.dumps([at.astimezone(timezone.utc).isoformat(), int(last_id), head.hex()]).encode()
+        return hmac.new(self.key(tx), _CHECKPOINT_LABEL + data, hashlib.sha256).digest()
+
+
+def _chain_of(tx: Any) -> AuditChain:
+    chain = tx.extensions.get("audit_chain")
+    if chain is None:
+        raise errors.ConfigError("no audit chain key configured for this store (AuditChain.install)")
+    return chain
 
 
 def audit(tx: Any, actor: str, event: str, account_id: str | None, /, **detail: Any) -> None:
@@ -49,9 +158,10 @@ def audit(tx: Any, actor: str, event: str, account_id: str | None, /, **detail: 
     if actor.startswith("operator:"):
         detail["os_user"] = os_user()
     detail = json.loads(json.dumps(detail, default=str))
+    chain = _chain_of(tx)
     tx.one("audit_lock")
-    prev = tx.scalar("audit_last_hash")
-    prev = bytes(prev) if prev is not None else GENESIS
+    last = tx.one("audit_last_hash")
+    prev = bytes(last["hash"]) if last is not None and last["hash"] is not None else GENESIS
     at = datetime.now(timezone.utc)
     tx.run(
         "audit_insert",
@@ -61,29 +171,172 @@ def audit(tx: Any, actor: str, event: str, account_id: str | None, /, **detail: 
         account_id=account_id,
         detail=json.dumps(detail, sort_keys=True),
         prev_hash=prev,
-        hash=_digest(prev, at, actor, event, account_id, detail),
+        hash=chain.row_mac(tx, prev, _body(at, actor, event, account_id, detail)),
+        chain=CHAIN_KEYED,
     )
 
 
+class EventSink(Protocol):
+    def event(self, tx: Any, event_type: str, data: dict) -> None: ...
+
+    def kick(self) -> None: ...
+
+
+@dataclass
+class Verification:
+    checked: int = 0
+    legacy: int = 0
+    broken_at: int | None = None  # id of the first bad row
+    problem: str | None = None
+    last_id: int | None = None
+    checkpoints: int = 0
+    last_checkpoint: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def intact(self) -> bool:
+        return self.problem is None
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    id: int
+    at: datetime
+    last_id: int
+    head: bytes
+    mac: bytes
+
+    def public(self) -> dict:
+        return {"checkpoint_id": self.id, "at": self.at.astimezone(timezone.utc).isoformat(),
+                "last_id": self.last_id, "head": self.head.hex(), "mac": self.mac.hex()}
+
+
 class AuditLog:
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, chain: AuditChain, events: EventSink | None = None) -> None:
         self._store = store
+        self._chain = chain
+        self._events = events
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def tail(self, limit: int = 20) -> list[dict]:
         with self._store.transaction() as tx:
             return tx.all("audit_tail", limit=limit)
 
-    def verify(self, batch: int = 1000) -> tuple[int, int | None]:
-        """(rows checked, id of the first broken row or None)."""
-        prev, after, checked = GENESIS, 0, 0
+    # ------------------------------------------------------------------ verify
+    def verify(self, batch: int = 1000, external: Iterable[tuple[int, bytes]] = ()) -> Verification:
+        """Recompute the chain; check every stored checkpoint and the ``external`` ones
+        (``(last_id, head)`` taken from the log or the webhook receiver)."""
+        result = Verification()
+        with self._store.transaction() as tx:
+            stored = [Checkpoint(r["id"], r["at"], r["last_id"], bytes(r["head"]), bytes(r["mac"]))
+                      for r in tx.all("audit_checkpoints_all")]
+            for cp in stored:
+                if not hmac.compare_digest(cp.mac, self._chain.checkpoint_mac(tx, cp.at, cp.last_id, cp.head)):
+                    result.problem = f"checkpoint #{cp.id} is not authentic"
+                    return result
+        wanted: dict[int, list[tuple[str, bytes]]] = {}
+        for cp in stored:
+            wanted.setdefault(cp.last_id, []).append((f"checkpoint #{cp.id}", cp.head))
+        for last_id, head in external:
+            wanted.setdefault(int(last_id), []).append((f"the given checkpoint (row {last_id})", bytes(head)))
+        result.checkpoints = len(stored)
+        result.last_checkpoint = stored[-1].public() if stored else None
+
+        pending = sorted(wanted)  # row ids named by checkpoints, checked as the walk reaches them
+        next_wanted = 0
+        prev, after, keyed_seen = GENESIS, 0, False
+        with self._store.transaction() as tx:
+            legacy_until = self._chain.legacy_until(tx)
         while True:
             with self._store.transaction() as tx:
                 rows = tx.all("audit_page", after=after, limit=batch)
-            if not rows:
-                return checked, None
-            for r in rows:
-                stored_prev = bytes(r["prev_hash"]) if r["prev_hash"] is not None else None
-                expected = _digest(prev, r["at"], r["actor"], r["action"], r["account_id"], r["detail"])
-                if stored_prev != prev or r["hash"] is None or bytes(r["hash"]) != expected:
-                    return checked, r["id"]
-                prev, after, checked = expected, r["id"], checked + 1
+                for r in rows:
+                    if next_wanted < len(pending) and pending[next_wanted] < r["id"]:
+                        result.broken_at = r["id"]
+                        result.problem = f"row {pending[next_wanted]} named by a checkpoint is missing"
+                        return result
+                    body = _body(r["at"], r["actor"], r["action"], r["account_id"], r["detail"])
+                    stored_prev = bytes(r["prev_hash"]) if r["prev_hash"] is not None else None
+                    if r["chain"] == CHAIN_KEYED:
+                        keyed_seen = True
+                        expected = self._chain.row_mac(tx, prev, body)
+                    elif r["chain"] == CHAIN_LEGACY and not keyed_seen and r["id"] <= legacy_until:
+                        expected = _legacy_digest(prev, body)
+                    else:
+                        result.broken_at, result.problem = r["id"], f"row {r['id']} is not part of the keyed chain"
+                        return result
+                    if stored_prev != prev or r["hash"] is None or not hmac.compare_digest(bytes(r["hash"]), expected):
+                        result.broken_at = r["id"]
+                        result.problem = f"row {r['id']} was changed, or a row before it was added or removed"
+                        return result
+                    if next_wanted < len(pending) and pending[next_wanted] == r["id"]:
+                        for label, head in wanted[r["id"]]:
+                            if not hmac.compare_digest(head, expected):
+                                result.broken_at, result.problem = r["id"], f"row {r['id']} does not match {label}"
+                                return result
+                        next_wanted += 1
+                    prev, after = expected, r["id"]
+                    result.checked += 1
+                    result.legacy += r["chain"] == CHAIN_LEGACY
+            if len(rows) < batch:
+                break
+        result.last_id = after or None
+        if next_wanted < len(pending):
+            missing = pending[next_wanted]
+            label = wanted[missing][0][0]
+            result.problem = f"rows cut off the end: {label} covers row {missing}, the log ends at row {after}"
+            return result
+        if result.legacy and not keyed_seen and not stored:
+            result.notes.append("only legacy (unkeyed) rows and no checkpoint yet: run `authsvc audit checkpoint`")
+        return result
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint(self, *, min_age: float = 0.0) -> Checkpoint | None:
+        """Sign and publish the chain head. Skipped (None) when the log is empty, when the last
+        checkpoint already covers the head, or when it is younger than ``min_age`` seconds
+        (several processes run this on a timer)."""
+        with self._store.transaction() as tx:
+            tx.one("audit_lock")
+            head = tx.one("audit_last_hash")
+            if head is None or head["hash"] is None:
+                return None
+            last = tx.one("audit_checkpoint_last")
+            now = tx.scalar("audit_clock")
+            if last is not None and (
+                last["last_id"] == head["id"] or (now - last["at"]).total_seconds() < min_age
+            ):
+                return None
+            head_hash = bytes(head["hash"])
+            mac = self._chain.checkpoint_mac(tx, now, head["id"], head_hash)
+            cp_id = tx.scalar("audit_checkpoint_insert", at=now, last_id=head["id"], head=head_hash, mac=mac)
+            cp = Checkpoint(cp_id, now, head["id"], head_hash, mac)
+            if self._events is not None:
+                self._events.event(tx, "audit.checkpoint", cp.public())
+        if self._events is not None:
+            self._events.kick()
+        _log.info("audit checkpoint #%s at %s: rows up to %s, head %s, mac %s", cp.id,
+                  cp.at.isoformat(), cp.last_id, cp.head.hex(), cp.mac.hex())
+        return cp
+
+    def start(self, interval: float) -> None:
+        """Publish a checkpoint every ``interval`` seconds (first one after ``interval``)."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+
+        def run() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.checkpoint(min_age=interval / 2)
+                except Exception as exc:  # noqa: BLE001 - the timer must outlive a database outage
+                    _log.warning("audit checkpoint failed: %s", type(exc).__name__)
+
+        self._thread = threading.Thread(target=run, name="authsvc-audit-checkpoint", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

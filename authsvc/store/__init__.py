@@ -63,9 +63,14 @@ def wrap_errors() -> Iterator[None]:
 class Tx:
     """Runs named queries on one connection inside one transaction."""
 
-    def __init__(self, conn: psycopg.Connection, queries: dict[str, str]) -> None:
+    def __init__(
+        self, conn: psycopg.Connection, queries: dict[str, str], extensions: dict[str, Any] | None = None
+    ) -> None:
         self._conn = conn
         self._queries = queries
+        # per-Store collaborators that helpers called with only a transaction need
+        # (the audit chain's key: services/audit.py)
+        self.extensions = extensions if extensions is not None else {}
 
     def _run(self, name: str, params: dict[str, Any]) -> psycopg.Cursor:
         try:
@@ -121,6 +126,7 @@ class Store:
         self._closing = threading.Event()
         self._prober: threading.Thread | None = None
         self._failed_pool: ConnectionPool | None = None
+        self.extensions: dict[str, Any] = {}
         self.pool = self._new_pool()
         self.pool.open(wait=False)
 
@@ -214,7 +220,7 @@ class Store:
     def transaction(self) -> Iterator[Tx]:
         """One database transaction: committed when the block ends, rolled back on any error."""
         with wrap_errors(), self._connection() as conn, conn.transaction():
-            yield Tx(conn, QUERIES)
+            yield Tx(conn, QUERIES, self.extensions)
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:

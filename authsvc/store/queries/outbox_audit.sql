@@ -1,4 +1,4 @@
--- The transactional outbox and the hash-chained audit log.
+-- The transactional outbox (the audit log's queries are in audit.sql).
 
 -- ---------------------------------------------------------------- outbox
 -- name: outbox_insert
@@ -35,23 +35,6 @@ UPDATE outbox SET failed_at = NULL, attempts = 0, available_at = now()
  WHERE delivered_at IS NULL AND failed_at IS NOT NULL
 RETURNING id;
 
--- ---------------------------------------------------------------- audit
--- name: audit_lock
-SELECT pg_advisory_xact_lock(7964281) AS locked;
-
--- name: audit_last_hash
-SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1;
-
--- name: audit_insert
-INSERT INTO audit_log (at, actor, action, account_id, detail, prev_hash, hash)
-VALUES (%(at)s, %(actor)s, %(action)s, %(account_id)s, %(detail)s, %(prev_hash)s, %(hash)s);
-
--- name: audit_tail
-SELECT * FROM (SELECT * FROM audit_log ORDER BY id DESC LIMIT %(limit)s) t ORDER BY id;
-
--- name: audit_page
-SELECT id, at, actor, action, account_id, detail, prev_hash, hash FROM audit_log
- WHERE id > %(after)s ORDER BY id LIMIT %(limit)s;
 
 -- name: outbox_recent_errors
 -- Undelivered messages whose last attempt failed (operators' `outbox status`), newest first.

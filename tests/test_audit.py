@@ -1,0 +1,176 @@
+"""The audit log resists the service's own database role: rows cannot be changed or removed
+(PostgreSQL triggers), and whoever gets past that (the tables' owner) without the encryption
+key cannot recompute the keyed chain, rewrite it as "legacy", forge a checkpoint, or cut rows
+off the end unnoticed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from authsvc import cli
+from authsvc.security.crypto import Cipher
+from authsvc.services.audit import GENESIS, _body
+from tests.test_webhooks import SECRET, receiver  # noqa: F401 - fixture
+
+
+@pytest.fixture
+def run(cli_env):
+    def _run(*args: str):
+        return CliRunner().invoke(cli.main, list(args), env={**cli_env, "AUTHSVC_OPERATOR": "alice"},
+                                  catch_exceptions=False)
+
+    return _run
+
+
+def make_rows(run, n: int) -> None:
+    for i in range(n):
+        assert run("clients", "create", f"c{i}", "--reason", f"ticket CHG-{i}").exit_code == 0
+
+
+class Owner:
+    """What the tables' owner (or a superuser) could do: lift the triggers for a moment."""
+
+    def __init__(self, db) -> None:
+        self.db = db
+
+    def __call__(self, sql: str, params=()) -> None:
+        with self.db.transaction():
+            self.db.execute("ALTER TABLE audit_log DISABLE TRIGGER USER")
+            self.db.execute("ALTER TABLE audit_checkpoints DISABLE TRIGGER USER")
+            self.db.execute(sql, params)
+            self.db.execute("ALTER TABLE audit_log ENABLE TRIGGER USER")
+            self.db.execute("ALTER TABLE audit_checkpoints ENABLE TRIGGER USER")
+
+    def rechain_as_legacy(self) -> None:
+        """Recompute every row's hash with the old, unkeyed SHA-256 chain (all an attacker
+        without the encryption key can compute) and mark the rows as legacy."""
+        rows = self.db.execute("SELECT id, at, actor, action, account_id, detail FROM audit_log ORDER BY id").fetchall()
+        prev = GENESIS
+        for id_, at, actor, action, account_id, detail in rows:
+            digest = hashlib.sha256(prev + _body(at, actor, action, account_id, detail)).digest()
+            self("UPDATE audit_log SET prev_hash = %s, hash = %s, chain = 1 WHERE id = %s", (prev, digest, id_))
+            prev = digest
+
+
+def test_the_database_refuses_to_change_or_remove_audit_rows(run, db):
+    make_rows(run, 2)
+    assert run("audit", "checkpoint").exit_code == 0
+    for sql in (
+        "UPDATE audit_log SET detail = '{}'::jsonb",
+        "DELETE FROM audit_log WHERE id = (SELECT max(id) FROM audit_log)",
+        "TRUNCATE audit_log",
+        "UPDATE audit_checkpoints SET last_id = 1",
+        "DELETE FROM audit_checkpoints",
+        "TRUNCATE audit_checkpoints",
+    ):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+            db.execute(sql)
+    assert db.execute("SELECT count(*) FROM audit_log").fetchone()[0] == 2
+    assert run("audit", "verify").exit_code == 0
+
+
+def test_an_edited_row_with_a_recomputed_chain_is_detected(run, db):
+    make_rows(run, 3)
+    owner = Owner(db)
+    owner("UPDATE audit_log SET detail = jsonb_set(detail, '{reason}', '\"nothing to see\"') "
+          "WHERE id = (SELECT min(id) FROM audit_log)")
+    owner.rechain_as_legacy()  # the attack that fooled the old verify
+    result = run("audit", "verify")
+    assert result.exit_code == 1 and "BROKEN" in result.output, result.output
+
+
+def test_rows_cut_off_the_end_are_detected_through_checkpoints(run, db):
+    make_rows(run, 3)
+    out = run("audit", "checkpoint")
+    assert out.exit_code == 0
+    published = out.output.split("checkpoint #")[1].split(": ")[1].strip()  # LAST_ID:HEAD
+    assert run("audit", "verify").exit_code == 0
+    assert run("audit", "checkpoint").output.strip() == "nothing new since the last checkpoint"
+
+    owner = Owner(db)
+    owner("DELETE FROM audit_log WHERE id = (SELECT max(id) FROM audit_log)")
+    result = run("audit", "verify")
+    assert result.exit_code == 1 and "cut off the end" in result.output, result.output
+
+    # the owner removes the stored checkpoints too: the published one still finds it
+    owner("DELETE FROM audit_checkpoints")
+    assert run("audit", "verify").exit_code == 0  # nothing left in the database to compare with
+    result = run("audit", "verify", "--checkpoint", published)
+    assert result.exit_code == 1 and "cut off the end" in result.output, result.output
+
+
+def test_a_forged_checkpoint_is_detected(run, db):
+    make_rows(run, 2)
+    head = bytes(db.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()[0])
+    Owner(db)("INSERT INTO audit_checkpoints (at, last_id, head, mac) "
+              "SELECT now(), max(id) + 5, %s, %s FROM audit_log", (head, b"\x00" * 32))
+    result = run("audit", "verify")
+    assert result.exit_code == 1 and "not authentic" in result.output
+
+
+def test_a_row_inserted_by_the_database_role_is_detected(run, db):
+    make_rows(run, 2)
+    last = db.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()[0]
+    body = json.dumps({"reason": "routine"})
+    # appending needs no trigger bypass; the attacker can only compute the unkeyed digest
+    db.execute("INSERT INTO audit_log (actor, action, detail, prev_hash, hash) VALUES "
+               "('operator:alice', 'client.created', %s::jsonb, %s, %s)", (body, last, hashlib.sha256(last).digest()))
+    db.execute("INSERT INTO audit_log (actor, action, detail, prev_hash, hash, chain) VALUES "
+               "('operator:alice', 'client.created', %s::jsonb, %s, %s, 1)", (body, last, hashlib.sha256(last).digest()))
+    result = run("audit", "verify")
+    assert result.exit_code == 1 and "BROKEN" in result.output
+
+
+def test_the_chain_key_is_not_in_the_database_in_clear(app, run, db, settings):
+    make_rows(run, 1)
+    sealed = db.execute("SELECT key_enc FROM audit_chain_keys").fetchone()[0]
+    material = json.loads(Cipher(settings.encryption_keys).decrypt(sealed, aad=b"audit-chain-key:1"))
+    assert material["key"] not in json.dumps([list(r) for r in db.execute("SELECT * FROM audit_log").fetchall()],
+                                             default=str)
+    assert bytes.fromhex(material["key"]).hex() not in sealed
+
+
+def test_rows_from_before_the_keyed_chain_stay_verifiable_and_anchored(settings, make_app, db, cli_env):
+    """A database upgraded from the unkeyed chain: its rows verify as legacy; the first keyed row
+    anchors them, so editing one and recomputing the old chain is found."""
+    Owner(db)("DELETE FROM audit_chain_keys")
+    prev = GENESIS
+    for i in range(3):
+        row = db.execute("INSERT INTO audit_log (actor, action, detail, chain) VALUES ('system', 'old.event', "
+                         "%s::jsonb, 1) RETURNING id, at, actor, action, account_id, detail",
+                         (json.dumps({"n": i}),)).fetchone()
+        digest = hashlib.sha256(prev + _body(*row[1:])).digest()
+        Owner(db)("UPDATE audit_log SET prev_hash = %s, hash = %s WHERE id = %s", (prev, digest, row[0]))
+        prev = digest
+    app = make_app(settings)  # makes the chain key: the 3 rows are the legacy part
+    container = app.extensions["authsvc"]
+    container.clients.create("after-upgrade", operator="alice", reason="first keyed row")
+    result = container.audit_log.verify()
+    assert result.intact and result.checked == 4 and result.legacy == 3, result
+    owner = Owner(db)
+    owner("UPDATE audit_log SET detail = '{\"n\": 99}'::jsonb WHERE id = (SELECT min(id) FROM audit_log)")
+    rows = db.execute("SELECT id, at, actor, action, account_id, detail FROM audit_log WHERE chain = 1 ORDER BY id").fetchall()
+    prev = GENESIS
+    for r in rows:
+        digest = hashlib.sha256(prev + _body(*r[1:])).digest()
+        owner("UPDATE audit_log SET prev_hash = %s, hash = %s WHERE id = %s", (prev, digest, r[0]))
+        prev = digest
+    assert not container.audit_log.verify().intact
+
+
+def test_checkpoints_go_to_the_webhook_and_the_log(make_app, settings, caplog, receiver):  # noqa: F811
+    app = make_app(settings.replace(webhook_url=receiver.url, webhook_secret=SECRET))
+    container = app.extensions["authsvc"]
+    container.clients.create("x", operator="alice", reason="CHG-1 backend")
+    with caplog.at_level("INFO", logger="authsvc.services.audit"):
+        cp = container.audit_log.checkpoint()
+    assert cp is not None
+    data = receiver.wait_for("audit.checkpoint")[0]["data"]
+    assert data["last_id"] == cp.last_id and data["head"] == cp.head.hex() and data["mac"] == cp.mac.hex()
+    assert any(cp.head.hex() in r.getMessage() for r in caplog.records)
+    assert container.audit_log.checkpoint() is None  # nothing new
