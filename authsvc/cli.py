@@ -218,9 +218,13 @@ def _gunicorn(settings: Settings) -> None:
         logging.getLogger("authsvc").info("listening on %s with %s worker(s)", settings.bind, settings.workers)
         if settings.metrics_bind:
             depth = OutboxDepthCollector(lambda: dict(query_once(settings.database_url, "outbox_depth") or {}))
-            listener.append(
-                metrics_server.MetricsServer(settings.metrics_bind, metrics_server.instance_renderer([depth])).start()
-            )
+            try:
+                server = metrics_server.MetricsServer(settings.metrics_bind, metrics_server.instance_renderer([depth]))
+            except OSError as exc:  # the API matters more than its metrics: serve on, loudly
+                arbiter.log.error("metrics listener %s failed (%s); serving WITHOUT metrics",
+                                  settings.metrics_bind, exc)
+                return
+            listener.append(server.start())
             arbiter.log.info("metrics (all workers) on http://%s/metrics", settings.metrics_bind)
 
     def post_fork(arbiter: Any, worker: Any) -> None:

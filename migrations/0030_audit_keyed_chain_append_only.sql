@@ -1,8 +1,9 @@
 -- The audit log becomes tamper-evident against the application's own database role:
 -- * rows written from now on are chained with an HMAC (chain = 2) whose key the database does
 --   not hold in the clear (it is kept in audit_chain_keys encrypted under
---   AUTHSVC_ENCRYPTION_KEY); rows written before keep their SHA-256 chain (chain = 1) and are
---   anchored by the first keyed row and the first checkpoint after this migration;
+--   AUTHSVC_ENCRYPTION_KEY); rows written before (or by the previous version during a rolling
+--   upgrade: the column defaults to 1) keep their SHA-256 chain (chain = 1) and are anchored by
+--   the next keyed row or checkpoint;
 -- * audit_log and audit_checkpoints refuse UPDATE, DELETE and TRUNCATE, whoever asks (only the
 --   owner of the tables, i.e. the migration role, can disable the triggers: run the service
 --   under a role that is not the owner, see README "Database roles");
@@ -10,7 +11,6 @@
 --   webhook) let `authsvc audit verify` detect rows cut off the end.
 
 ALTER TABLE audit_log ADD COLUMN chain smallint NOT NULL DEFAULT 1;
-ALTER TABLE audit_log ALTER COLUMN chain SET DEFAULT 2;
 
 CREATE TABLE audit_chain_keys (
     id         smallint PRIMARY KEY,

@@ -174,3 +174,21 @@ def test_checkpoints_go_to_the_webhook_and_the_log(make_app, settings, caplog, r
     assert data["last_id"] == cp.last_id and data["head"] == cp.head.hex() and data["mac"] == cp.mac.hex()
     assert any(cp.head.hex() in r.getMessage() for r in caplog.records)
     assert container.audit_log.checkpoint() is None  # nothing new
+
+
+def test_a_row_from_the_previous_version_during_a_rolling_upgrade_is_fine_once_covered(app, db):
+    """The previous version appends plain SHA-256 rows (chain defaults to 1): accepted once the
+    next keyed row covers them; until then they are reported."""
+    container = app.extensions["authsvc"]
+    container.clients.create("a", operator="alice", reason="first keyed row")
+    last = bytes(db.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()[0])
+    row = db.execute("INSERT INTO audit_log (actor, action, detail, prev_hash) VALUES "
+                     "('system', 'login.new_device', '{}'::jsonb, %s) RETURNING id, at, actor, action, account_id, "
+                     "detail", (last,)).fetchone()
+    digest = hashlib.sha256(last + _body(*row[1:])).digest()
+    Owner(db)("UPDATE audit_log SET hash = %s WHERE id = %s", (digest, row[0]))  # the old code's INSERT had it
+    uncovered = container.audit_log.verify()
+    assert not uncovered.intact and "not keyed" in uncovered.problem
+    container.clients.create("b", operator="alice", reason="second keyed row")
+    result = container.audit_log.verify()
+    assert result.intact and result.checked == 3 and result.legacy == 1, result

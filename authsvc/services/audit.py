@@ -7,9 +7,12 @@ Rules:
   whoever can write the database but does not hold the encryption key cannot recompute the
   chain after editing, inserting or deleting a row. ``authsvc keys reencrypt`` re-wraps it under
   a new encryption key; the chain key itself never changes, so old rows stay verifiable.
-- Rows written before the keyed chain (``chain = 1``) keep their plain SHA-256 chain; the first
-  keyed row (and the first checkpoint) covers the last of them, which anchors them all. A
-  plain row after a keyed one is a forgery.
+- Unkeyed rows (``chain = 1``: written before the keyed chain existed, or by an instance of the
+  previous version during a rolling upgrade) keep the plain SHA-256 link. Such a row is trusted
+  only once a later keyed row or an authentic checkpoint covers it (their MAC covers the whole
+  chain before them). Unkeyed rows at the end that nothing covers are a failure, unless they all
+  predate the chain key (``legacy_until``, sealed with the key): then ``verify`` notes that a
+  checkpoint is due.
 - PostgreSQL itself refuses UPDATE, DELETE and TRUNCATE on the log and its checkpoints
   (migration 0030); only the tables' owner could lift that, and the service does not run as
   the owner (README, "Database roles").
@@ -245,7 +248,8 @@ class AuditLog:
 
         pending = sorted(wanted)  # row ids named by checkpoints, checked as the walk reaches them
         next_wanted = 0
-        prev, after, keyed_seen = GENESIS, 0, False
+        prev, after = GENESIS, 0
+        unanchored: int | None = None  # first unkeyed row that no keyed row or checkpoint covers yet
         with self._store.transaction() as tx:
             legacy_until = self._chain.legacy_until(tx)
         while True:
@@ -259,12 +263,14 @@ class AuditLog:
                     body = _body(r["at"], r["actor"], r["action"], r["account_id"], r["detail"])
                     stored_prev = bytes(r["prev_hash"]) if r["prev_hash"] is not None else None
                     if r["chain"] == CHAIN_KEYED:
-                        keyed_seen = True
                         expected = self._chain.row_mac(tx, prev, body)
-                    elif r["chain"] == CHAIN_LEGACY and not keyed_seen and r["id"] <= legacy_until:
+                        unanchored = None  # this row's MAC covers every row before it
+                    elif r["chain"] == CHAIN_LEGACY:
                         expected = _legacy_digest(prev, body)
+                        if unanchored is None:
+                            unanchored = r["id"]
                     else:
-                        result.broken_at, result.problem = r["id"], f"row {r['id']} is not part of the keyed chain"
+                        result.broken_at, result.problem = r["id"], f"row {r['id']} has an unknown chain version"
                         return result
                     if stored_prev != prev or r["hash"] is None or not hmac.compare_digest(bytes(r["hash"]), expected):
                         result.broken_at = r["id"]
@@ -276,6 +282,7 @@ class AuditLog:
                                 result.broken_at, result.problem = r["id"], f"row {r['id']} does not match {label}"
                                 return result
                         next_wanted += 1
+                        unanchored = None  # an authentic checkpoint covers every row up to here
                     prev, after = expected, r["id"]
                     result.checked += 1
                     result.legacy += r["chain"] == CHAIN_LEGACY
@@ -287,8 +294,15 @@ class AuditLog:
             label = wanted[missing][0][0]
             result.problem = f"rows cut off the end: {label} covers row {missing}, the log ends at row {after}"
             return result
-        if result.legacy and not keyed_seen and not stored:
-            result.notes.append("only legacy (unkeyed) rows and no checkpoint yet: run `authsvc audit checkpoint`")
+        if unanchored is not None:
+            if after > legacy_until:
+                # nothing vouches for these: an attacker can write (or rewrite) unkeyed rows at will
+                result.broken_at = max(unanchored, legacy_until + 1)
+                result.problem = (f"rows {result.broken_at}..{after} are not keyed and no keyed row or "
+                                  "checkpoint covers them")
+                return result
+            result.notes.append("the rows from before the keyed chain are not covered yet: run "
+                                "`authsvc audit checkpoint`")
         return result
 
     # ------------------------------------------------------------------ checkpoints
