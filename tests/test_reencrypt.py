@@ -28,7 +28,8 @@ def old_world(make_app, settings, app, client, twilio, smtp):
     # a message that stays in the outbox (no dispatcher running any more)
     app.extensions["authsvc"].outbox.stop()
     quiet = make_app(settings, start_outbox=False)
-    quiet.test_client().post("/v1/password-resets", json={"email": account["email"]})
+    for _ in range(2):
+        assert quiet.test_client().post("/v1/password-resets", json={"email": account["email"]}).status_code == 202
     return account, factor
 
 
