@@ -77,6 +77,7 @@ def gunicorn(cli_env, tmp_path):
         "AUTHSVC_METRICS_BIND": f"127.0.0.1:{metrics_port}",
         "AUTHSVC_METRICS_DIR": str(samples),
         "AUTHSVC_WORKERS": "2",
+        "AUTHSVC_RATE_LIMITS_PER_PROCESS": "true",  # no Redis needed for this test
         # sync workers: a half-sent request pins one of them (below), so both surely serve
         "AUTHSVC_WORKER_CLASS": "sync",
     }
