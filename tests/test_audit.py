@@ -193,3 +193,17 @@ def test_a_row_from_the_previous_version_during_a_rolling_upgrade_is_fine_once_c
     container.clients.create("b", operator="alice", reason="second keyed row")
     result = container.audit_log.verify()
     assert result.intact and result.checked == 3 and result.legacy == 1, result
+
+
+def test_a_removed_or_replaced_chain_key_is_reported(run, db):
+    make_rows(run, 2)
+    sealed = db.execute("SELECT key_enc FROM audit_chain_keys").fetchone()[0]
+    db.execute("UPDATE audit_chain_keys SET key_enc = 'v1.t1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'")
+    result = run("audit", "verify")
+    assert result.exit_code == 1 and "chain key cannot be read" in result.output
+    db.execute("UPDATE audit_chain_keys SET key_enc = %s", (sealed,))
+    assert run("audit", "verify").exit_code == 0
+    # removed: the next start makes a new key, under which the old rows do not verify
+    db.execute("DELETE FROM audit_chain_keys")
+    result = run("audit", "verify")
+    assert result.exit_code == 1 and "BROKEN at row" in result.output

@@ -232,6 +232,11 @@ class AuditLog:
         (``(last_id, head)`` taken from the log or the webhook receiver)."""
         result = Verification()
         with self._store.transaction() as tx:
+            try:
+                self._chain.key(tx)
+            except (errors.StoreError, errors.DecryptionError) as exc:
+                result.problem = f"the audit chain key cannot be read ({exc.detail}): the log cannot be vouched for"
+                return result
             stored = [Checkpoint(r["id"], r["at"], r["last_id"], bytes(r["head"]), bytes(r["mac"]))
                       for r in tx.all("audit_checkpoints_all")]
             for cp in stored:
