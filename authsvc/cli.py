@@ -464,7 +464,8 @@ def keys_usage(dev: bool) -> None:
 
 
 @keys.command("reencrypt")
-@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10000),
+              help="Rows re-encrypted per transaction.")
 @_reason
 @_dev
 def keys_reencrypt(batch_size: int, reason: str, dev: bool) -> None:

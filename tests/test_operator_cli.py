@@ -184,7 +184,7 @@ def test_keys_list_shows_signing_and_published_keys(cli_env, app):
     assert first.exit_code == 0, first.output
     rows = [line.split("\t") for line in first.output.strip().splitlines()[1:]]
     assert len(rows) == 1 and rows[0][1] == "signing" and rows[0][4] == "-"
-    rotated = runner.invoke(cli.main, ["keys", "rotate", "--reason", "test"], env=cli_env)
+    rotated = runner.invoke(cli.main, ["keys", "rotate", "--reason", "quarterly rotation"], env=cli_env)
     new_kid = rotated.output.split("new signing key ")[1].split()[0]
     rows = {line.split("\t")[0]: line.split("\t")
             for line in runner.invoke(cli.main, ["keys", "list"], env=cli_env).output.strip().splitlines()[1:]}
