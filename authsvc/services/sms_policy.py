@@ -127,6 +127,7 @@ class SmsPolicy:
             "account": settings.sms_account_hourly_cap,
             "number": settings.sms_number_hourly_cap,
         }
+        self._cap_params = {f"{cap}_cap": limit for cap, limit in self._limits.items()}
 
     # ------------------------------------------------------------------ numbers
     def verdict(self, phone: str) -> Verdict:
@@ -196,7 +197,7 @@ class SmsPolicy:
         tx.one("sms_caps_lock")
         tx.run("sms_sends_prune")
         counts = tx.one("sms_sent_last_hour", phone=to, country=verdict.country, account_id=account_id,
-                        client_key=client, network_key=network)
+                        client_key=client, network_key=network, **self._cap_params)
         for cap in CAPS:
             if keys[cap] is not None and counts[cap] >= self._limits[cap]:
                 self._capped(tx, cap, purpose, verdict.country)
@@ -221,7 +222,8 @@ class SmsPolicy:
         """The same lock and counting work as :meth:`permit`, sending nothing: for answers that
         must not tell (by their timing) whether an SMS went out, e.g. a reset for an unknown email."""
         tx.one("sms_caps_lock")
-        tx.one("sms_sent_last_hour", phone="", country="", account_id=None, client_key=None, network_key=None)
+        tx.one("sms_sent_last_hour", phone="", country="", account_id=None, client_key=None, network_key=None,
+               **self._cap_params)
 
     def send(self, tx: Any, *, to: str, body: str, purpose: str, account_id: str | None = None,
              ip: str | None = None) -> bool:

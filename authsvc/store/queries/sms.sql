@@ -11,17 +11,20 @@ DELETE FROM sms_sends
  WHERE id IN (SELECT id FROM sms_sends WHERE created_at < now() - interval '1 day' ORDER BY id LIMIT 100);
 
 -- name: sms_sent_last_hour
-SELECT (SELECT count(*) FROM sms_sends WHERE created_at > now() - interval '1 hour') AS total,
-       (SELECT count(*) FROM sms_sends WHERE country = %(country)s
-                                         AND created_at > now() - interval '1 hour') AS country,
-       (SELECT count(*) FROM sms_sends WHERE phone = %(phone)s
-                                         AND created_at > now() - interval '1 hour') AS number,
-       (SELECT count(*) FROM sms_sends WHERE account_id = %(account_id)s
-                                         AND created_at > now() - interval '1 hour') AS account,
-       (SELECT count(*) FROM sms_sends WHERE client_key = %(client_key)s
-                                         AND created_at > now() - interval '1 hour') AS client,
-       (SELECT count(*) FROM sms_sends WHERE network_key = %(network_key)s
-                                         AND created_at > now() - interval '1 hour') AS network;
+-- Each count stops at its cap (all that matters is whether it is reached), so a busy hour costs
+-- at most the caps' worth of index entries, however many SMS the hour already holds.
+SELECT (SELECT count(*) FROM (SELECT 1 FROM sms_sends WHERE created_at > now() - interval '1 hour'
+                               LIMIT %(total_cap)s) t) AS total,
+       (SELECT count(*) FROM (SELECT 1 FROM sms_sends WHERE country = %(country)s
+                                AND created_at > now() - interval '1 hour' LIMIT %(country_cap)s) t) AS country,
+       (SELECT count(*) FROM (SELECT 1 FROM sms_sends WHERE phone = %(phone)s
+                                AND created_at > now() - interval '1 hour' LIMIT %(number_cap)s) t) AS number,
+       (SELECT count(*) FROM (SELECT 1 FROM sms_sends WHERE account_id = %(account_id)s
+                                AND created_at > now() - interval '1 hour' LIMIT %(account_cap)s) t) AS account,
+       (SELECT count(*) FROM (SELECT 1 FROM sms_sends WHERE client_key = %(client_key)s
+                                AND created_at > now() - interval '1 hour' LIMIT %(client_cap)s) t) AS client,
+       (SELECT count(*) FROM (SELECT 1 FROM sms_sends WHERE network_key = %(network_key)s
+                                AND created_at > now() - interval '1 hour' LIMIT %(network_cap)s) t) AS network;
 
 -- name: insert_sms_send
 INSERT INTO sms_sends (purpose, phone, country, account_id, client_key, network_key)
