@@ -194,6 +194,7 @@ def main() -> int:
                 "AUTHSVC_TWILIO_API_BASE": twilio.base_url,
                 "AUTHSVC_SMTP_URL": smtp.url,
                 "AUTHSVC_PUBLIC_URL": "https://auth.example",
+                "AUTHSVC_SMS_COUNTRIES": "JP",
                 "AUTHSVC_BIND": f"127.0.0.1:{port}",
             }
             if metrics_port:
