@@ -164,6 +164,29 @@ def test_serving_sidecar_ports_probes_and_shutdown_agree_with_the_image():
     assert "auth" in service_ports
 
 
+def test_metrics_listener_is_scraped_and_not_published():
+    docs = _k8s_docs()
+    configmap = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
+    metrics_port = _bind_port(configmap["AUTHSVC_METRICS_BIND"])
+    assert metrics_port != _bind_port(configmap["AUTHSVC_BIND"])
+    deployments = [d for d in docs if d["kind"] == "Deployment"]
+    for d in deployments:
+        spec = d["spec"]["template"]["spec"]
+        servers = [c for c in _authsvc_containers(spec) if c["args"][0] == "serve"]
+        if not servers:
+            continue
+        annotations = d["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert int(annotations["prometheus.io/port"]) == metrics_port
+        for c in servers:
+            assert metrics_port in {p["containerPort"] for p in c["ports"]}
+    published = {p["targetPort"] for d in docs if d["kind"] == "Service" for p in d["spec"]["ports"]}
+    assert "metrics" not in published and metrics_port not in published
+    compose = yaml.safe_load(COMPOSE.read_text())["services"]["authsvc"]
+    compose_port = _bind_port(compose["environment"]["AUTHSVC_METRICS_BIND"])
+    assert f"127.0.0.1:{compose_port}:{compose_port}" in compose["ports"]
+
+
 def test_migrations_run_before_serving():
     docs = _k8s_docs()
     jobs = [d for d in docs if d["kind"] == "Job"]
