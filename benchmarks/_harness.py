@@ -26,8 +26,9 @@ from tests.support.smtp_sink import SmtpSink  # noqa: E402
 
 
 @contextlib.contextmanager
-def bench_app() -> Iterator[tuple]:
-    """Yields (app, settings, twilio, smtp); everything is dropped afterwards."""
+def scratch_database() -> Iterator[str]:
+    """A new, migrated database (in AUTHSVC_DATABASE_URL's server, else an embedded one);
+    dropped afterwards. Yields its URL."""
     admin = os.environ.get("AUTHSVC_DATABASE_URL") or embedded.start(
         Path(tempfile.mkdtemp(prefix="authsvc-bench-")) / "pgdata", delete_on_exit=True
     )
@@ -35,21 +36,27 @@ def bench_app() -> Iterator[tuple]:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{dbname}"')
     url = make_conninfo(admin, dbname=dbname)
-    migrate.upgrade(url, ROOT / "migrations")
     try:
-        with FakeTwilio() as twilio, SmtpSink() as smtp:
-            settings = Settings(
-                database_url=url, migrations_dir=ROOT / "migrations",
-                encryption_keys=(("b1", secrets.token_bytes(32)),),
-                sms_provider="twilio", twilio_account_sid=twilio.account_sid, twilio_auth_token=twilio.auth_token,
-                twilio_from="+15005550006", twilio_api_base=twilio.base_url, smtp_url=smtp.url,
-                rate_limits_enabled=False,
-            )
-            app = create_app(settings)
-            try:
-                yield app, settings, twilio, smtp
-            finally:
-                app.extensions["authsvc"].close()
+        migrate.upgrade(url, ROOT / "migrations")
+        yield url
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def bench_app() -> Iterator[tuple]:
+    """Yields (app, settings, twilio, smtp); everything is dropped afterwards."""
+    with scratch_database() as url, FakeTwilio() as twilio, SmtpSink() as smtp:
+        settings = Settings(
+            database_url=url, migrations_dir=ROOT / "migrations",
+            encryption_keys=(("b1", secrets.token_bytes(32)),),
+            sms_provider="twilio", twilio_account_sid=twilio.account_sid, twilio_auth_token=twilio.auth_token,
+            twilio_from="+15005550006", twilio_api_base=twilio.base_url, smtp_url=smtp.url,
+            rate_limits_enabled=False,
+        )
+        app = create_app(settings)
+        try:
+            yield app, settings, twilio, smtp
+        finally:
+            app.extensions["authsvc"].close()

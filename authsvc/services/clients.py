@@ -35,8 +35,7 @@ class ClientService:
         return done
 
     def authenticate(self, client_id: str, secret: str) -> str:
-        with self._store.transaction() as tx:
-            row = tx.one("client_by_id", id=client_id)
+        row = self._store.one("client_by_id", id=client_id)
         expected = bytes(row["secret_hash"]) if row else crypto.hash_token("no such client")
         if not hmac.compare_digest(expected, crypto.hash_token(secret)) or row is None:
             raise errors.InvalidClient("unknown client or wrong secret")

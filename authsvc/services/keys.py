@@ -16,6 +16,11 @@ Rules (API contract, "Tokens"; table ``signing_keys``):
 Each process caches the published keys for at most ``cache_seconds`` (and never past the next
 activation or expiry it knows of); a token whose ``kid`` is unknown forces one reload (at most
 once per ``FORCED_REFRESH_INTERVAL`` so random kids cannot hammer the database).
+
+A verified token's claims are remembered (at most ``VERIFIED_CACHE_SIZE`` tokens) while the key
+snapshot that verified it is current and the token has not expired, so a backend introspecting
+the same token again skips the ES256 verification; whether its session is live is checked by
+the caller on every request.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ FORCED_REFRESH_INTERVAL = 1.0
 RETIRE_MARGIN = 60  # seconds an old key outlives the last token it may have signed
 MAX_ACTIVATE_IN = 30 * 24 * 3600
 PRUNE_AFTER = 7 * 24 * 3600
+VERIFIED_CACHE_SIZE = 4096
 
 
 def _aad(kid: str) -> bytes:
@@ -78,6 +84,9 @@ class KeyService:
         self._snapshot: _Snapshot | None = None
         self._private: dict[str, ec.EllipticCurvePrivateKey] = {}
         self._last_forced = float("-inf")
+        # token -> (claims, snapshot that verified it, wall-clock expiry of the entry)
+        self._verified: dict[str, tuple[dict[str, Any], _Snapshot, float]] = {}
+        self._verified_lock = threading.Lock()
 
     # ------------------------------------------------------------------ public API
     def sign(self, claims: dict[str, Any]) -> str:
@@ -94,13 +103,23 @@ class KeyService:
         Session revocation is the caller's business.
         """
         snapshot = self._current()
+        hit = self._verified.get(token)
+        if hit is not None and hit[1] is snapshot and time.time() < hit[2]:
+            return dict(hit[0])
         keys = snapshot.public_keys()
         kid = tokens.header_kid(token)
         if kid is not None and kid not in keys and len(kid) <= 128 and self._may_force_refresh():
-            keys = self._load(force=True).public_keys()
-        return tokens.decode(
+            snapshot = self._load(force=True)
+            keys = snapshot.public_keys()
+        claims = tokens.decode(
             token, public_keys=keys, issuer=self._settings.issuer, audience=self._settings.audience
         )
+        if isinstance(claims.get("exp"), int):
+            with self._verified_lock:
+                while len(self._verified) >= VERIFIED_CACHE_SIZE:
+                    del self._verified[next(iter(self._verified))]  # the oldest entry
+                self._verified[token] = (dict(claims), snapshot, min(claims["exp"], time.time() + self._cache_seconds))
+        return claims
 
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
         """``{"keys": [...]}``: every published public key (never a private member).
@@ -163,6 +182,8 @@ class KeyService:
         """Forget the cached keys (the next call reloads them from the database)."""
         with self._lock:
             self._snapshot = None
+        with self._verified_lock:
+            self._verified.clear()
 
     def prune(self, older_than: int = PRUNE_AFTER) -> list[str]:
         """Delete keys unpublished more than ``older_than`` seconds ago; returns their kids."""

@@ -87,8 +87,7 @@ class LoginService:
             _, email_normalized = contacts.normalize_email(email)
         except errors.InvalidRequest:
             email_normalized = None
-        with self._store.transaction() as tx:
-            account = tx.one("account_by_email", email_normalized=email_normalized) if email_normalized else None
+        account = self._store.one("account_by_email", email_normalized=email_normalized) if email_normalized else None
         if account is None:
             self._hasher.dummy_verify(password, known=known)
             self._metrics.logins.labels("password", "invalid_credentials").inc()
@@ -205,12 +204,13 @@ class LoginService:
         assert result is not None
         outcome = self._sessions.open(tx, account, result, info)
         new_device = self._reports.seen_device(tx, account, outcome.session_id, info)
-        audit(tx, "user", "login.succeeded", account_id, method=result.method, new_device=new_device)
         self._outbox.event(
             tx, "login.succeeded",
             {"account_id": account_id, "session_id": outcome.session_id, "method": result.method,
              "new_device": new_device},
         )
+        # Last before COMMIT: the audit chain's lock is held for as short as possible.
+        audit(tx, "user", "login.succeeded", account_id, method=result.method, new_device=new_device)
         return outcome
 
     def deliver(self, outcome: Any) -> Any:

@@ -75,6 +75,7 @@ class Outbox:
         if webhooks is not None:
             self._handlers["webhook"] = lambda p: webhooks.send(p)
         self._wake = threading.Event()
+        self._enqueued = threading.local()  # did this thread enqueue since its last kick()?
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -82,6 +83,7 @@ class Outbox:
     def _enqueue(self, tx: Any, kind: str, payload: dict) -> None:
         sealed = self._cipher.encrypt(json.dumps(payload).encode(), aad=_AAD + kind.encode())
         tx.run("outbox_insert", kind=kind, payload=sealed)
+        self._enqueued.any = True
 
     def sms(self, tx: Any, to: str, body: str) -> None:
         self._enqueue(tx, "sms", {"to": to, "body": body})
@@ -196,7 +198,11 @@ class Outbox:
 
     # ------------------------------------------------------------------ background
     def kick(self) -> None:
-        self._wake.set()
+        """Wake the dispatcher after a commit, when this thread enqueued something (a login
+        without messages must not cost the dispatcher a database round)."""
+        if getattr(self._enqueued, "any", False):
+            self._enqueued.any = False
+            self._wake.set()
 
     def start(self, idle_seconds: float = 5.0) -> None:
         if self._thread is not None:

@@ -80,13 +80,12 @@ class SecondFactors:
     def offer(self, tx: Any, account_id: str, challenge: bytes | None = None) -> Offer:
         """The methods the account can answer with, and WebAuthn request options when it has a
         key (with ``challenge`` as given, e.g. derived from a payment; else a random one)."""
-        credential_ids = [
-            bytes(r["credential_id"]) for r in tx.all("active_webauthn_credential_ids", account_id=account_id)
-        ]
+        row = tx.one("factor_offer", account_id=account_id)  # one round trip for all three
+        credential_ids = [bytes(c) for c in row["webauthn_credential_ids"]]
         methods = ["webauthn"] if credential_ids else []
-        if tx.all("active_totp_factors", account_id=account_id):
+        if row["has_totp"]:
             methods.append("totp")
-        if methods and tx.scalar("unused_recovery_code_count", account_id=account_id):
+        if methods and row["has_recovery_codes"]:
             methods.append("recovery_code")
         if not credential_ids:
             return Offer(methods, None, None)

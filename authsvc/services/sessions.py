@@ -148,15 +148,13 @@ class Sessions:
     # ------------------------------------------------------------------ checking
     def authenticate(self, access_token: str, *, ip: str | None = None) -> Principal:
         claims = self._keys.verify(access_token)
-        with self._store.transaction() as tx:
-            session = tx.one("live_session", session_id=claims["sid"], **self._lifetime())
-            if (
-                session is None
-                or str(session["account_id"]) != claims["sub"]
-                or session["account_status"] != "active"
-            ):
-                raise errors.InvalidToken("the session of this token has ended")
-            tx.run("touch_session", session_id=claims["sid"], ip=ip or session["ip"])
+        # One statement, one round trip: the session must be live now (revocation takes effect
+        # at once); last_seen_at is refreshed at most every 30 seconds.
+        session = self._store.one(
+            "live_session_touch", session_id=claims["sid"], account_id=claims["sub"], ip=ip, **self._lifetime()
+        )
+        if session is None or session["account_status"] != "active":
+            raise errors.InvalidToken("the session of this token has ended")
         return Principal(
             account_id=claims["sub"],
             session_id=claims["sid"],

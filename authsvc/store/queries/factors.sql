@@ -35,6 +35,15 @@ SELECT id, totp_secret_enc, totp_last_step FROM factors
 SELECT credential_id FROM factors
  WHERE account_id = %(account_id)s AND type = 'webauthn' AND status = 'active';
 
+-- name: factor_offer
+SELECT ARRAY(SELECT credential_id FROM factors
+              WHERE account_id = %(account_id)s AND type = 'webauthn' AND status = 'active'
+              ORDER BY created_at) AS webauthn_credential_ids,
+       EXISTS (SELECT 1 FROM factors
+                WHERE account_id = %(account_id)s AND type = 'totp' AND status = 'active') AS has_totp,
+       EXISTS (SELECT 1 FROM recovery_codes
+                WHERE account_id = %(account_id)s AND used_at IS NULL) AS has_recovery_codes;
+
 -- name: webauthn_factor_by_credential
 SELECT id, public_key, sign_count FROM factors
  WHERE account_id = %(account_id)s AND credential_id = %(credential_id)s
@@ -98,9 +107,6 @@ DELETE FROM recovery_codes WHERE account_id = %(account_id)s;
 
 -- name: insert_recovery_code
 INSERT INTO recovery_codes (account_id, code_hash) VALUES (%(account_id)s, %(code_hash)s);
-
--- name: unused_recovery_code_count
-SELECT count(*) AS n FROM recovery_codes WHERE account_id = %(account_id)s AND used_at IS NULL;
 
 -- name: burn_recovery_code
 UPDATE recovery_codes SET used_at = now()
