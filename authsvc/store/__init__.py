@@ -231,7 +231,7 @@ class Store:
     def one(self, query: str, /, **params: Any) -> dict[str, Any] | None:
         """Run one statement on its own (autocommit): a single statement is atomic by itself,
         and this saves the BEGIN and COMMIT round trips of :meth:`transaction`."""
-        with wrap_errors(), self.pool.connection() as conn:
+        with wrap_errors(), self._connection() as conn:
             return Tx(conn, QUERIES).one(query, **params)
 
     def ping(self) -> None:
