@@ -180,6 +180,7 @@ def create_app(settings: Settings, *, start_outbox: bool = True) -> Flask:
     install_request_log(app, client_ip)
     container = build_container(settings)
     passwords.common_password_count()  # load the breached-password list once, before serving
+    passwords.return_hash_memory_to_os()
     # Make the dummy hash now, so the first unknown email costs what a registered one does.
     container.hasher.hasher.dummy_verify("warm-up")
     try:
