@@ -108,6 +108,9 @@ DELETE FROM recovery_codes WHERE account_id = %(account_id)s;
 -- name: insert_recovery_code
 INSERT INTO recovery_codes (account_id, code_hash) VALUES (%(account_id)s, %(code_hash)s);
 
+-- name: unused_recovery_code_count
+SELECT count(*) AS n FROM recovery_codes WHERE account_id = %(account_id)s AND used_at IS NULL;
+
 -- name: burn_recovery_code
 UPDATE recovery_codes SET used_at = now()
  WHERE id = (SELECT id FROM recovery_codes
