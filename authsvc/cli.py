@@ -252,7 +252,8 @@ def _gunicorn(settings: Settings) -> None:
             # ... as gunicorn's own classes, but on SIGTERM they first take in the connections
             # already queued on the socket (authsvc/workers.py).
             self.cfg.set("worker_class", WORKER_CLASSES[settings.worker_class])
-            self.cfg.set("threads", settings.threads)
+            if settings.worker_class == "gthread":  # (threads > 1 would turn sync into gthread)
+                self.cfg.set("threads", settings.threads)
             # The access log is the app's own JSON line (authsvc.access); gunicorn's error log
             # goes through the same JSON handler.
             self.cfg.set("accesslog", None)

@@ -271,6 +271,13 @@ def raw_request(method: str, path: str, body: bytes, headers: dict[str, str]) ->
     return head.encode() + b"\r\n" + body
 
 
+def _code(body: bytes) -> str:
+    try:
+        return str(json.loads(body).get("code"))
+    except (ValueError, AttributeError):
+        return "?"
+
+
 def _login_clients(port: int, accounts: list[dict], clients: int, seconds: float, out) -> None:
     import pyotp
 
@@ -295,8 +302,9 @@ def _login_clients(port: int, accounts: list[dict], clients: int, seconds: float
             s1, b1, _ = conn.request(raw_request("POST", "/v1/login", json.dumps(
                 {"email": acct["email"], "password": PASSWORD}).encode(), hdr))
             if s1 != 200:
+                key = f"login {s1} {_code(b1)}"
                 with lock:
-                    failures[f"login {s1}"] = failures.get(f"login {s1}", 0) + 1
+                    failures[key] = failures.get(key, 0) + 1
                 continue
             code = pyotp.TOTP(acct["secret"]).now()
             s2, b2, _ = conn.request(raw_request("POST", "/v1/login/mfa", json.dumps(
@@ -308,7 +316,8 @@ def _login_clients(port: int, accounts: list[dict], clients: int, seconds: float
                     if len(tokens) < 64:
                         tokens.append(json.loads(b2)["access_token"])
                 else:
-                    failures[f"mfa {s2}"] = failures.get(f"mfa {s2}", 0) + 1
+                    key = f"mfa {s2} {_code(b2)}"
+                    failures[key] = failures.get(key, 0) + 1
         conn.close()
 
     t0 = time.monotonic()
