@@ -178,6 +178,57 @@ def http_once(port: int, method: str, path: str, body: dict | None = None, heade
         c.close()
 
 
+def children(pid: int) -> list[int]:
+    out = []
+    for child in os.listdir("/proc"):
+        if child.isdigit():
+            try:
+                if int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(child))
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """utime + stime of each process (seconds of CPU it has used)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[pid] = (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+class CpuMeter:
+    """CPU used by the service's workers and by the PostgreSQL backends of its database over a
+    phase: unlike wall-clock figures this barely depends on what else the machine runs."""
+
+    def __init__(self, server_pid: int, url: str) -> None:
+        self.server_pid, self.url = server_pid, url
+
+    def _pids(self) -> tuple[list[int], list[int]]:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            backends = [r[0] for r in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+        return children(self.server_pid) + [self.server_pid], backends
+
+    def __enter__(self) -> "CpuMeter":
+        workers, backends = self._pids()
+        self._before = cpu_seconds(workers + backends)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        workers, backends = self._pids()
+        after = cpu_seconds(workers + backends)
+        used = {pid: after[pid] - self._before.get(pid, 0.0) for pid in after}
+        self.workers = sum(used.get(p, 0.0) for p in workers)
+        self.postgres = sum(used.get(p, 0.0) for p in backends)
+
+
 def worker_rss_mib(server_pid: int) -> list[float]:
     out = []
     for pid in os.listdir("/proc"):
@@ -196,22 +247,23 @@ def worker_rss_mib(server_pid: int) -> list[float]:
 
 
 # --------------------------------------------------------------------------- raw argon2
-def _verify_loop(params: tuple[int, int, int], stored: str, start_at: float, seconds: float) -> float:
+def _verify_loop(params: tuple[int, int, int], stored: str, start_at: float, seconds: float) -> tuple[float, float]:
     hasher = PasswordHasher(*params)
     hasher.verify(stored, PASSWORD)
     time.sleep(max(0.0, start_at - time.time()))  # all processes start together
-    n, t0 = 0, time.monotonic()
+    n, t0, cpu0 = 0, time.monotonic(), time.process_time()
     while time.monotonic() - t0 < seconds:
         hasher.verify(stored, PASSWORD)
         n += 1
-    return n / (time.monotonic() - t0)
+    return n / (time.monotonic() - t0), (time.process_time() - cpu0) / n
 
 
-def raw_argon2(params: tuple[int, int, int], stored: str, processes: int, seconds: float) -> float:
-    """verifies/s of ``processes`` processes verifying at once (the service's parameters)."""
+def raw_argon2(params: tuple[int, int, int], stored: str, processes: int, seconds: float) -> tuple[float, float]:
+    """(verifies/s of ``processes`` processes verifying at once, CPU seconds per verify)."""
     with mp.get_context("spawn").Pool(processes) as pool:
         start_at = time.time() + 3.0
-        return sum(pool.starmap(_verify_loop, [(params, stored, start_at, seconds)] * processes))
+        results = pool.starmap(_verify_loop, [(params, stored, start_at, seconds)] * processes)
+        return sum(r[0] for r in results), statistics.mean(r[1] for r in results)
 
 
 # --------------------------------------------------------------------------- clients (own process)
@@ -446,21 +498,34 @@ def main() -> None:
             measure_logins(port, pool, args.clients, 2.0)  # warm-up (keys, pools, caches)
 
             print(f"\n[{load()}]")
-            raw = raw_argon2(params, stored, args.workers, args.seconds / 2)
+            raw, verify_cpu = raw_argon2(params, stored, args.workers, args.seconds / 2)
             print(f"raw argon2id verify (m={params[1]} KiB t={params[0]} p={params[2]}), {args.workers} processes:"
-                  f" {raw:7.1f} verifies/s")
-            lg = measure_logins(port, pool, args.clients, args.seconds)
+                  f" {raw:7.1f} verifies/s  ({verify_cpu * 1000:.1f} ms CPU per verify)")
+            with CpuMeter(server.pid, url) as login_cpu:
+                lg = measure_logins(port, pool, args.clients, args.seconds)
             print(f"full logins (password + TOTP), {args.clients} clients: {lg['per_s']:7.1f} logins/s"
                   f"  p50 {pct(lg['lat'], 50):6.1f} ms  p99 {pct(lg['lat'], 99):6.1f} ms"
                   f"  failures {lg['failures'] or 0}  client CPU {lg['cpu'] / lg['elapsed'] * 100:.0f}% of a core")
             print(f"logins / raw argon2: {lg['per_s'] / raw * 100:.0f}%")
+            served = len(lg["lat"]) + sum(n for k, n in lg["failures"].items() if "busy" not in k)
+            if served:
+                w, p = login_cpu.workers / served * 1000, login_cpu.postgres / served * 1000
+                print(f"CPU per full login: workers {w:.1f} ms (of which argon2 {verify_cpu * 1000:.1f} ms) + PostgreSQL"
+                      f" {p:.1f} ms = {w + p:.1f} ms -> on {os.cpu_count()} idle cores at most"
+                      f" {os.cpu_count() * 1000 / (w + p):.0f} logins/s, {verify_cpu * 1000 / (w + p) * 100:.0f}% of raw argon2")
             tokens = lg["tokens"]
 
             print(f"\n[{load()}]")
-            it = measure_introspection(port, basic, tokens, args.clients, args.seconds)
+            with CpuMeter(server.pid, url) as it_cpu:
+                it = measure_introspection(port, basic, tokens, args.clients, args.seconds)
             print(f"introspection, {args.clients} keep-alive clients: {it['per_s']:7.0f} req/s"
                   f"  p50 {pct(it['lat'], 50):5.2f} ms  p99 {pct(it['lat'], 99):5.2f} ms"
                   f"  errors {it['bad'] or 0}  client CPU {it['cpu'] / it['elapsed'] * 100:.0f}% of a core")
+            n = len(it["lat"]) + sum(it["bad"].values()) + 20 * args.clients  # + the warm-up requests
+            if n:
+                w, p = it_cpu.workers / n * 1000, it_cpu.postgres / n * 1000
+                print(f"CPU per introspection: workers {w:.2f} ms + PostgreSQL {p:.2f} ms = {w + p:.2f} ms"
+                      f" -> on {os.cpu_count()} idle cores at most {os.cpu_count() * 1000 / (w + p):.0f} req/s")
             rss = worker_rss_mib(server.pid)
             print(f"memory per worker (RSS): {', '.join(f'{m:.0f} MiB' for m in rss)}")
             print(f"[{load()}]")
