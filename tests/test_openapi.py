@@ -42,7 +42,7 @@ CONTRACT_CODES = {
     "step_up_required",
 }
 # Operations that are not JSON APIs: no rate-limit / problem answers required.
-PLUMBING = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/.well-known/jwks.json")}
+PLUMBING = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/.well-known/jwks.json"), ("GET", "/openapi.yaml")}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -315,3 +315,9 @@ def test_served_endpoints_refuse_bodies_the_spec_refuses(spec, app):
             assert validator_for(spec, {"$ref": "#/components/schemas/Problem"}).is_valid(problem), problem
             tried += 1
     assert tried >= 4
+
+
+def test_the_spec_is_served_at_openapi_yaml(spec, app):
+    r = app.test_client().get("/openapi.yaml")
+    assert r.status_code == 200 and r.mimetype == "application/yaml"
+    assert yaml.safe_load(r.get_data()) == spec
