@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask, g, request
 
 from . import api, errors
+from .adapters.dev_outbox import DevOutbox
 from .adapters.email import build_email_sender
 from .adapters.sms import build_line_type_lookup, build_sms_sender
 from .adapters.webhooks import WebhookSender
@@ -111,9 +112,14 @@ def build_container(settings: Settings) -> Container:
         if settings.webhook_url and settings.webhook_secret
         else None
     )
-    outbox = Outbox(
-        store, cipher, sms=build_sms_sender(settings), email=build_email_sender(settings), webhooks=webhooks
-    )
+    sms, email = build_sms_sender(settings), build_email_sender(settings)
+    dev_outbox = DevOutbox() if settings.dev else None  # the example page reads the console's messages
+    if dev_outbox is not None:
+        if settings.sms_provider == "console":
+            sms = dev_outbox.sms(sms)
+        if not settings.smtp_url:
+            email = dev_outbox.email(email)
+    outbox = Outbox(store, cipher, sms=sms, email=email, webhooks=webhooks)
     metrics.watch_outbox(outbox.depth)
     sms = SmsPolicy(settings=settings, store=store, outbox=outbox, metrics=metrics,
                     lookup=build_line_type_lookup(settings))
@@ -170,6 +176,7 @@ def build_container(settings: Settings) -> Container:
         hasher=hasher,
         sms=sms,
         reencryption=Reencryption(store=store, cipher=cipher, chain=audit_chain),
+        extra={"dev_outbox": dev_outbox} if dev_outbox is not None else {},
     )
 
 
@@ -192,6 +199,10 @@ def create_app(settings: Settings, *, start_outbox: bool = True) -> Flask:
         pass
     app.extensions["authsvc"] = container
     api.register(app)
+    if settings.dev:
+        from .api import dev_example
+
+        dev_example.register(app)  # /example/: the example front end and its dev-only helpers
     container.limiter = install_limits(app, settings)
     _instrument(app, container.metrics)
     if start_outbox and settings.deliver_inline:

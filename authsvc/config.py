@@ -70,6 +70,7 @@ class Settings:
     origins: tuple[str, ...] = ("http://localhost:8000",)
     public_url: str = "http://localhost:8000"
     report_url: str = "http://localhost:8000/report?token={token}"
+    default_locale: str = "en"  # for registrations without locale or a matching Accept-Language
 
     # kid -> 32-byte AES key; the first one encrypts, all of them decrypt.
     encryption_keys: tuple[tuple[str, bytes], ...] = ()
@@ -318,6 +319,9 @@ class Settings:
         per_process = _flag(get("RATE_LIMITS_PER_PROCESS", "false") or "false")
         if per_process is None:
             problems.append("AUTHSVC_RATE_LIMITS_PER_PROCESS must be true or false")
+        default_locale = get("DEFAULT_LOCALE", "en") or "en"
+        if default_locale not in ("en", "ja"):
+            problems.append("AUTHSVC_DEFAULT_LOCALE must be 'en' or 'ja'")
 
         for shorter, longer in (("SESSION_IDLE_TIMEOUT", "SESSION_MAX_AGE"),
                                 ("PAYMENT_MAX_SESSION_AGE", "SESSION_MAX_AGE")):
@@ -353,6 +357,7 @@ class Settings:
             origins=origins,
             public_url=public_url,
             report_url=get("REPORT_URL", public_url + "/report?token={token}"),
+            default_locale=default_locale,
             encryption_keys=keys,
             sms_provider=sms_provider,
             twilio_account_sid=get("TWILIO_ACCOUNT_SID"),

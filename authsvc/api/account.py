@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
+from .. import errors
 from . import auth, body
 from .schemas import AccountPatchIn
 
@@ -24,8 +25,12 @@ def account():
 def update_account():
     actor = auth.require_actor()
     req = body.parse(AccountPatchIn)
+    if req.locale is not None and actor.enrollment_token_id is not None:
+        raise errors.InsufficientScope("an enrollment token can only enroll the first second factor")
     if req.password_login is not None:
         _svc().factors.set_password_login(actor, req.password_login)
+    if req.locale is not None:
+        _svc().accounts.set_locale(actor.account_id, req.locale)
     return jsonify(_svc().accounts.describe(actor.account_id))
 
 

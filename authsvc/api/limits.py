@@ -24,6 +24,8 @@ ENDPOINT_LIMITS: dict[str, str] = {
     "factors.confirm_totp": "20/minute",
     "login.password_change": "10/minute",
     "login.report": "10/minute",
+    "report_page.show": "30/minute",
+    "report_page.confirm": "10/minute",
     "recovery.start_reset": "5/minute;30/hour",
     "recovery.reset_sms": "10/minute",
     "recovery.reset_factor": "10/minute",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, jsonify, request
+
+from .. import i18n
 
 from . import body
 from .context import request_context
@@ -15,7 +17,8 @@ bp = Blueprint("registration", __name__)
 def start():
     req = body.parse(RegistrationIn)
     started = current_app.extensions["authsvc"].registration.start(
-        email=req.email, phone=req.phone, password=req.password, info=request_context()
+        email=req.email, phone=req.phone, password=req.password, info=request_context(),
+        locale=req.locale or request.accept_languages.best_match(i18n.LOCALES),
     )
     resp = jsonify(registration_id=started.registration_id, expires_in=started.expires_in)
     resp.status_code = 202

@@ -19,10 +19,14 @@ Code6 = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
 Token = Annotated[str, StringConstraints(min_length=16, max_length=512, pattern=r"^[A-Za-z0-9_\-.]+$")]
 
 
+Locale = Literal["en", "ja"]
+
+
 class RegistrationIn(Strict):
     email: Email
     phone: Phone
     password: Password
+    locale: Locale | None = None
 
 
 class RegistrationVerifyIn(Strict):
@@ -84,6 +88,7 @@ class PasskeyLoginIn(Strict):
 
 class AccountPatchIn(Strict):
     password_login: bool | None = None  # needs step-up factor.remove
+    locale: Locale | None = None
 
 
 class IntrospectIn(Strict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import errors
+from .audit import audit
 from .contacts import mask_phone
 
 
@@ -24,6 +25,14 @@ class AccountService:
             "phone_masked": mask_phone(row["phone"]),
             "status": row["status"],
             "password_login": row["password_login"],
+            "locale": row["locale"],
             "created_at": row["created_at"].isoformat(),
             "factors": self._factors.list(account_id),
         }
+
+    def set_locale(self, account_id: str, locale: str) -> None:
+        """The language of every later SMS, email and page for the account."""
+        with self._store.transaction() as tx:
+            if tx.one("set_account_locale", account_id=account_id, locale=locale) is None:
+                raise errors.InvalidToken("unknown account")
+            audit(tx, "user", "account.locale_changed", account_id, locale=locale)

@@ -18,7 +18,7 @@ from typing import Any
 from .. import errors
 from ..config import Settings
 from ..security import crypto
-from . import contacts
+from . import contacts, messages
 from .audit import audit
 from .ids import require_uuid
 from .outbox import Outbox
@@ -63,7 +63,7 @@ class ContactChangeService:
         code = crypto.new_numeric_code()
         ttl = self._settings.code_ttl
         with self._store.transaction() as tx:
-            tx.one("lock_account", account_id=principal.account_id)
+            locale = messages.locale_of(tx.one("lock_account", account_id=principal.account_id))
             self._step_up.consume(tx, account_id=principal.account_id, session_id=principal.session_id,
                                   action="contact.change", token=step_up_token)
             taken = kind == "email" and bool(tx.scalar("account_exists_by_email", email_normalized=new_normalized))
@@ -81,16 +81,12 @@ class ContactChangeService:
             minutes = ttl // 60
             if kind == "phone":
                 self._sms.send(tx, to=new_value, purpose="phone_change", account_id=principal.account_id, ip=ip,
-                               body=f"Your code to confirm this phone number is {code}. "
-                                    f"It expires in {minutes} minutes.")
+                               body=messages.sms(locale, "phone_change_code", code=code, minutes=minutes))
             elif taken:
-                self._outbox.email(tx, new_value, "Someone tried to use your email",
-                                   "Someone tried to move another account to this email address, which "
-                                   "already has an account. Nothing was changed.")
+                self._outbox.email(tx, new_value, *messages.email(locale, "email_change_taken"))
             else:
-                self._outbox.email(tx, new_value, "Confirm your new email",
-                                   f"Your code to confirm this email address is {code}.\n\nIt expires in "
-                                   f"{minutes} minutes. If you did not ask for it, ignore this message.")
+                self._outbox.email(tx, new_value, *messages.email(locale, "email_change_code", code=code,
+                                                                  minutes=minutes))
             audit(tx, "user", "contact.change_requested", principal.account_id, kind=kind)
         self._outbox.kick()
         return change_id, ttl
@@ -116,11 +112,10 @@ class ContactChangeService:
                         tx.run("set_email", account_id=principal.account_id, email=row["new_value"],
                                email_normalized=row["new_normalized"])
                     link = self._reports.report_link(tx, principal.account_id, f"{row['kind']}_changed")
-                    what = "phone number" if row["kind"] == "phone" else "email address"
-                    text = f"The {what} of your account was changed. Not you? {link}"
+                    key, locale = f"{row['kind']}_changed", messages.locale_of(old)
                     # the OLD contacts hear of it
-                    self._outbox.sms(tx, old["phone"], text)
-                    self._outbox.email(tx, old["email"], f"Your {what} was changed", text)
+                    self._outbox.sms(tx, old["phone"], messages.sms(locale, key, link=link))
+                    self._outbox.email(tx, old["email"], *messages.email(locale, key, link=link))
                     audit(tx, "user", "contact.changed", principal.account_id, kind=row["kind"])
                     self._outbox.event(tx, "contact.changed", {"account_id": principal.account_id,
                                                                "kind": row["kind"]})

@@ -20,6 +20,7 @@ from .. import errors
 from ..config import Settings
 from ..security import crypto, totp
 from ..security.crypto import Cipher
+from . import messages
 from .audit import audit
 from .ids import require_uuid
 from .outbox import Outbox
@@ -116,15 +117,14 @@ class FactorService:
             tx.run("enrollment_tokens_consume_all", account_id=actor.account_id)
         audit(tx, "user", "factor.added", actor.account_id, factor_id=factor_id, type=kind)
         self._outbox.event(tx, "factor.added", {"account_id": actor.account_id, "factor_id": factor_id, "type": kind})
-        self._notify(tx, account, f"A new second factor ({kind}) was added to your account.")
+        self._notify(tx, account, "factor_added", kind)
         return codes
 
-    def _notify(self, tx: Any, account: dict, text: str) -> None:
-        self._outbox.sms(tx, account["phone"], text + " If this was not you, contact support now.")
-        self._outbox.email(
-            tx, account["email"], "Your sign-in methods changed",
-            text + "\n\nIf this was not you, someone has access to your account: contact support now.",
-        )
+    def _notify(self, tx: Any, account: dict, key: str, kind: str | None = None) -> None:
+        locale = messages.locale_of(account)
+        factor = messages.factor_name(locale, kind) if kind else ""
+        self._outbox.sms(tx, account["phone"], messages.sms(locale, key, factor=factor))
+        self._outbox.email(tx, account["email"], *messages.email(locale, key, factor=factor))
 
     # ------------------------------------------------------------------ listing
     def list(self, account_id: str) -> list[dict]:
@@ -270,7 +270,7 @@ class FactorService:
                 raise errors.Conflict("enroll a second factor first")
             codes = self._factors.issue_recovery_codes(tx, actor.account_id)
             audit(tx, "user", "recovery_codes.regenerated", actor.account_id)
-            self._notify(tx, account, "New recovery codes were made for your account; the old ones no longer work.")
+            self._notify(tx, account, "recovery_codes_renewed")
         self._outbox.kick()
         return codes
 
@@ -293,5 +293,5 @@ class FactorService:
             audit(tx, "user", "factor.removed", actor.account_id, factor_id=factor_id, type=kind)
             self._outbox.event(tx, "factor.removed",
                                {"account_id": actor.account_id, "factor_id": factor_id, "type": kind})
-            self._notify(tx, account, f"A second factor ({kind}) was removed from your account.")
+            self._notify(tx, account, "factor_removed", kind)
         self._outbox.kick()

@@ -25,7 +25,7 @@ from .. import errors
 from ..config import Settings
 from ..security import crypto
 from .hashing import GatedHasher
-from . import contacts
+from . import contacts, messages
 from .audit import audit
 from .factors import issue_enrollment_token
 from .outbox import Outbox
@@ -129,7 +129,8 @@ class LoginService:
             )
             if sms_code and not self._sms.send(
                 tx, to=account["phone"], purpose="login", account_id=account_id, ip=info.ip,
-                body=f"Your sign-in code is {sms_code}. It expires in {self._settings.mfa_token_ttl // 60} minutes.",
+                body=messages.sms(messages.locale_of(account), "login_code",
+                                  code=sms_code, minutes=self._settings.mfa_token_ttl // 60),
             ):
                 sms_code = None  # past a cap: the same answer, nothing sent
         if sms_code:

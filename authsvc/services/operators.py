@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from .. import errors
-from . import contacts
+from . import contacts, messages
 from .audit import audit
 from .outbox import Outbox
 from .sessions import Sessions
@@ -53,9 +53,10 @@ class AccountAdmin:
             account_id = str(row["id"])
             detail = apply(tx, account_id) or {}
             audit(tx, f"operator:{operator}", event, account_id, reason=reason, **detail)
-            if notice:
-                self._outbox.sms(tx, row["phone"], notice)
-                self._outbox.email(tx, row["email"], "A change to your account", notice)
+            if notice:  # a key of the message catalogue
+                locale = messages.locale_of(row)
+                self._outbox.sms(tx, row["phone"], messages.sms(locale, notice))
+                self._outbox.email(tx, row["email"], *messages.email(locale, notice))
         self._outbox.kick()
         return account_id
 
@@ -66,7 +67,7 @@ class AccountAdmin:
             return {"sessions": self._sessions.revoke_all(tx, account_id, "frozen")}
 
         return self._change(ref, "account.frozen", operator, reason, apply,
-                            "Your account was frozen by our security team. Contact support to restore access.")
+                            "operator_frozen")
 
     def unfreeze(self, ref: str, *, operator: str, reason: str) -> str:
         def apply(tx: Any, account_id: str) -> None:
@@ -74,7 +75,7 @@ class AccountAdmin:
                 raise errors.Conflict("the account is not frozen")
 
         return self._change(ref, "account.unfrozen", operator, reason, apply,
-                            "Your account is active again. You can sign in.")
+                            "operator_unfrozen")
 
     def revoke_sessions(self, ref: str, *, operator: str, reason: str) -> str:
         return self._change(
@@ -89,7 +90,7 @@ class AccountAdmin:
             return {"sessions": self._sessions.revoke_all(tx, account_id, "password_change_required")}
 
         return self._change(ref, "password.change_required", operator, reason, apply,
-                            "For your security you must choose a new password at your next sign-in.")
+                            "operator_password_change")
 
     def reset_factors(self, ref: str, *, operator: str, reason: str) -> str:
         """Remove every second factor and recovery code; the next login takes the SMS path to
@@ -102,7 +103,7 @@ class AccountAdmin:
             return {"factors": len(removed), "sessions": self._sessions.revoke_all(tx, account_id, "factors_reset")}
 
         return self._change(ref, "factors.reset", operator, reason, apply,
-                            "Your second factors were reset by our security team. Sign in to set up a new one.")
+                            "operator_factors_reset")
 
 
 class Incidents:
@@ -145,11 +146,8 @@ class Incidents:
                 for r in rows:
                     account_id = str(r["id"])
                     self._sessions.revoke_all(tx, account_id, "incident")
-                    self._outbox.email(
-                        tx, r["email"], "Please choose a new password",
-                        "As a precaution after a security incident, every account must choose a new "
-                        "password. You will be asked for it at your next sign-in, after your second factor.",
-                    )
+                    self._outbox.email(tx, r["email"], *messages.email(messages.locale_of(r),
+                                                                       "incident_password_change"))
                 # RETURNING has no order: the cursor is the highest id of the batch
                 tx.run("advance_incident", id=incident_id, cursor=max(r["id"] for r in rows), n=len(rows))
                 audit(tx, f"operator:{operator}", "incident.batch", None, incident=incident_id, accounts=len(rows),

@@ -13,6 +13,7 @@ from typing import Any
 from .. import errors
 from ..security import crypto
 from ..security.passwords import PasswordPolicy
+from . import messages
 from .hashing import GatedHasher
 from .audit import audit
 from .outbox import Outbox
@@ -70,8 +71,7 @@ class PasswordChangeService:
             revoked = self._sessions.revoke_all(tx, account_id, "password_changed")
             audit(tx, "user", "password.changed", account_id, sessions=revoked)
             self._outbox.event(tx, "password.changed", {"account_id": account_id})
-            self._outbox.sms(tx, account["phone"], "Your password was changed. If this was not you, contact support now.")
-            self._outbox.email(tx, account["email"], "Your password was changed",
-                               "Your password was just changed and every session was signed out. "
-                               "If this was not you, contact support now.")
+            locale = messages.locale_of(account)
+            self._outbox.sms(tx, account["phone"], messages.sms(locale, "password_changed"))
+            self._outbox.email(tx, account["email"], *messages.email(locale, "password_changed"))
         self._outbox.kick()

@@ -21,7 +21,7 @@ from ..config import Settings
 from ..security import crypto
 from ..security.passwords import PasswordPolicy
 from .hashing import GatedHasher
-from . import contacts
+from . import contacts, messages
 from .audit import audit
 from .ids import require_uuid
 from .outbox import Outbox
@@ -95,8 +95,7 @@ class PasswordResetService:
             )
             self._outbox.bundle(tx, [{
                 "kind": "sms", "to": send_to,
-                "body": f"Your password reset code is {code}. It expires in {ttl // 60} minutes. "
-                        "Never share it: we will never ask for it.",
+                "body": messages.sms(messages.locale_of(account), "reset_code", code=code, minutes=ttl // 60),
             }] if send_to else [])
             audit(tx, "user", "password.reset_requested", account_id, sms_sent=bool(send_to))
         self._outbox.kick()
@@ -193,10 +192,7 @@ class PasswordResetService:
             revoked = self._sessions.revoke_all(tx, account_id, "password_reset")
             audit(tx, "user", "password.reset", account_id, sessions=revoked)
             self._outbox.event(tx, "password.reset", {"account_id": account_id})
-            self._outbox.sms(tx, account["phone"], "Your password was reset and every session signed out. "
-                                                   "If this was not you, contact support now.")
-            self._outbox.email(tx, account["email"], "Your password was reset",
-                               "Your password was just reset and every session was signed out. Sign in "
-                               "again with your new password and your second factor.\n\nIf this was not "
-                               "you, contact support now.")
+            locale = messages.locale_of(account)
+            self._outbox.sms(tx, account["phone"], messages.sms(locale, "password_reset"))
+            self._outbox.email(tx, account["email"], *messages.email(locale, "password_reset"))
         self._outbox.kick()

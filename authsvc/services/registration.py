@@ -19,12 +19,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from .. import errors
+from .. import errors, i18n
 from ..config import Settings
 from ..security import crypto
 from ..security.passwords import PasswordPolicy
 from .hashing import GatedHasher
-from . import contacts
+from . import contacts, messages
 from .audit import audit
 from .factors import issue_enrollment_token
 from .ids import require_uuid
@@ -72,7 +72,11 @@ class RegistrationService:
     def _code_mac(self, registration_id: str, channel: str, code: str) -> bytes:
         return self._cipher.mac(f"registration:{registration_id}:{channel}", code)
 
-    def start(self, *, email: str, phone: str, password: str, info: RequestInfo | None = None) -> Started:
+    def start(self, *, email: str, phone: str, password: str, info: RequestInfo | None = None,
+              locale: str | None = None) -> Started:
+        """``locale``: the one asked for, else the best match of Accept-Language (the API
+        layer's), else ``AUTHSVC_DEFAULT_LOCALE``; the codes go out in it and the account keeps it."""
+        locale = locale if i18n.supported(locale) else self._settings.default_locale
         email, email_normalized = contacts.normalize_email(email)
         phone = contacts.normalize_phone(phone)
         password = self._policy.check(password, email=email_normalized)
@@ -105,27 +109,23 @@ class RegistrationService:
                 email_code_mac=self._code_mac(registration_id, "email", secrets.token_hex(16) if taken else email_code),
                 email_taken=taken,
                 owner_notified=notify_owner,
+                locale=locale,
                 ttl=ttl,
             )
             minutes = self._settings.code_ttl // 60
             # The phone in the request gets the same SMS either way (the requester must not
             # learn from it whether the email is taken); one outbox row either way.
-            messages: list[dict] = []
+            bundle: list[dict] = []
             if self._sms.permit(tx, to=phone, purpose="registration", ip=info.ip if info else None):
-                messages.append({"kind": "sms", "to": phone,
-                                 "body": f"Your verification code is {phone_code}. It expires in {minutes} minutes."})
+                bundle.append({"kind": "sms", "to": phone,
+                               "body": messages.sms(locale, "registration_code", code=phone_code, minutes=minutes)})
             if notify_owner:
-                messages.append({
-                    "kind": "email", "to": email, "subject": "Someone tried to register with your email",
-                    "body": "Someone tried to create a new account with this email address, which "
-                            "already has an account.\n\nIf it was you, log in instead, or reset your "
-                            "password. If it was not you, you need not do anything: no account was made.",
-                })
+                subject, body = messages.email(locale, "registration_taken")
+                bundle.append({"kind": "email", "to": email, "subject": subject, "body": body})
             elif not taken:
-                messages.append({"kind": "email", "to": email, "subject": "Verify your email",
-                                 "body": f"Your email verification code is {email_code}.\n\nIt expires in {minutes} "
-                                         "minutes. If you did not ask for it, ignore this message."})
-            self._outbox.bundle(tx, messages)
+                subject, body = messages.email(locale, "registration_code", code=email_code, minutes=minutes)
+                bundle.append({"kind": "email", "to": email, "subject": subject, "body": body})
+            self._outbox.bundle(tx, bundle)
         self._outbox.kick()
         return Started(registration_id, ttl)
 
@@ -160,6 +160,7 @@ class RegistrationService:
                         phone=reg["phone"],
                         password_hash=reg["password_hash"],
                         webauthn_user_id=secrets.token_bytes(32),
+                        locale=reg["locale"],
                     )
                     token = issue_enrollment_token(tx, account_id, ttl)
                     audit(tx, "user", "account.registered", account_id)

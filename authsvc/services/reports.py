@@ -4,18 +4,27 @@ A login from a device not seen before for the account (the ``X-Device-Id`` the a
 else the User-Agent) sends a notice by SMS and email carrying a report link
 (``AUTHSVC_REPORT_URL`` with ``{token}``). Presenting that token freezes the account and
 revokes every session at once; only an operator unfreezes it.
+
+The link opens a page (``GET /report``) that only reads what the link is about (``describe``):
+mail scanners and link previews follow links, so nothing changes until the owner confirms with
+the page's button (``report``). A link records what it reports in its own row (the reason,
+the time, the parsed browser and OS families and the IP), never the raw User-Agent.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from .. import errors
 from ..config import Settings
-from ..security import crypto
+from ..security import crypto, useragent
+from . import messages
 from .audit import audit
 from .outbox import Outbox
 from .sessions import RequestInfo, Sessions
@@ -39,6 +48,19 @@ def device_key(info: RequestInfo) -> bytes:
     return hashlib.sha256(basis.encode()).digest()
 
 
+@dataclass(frozen=True)
+class ReportSubject:
+    """What a live report link is about, for the page that asks the owner to confirm."""
+
+    reason: str  # new_device, phone_changed, email_changed
+    at: datetime
+    locale: str
+    browser: str | None
+    os: str | None
+    ip: str | None
+    frozen: bool
+
+
 class ReportService:
     def __init__(self, *, settings: Settings, store: Any, sessions: Sessions, outbox: Outbox) -> None:
         self._settings = settings
@@ -46,10 +68,15 @@ class ReportService:
         self._sessions = sessions
         self._outbox = outbox
 
-    def report_link(self, tx: Any, account_id: str, reason: str) -> str:
+    def report_link(self, tx: Any, account_id: str, reason: str, info: RequestInfo | None = None) -> str:
         token = crypto.new_token()
+        detail = {}
+        if info is not None:
+            device = useragent.describe(info.user_agent)
+            detail = {"browser": device.browser, "os": device.os, "ip": info.ip}
         tx.run("insert_report_token", id=str(uuid.uuid4()), account_id=account_id,
-               token_hash=crypto.hash_token(token), reason=reason, ttl=REPORT_TOKEN_TTL)
+               token_hash=crypto.hash_token(token), reason=reason, detail=json.dumps(detail),
+               ttl=REPORT_TOKEN_TTL)
         return self._settings.report_url.replace("{token}", token)
 
     def seen_device(self, tx: Any, account: dict, session_id: str, info: RequestInfo) -> bool:
@@ -63,22 +90,31 @@ class ReportService:
         is_new = tx.scalar("see_device", account_id=account_id, device_key=device_key(info))
         if not (is_new and had_devices):
             return bool(is_new)
-        link = self.report_link(tx, account_id, "new_device")
-        from .sessions import device_name
-
-        where = f"{device_name(info.user_agent)}, IP {info.ip}"
-        self._outbox.sms(tx, account["phone"], f"New sign-in to your account ({where}). Not you? {link}")
-        self._outbox.email(
-            tx, account["email"], "New sign-in to your account",
-            f"Your account was just signed in to from a device we have not seen before:\n\n  {where}\n\n"
-            f"If this was you, nothing needs doing. If it was not, open this link at once: it freezes "
-            f"the account and signs out every session.\n\n  {link}\n",
-        )
+        link = self.report_link(tx, account_id, "new_device", info)
+        locale = messages.locale_of(account)
+        device = messages.device(locale, info.user_agent)
+        self._outbox.sms(tx, account["phone"], messages.sms(locale, "new_device", device=device, link=link))
+        self._outbox.email(tx, account["email"], *messages.email(
+            locale, "new_device", device=device, ip=info.ip, link=link,
+            time=messages.i18n.format_time(datetime.now(timezone.utc), locale)))
         audit(tx, "system", "login.new_device", account_id, session_id=session_id, ip=info.ip)
         return True
 
-    def report(self, token: str) -> None:
-        """ "This wasn't me": freeze the account and revoke every session."""
+    def describe(self, token: str) -> ReportSubject | None:
+        """What a live link is about (None for an unknown, used or expired one); changes nothing."""
+        with self._store.transaction() as tx:
+            row = tx.one("live_report_token", token_hash=crypto.hash_token(token))
+        if row is None:
+            return None
+        detail = row["detail"] or {}
+        return ReportSubject(
+            reason=row["reason"], at=row["created_at"], locale=messages.locale_of(row),
+            browser=detail.get("browser"), os=detail.get("os"), ip=detail.get("ip"),
+            frozen=row["status"] == "frozen",
+        )
+
+    def report(self, token: str) -> str:
+        """ "This wasn't me": freeze the account and revoke every session; returns its locale."""
         with self._store.transaction() as tx:
             row = tx.one("consume_report_token", token_hash=crypto.hash_token(token))
             if row is None:
@@ -88,13 +124,8 @@ class ReportService:
             revoked = self._sessions.revoke_all(tx, account_id, "reported")
             audit(tx, "user", "account.frozen", account_id, via="report", reason=row["reason"], sessions=revoked)
             self._outbox.event(tx, "account.frozen", {"account_id": account_id, "reason": "reported"})
-            self._outbox.sms(tx, contact["phone"],
-                             "Your account is frozen after your report and every session was signed out. "
-                             "Contact support to restore access.")
-            self._outbox.email(
-                tx, contact["email"], "Your account is frozen",
-                "Thank you for reporting the sign-in. Your account is frozen and every session was "
-                "signed out, so nobody can use it now. Contact support to restore access; you will "
-                "set a new password then.",
-            )
+            locale = messages.locale_of(contact)
+            self._outbox.sms(tx, contact["phone"], messages.sms(locale, "reported_frozen"))
+            self._outbox.email(tx, contact["email"], *messages.email(locale, "reported_frozen"))
         self._outbox.kick()
+        return locale

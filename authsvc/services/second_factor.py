@@ -19,6 +19,7 @@ from .. import errors
 from ..security import totp
 from ..security.crypto import Cipher
 from ..security.webauthn import WebAuthn, decoy_public_key, handles_equal
+from . import messages
 from .audit import audit
 from .outbox import Outbox
 
@@ -225,14 +226,7 @@ class SecondFactors:
         minutes = max(1, seconds // 60)
         audit(tx, "system", "login.locked", account_id, seconds=seconds, failures=failures)
         self._outbox.event(tx, "login.locked", {"account_id": account_id, "seconds": seconds})
-        self._outbox.email(
-            tx,
-            account["email"],
-            "Sign-in to your account is paused",
-            f"There were {failures} wrong second-factor answers for your account in the last "
-            f"15 minutes, so sign-in is paused for {minutes} minutes.\n\nIf this was not you, "
-            "someone knows your password: change it as soon as sign-in resumes.",
-        )
-        self._outbox.sms(
-            tx, account["phone"], f"Sign-in to your account is paused for {minutes} minutes after repeated wrong codes."
-        )
+        locale = messages.locale_of(account)
+        self._outbox.email(tx, account["email"],
+                           *messages.email(locale, "login_locked", failures=failures, minutes=minutes))
+        self._outbox.sms(tx, account["phone"], messages.sms(locale, "login_locked", minutes=minutes))

@@ -13,9 +13,9 @@ SELECT count(*) AS n FROM registrations
 
 -- name: insert_registration
 INSERT INTO registrations (id, email, email_normalized, phone, password_hash,
-                           phone_code_mac, email_code_mac, email_taken, owner_notified, expires_at)
+                           phone_code_mac, email_code_mac, email_taken, owner_notified, locale, expires_at)
 VALUES (%(id)s, %(email)s, %(email_normalized)s, %(phone)s, %(password_hash)s,
-        %(phone_code_mac)s, %(email_code_mac)s, %(email_taken)s, %(owner_notified)s,
+        %(phone_code_mac)s, %(email_code_mac)s, %(email_taken)s, %(owner_notified)s, %(locale)s,
         now() + make_interval(secs => %(ttl)s))
 RETURNING id;
 
@@ -38,9 +38,9 @@ RETURNING *;
 
 -- name: insert_account
 INSERT INTO accounts (id, email, email_normalized, phone, password_hash, webauthn_user_id,
-                      email_verified_at, phone_verified_at)
+                      locale, email_verified_at, phone_verified_at)
 VALUES (%(id)s, %(email)s, %(email_normalized)s, %(phone)s, %(password_hash)s,
-        %(webauthn_user_id)s, now(), now())
+        %(webauthn_user_id)s, %(locale)s, now(), now())
 RETURNING *;
 
 -- name: insert_enrollment_token

@@ -9,8 +9,15 @@ RETURNING (xmax = 0) AS is_new;
 SELECT count(*) AS n FROM known_devices WHERE account_id = %(account_id)s;
 
 -- name: insert_report_token
-INSERT INTO report_tokens (id, account_id, token_hash, reason, expires_at)
-VALUES (%(id)s, %(account_id)s, %(token_hash)s, %(reason)s, now() + make_interval(secs => %(ttl)s));
+INSERT INTO report_tokens (id, account_id, token_hash, reason, detail, expires_at)
+VALUES (%(id)s, %(account_id)s, %(token_hash)s, %(reason)s, %(detail)s::jsonb,
+        now() + make_interval(secs => %(ttl)s));
+
+-- name: live_report_token
+-- What a live report link is about (the report page; nothing changes).
+SELECT r.reason, r.detail, r.created_at, a.locale, a.status
+  FROM report_tokens r JOIN accounts a ON a.id = r.account_id
+ WHERE r.token_hash = %(token_hash)s AND r.used_at IS NULL AND r.expires_at > now();
 
 -- name: consume_report_token
 UPDATE report_tokens SET used_at = now()
@@ -19,7 +26,7 @@ RETURNING account_id, reason;
 
 -- name: freeze_account
 UPDATE accounts SET status = 'frozen', updated_at = now() WHERE id = %(account_id)s
-RETURNING email, phone;
+RETURNING email, phone, locale;
 
 -- name: revoke_all_sessions
 UPDATE sessions SET revoked_at = now(), revoked_reason = %(reason)s
@@ -75,10 +82,13 @@ UPDATE accounts SET password_change_required = true, updated_at = now()
  WHERE id IN (SELECT id FROM accounts
                WHERE (%(cursor)s::uuid IS NULL OR id > %(cursor)s::uuid) AND created_at <= %(started_at)s
                ORDER BY id LIMIT %(limit)s)
-RETURNING id, email;
+RETURNING id, email, locale;
 
 -- name: advance_incident
 UPDATE incidents SET cursor = %(cursor)s, done_count = done_count + %(n)s WHERE id = %(id)s;
 
 -- name: finish_incident
 UPDATE incidents SET finished_at = now() WHERE id = %(id)s RETURNING done_count;
+
+-- name: set_account_locale
+UPDATE accounts SET locale = %(locale)s, updated_at = now() WHERE id = %(account_id)s RETURNING id;
