@@ -115,8 +115,11 @@ def test_an_unknown_link_answers_in_the_visitors_language(client):
     assert "no longer valid" in client.get("/report?token=x" * 3).get_data(as_text=True)
     ja = client.get("/report?token=unknown-token", headers={"Accept-Language": "ja,en;q=0.5"})
     assert ja.status_code == 404 and "このリンクは無効です" in ja.get_data(as_text=True)
-    assert client.post("/report", data={}).status_code == 404
-    assert client.post("/report", data={"token": "\x00" * 10}).status_code == 404
+    assert client.post("/report", data={"not_token": "x"}).status_code == 400
+    assert client.post("/report", data={"token": "\x00" * 10}).status_code == 400
+    assert client.post("/report", data={"token": "x" * 600}).status_code == 400
+    assert client.post("/report", json={"token": "unknown-token"}).status_code == 415
+    assert client.post("/report", data={"token": "unknown-token"}).status_code == 404
 
 
 def test_notices_never_quote_the_user_agent(client, user, twilio, smtp):

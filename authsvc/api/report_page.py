@@ -16,6 +16,7 @@ import re
 from flask import Blueprint, Flask, Response, current_app, g, render_template, request
 
 from .. import errors, i18n
+from . import problems
 from ..services import messages
 
 bp = Blueprint("report_page", __name__)
@@ -95,9 +96,12 @@ def show():
 
 @bp.post("/report")
 def confirm():
+    if request.mimetype != "application/x-www-form-urlencoded":
+        return problems.problem(415, "unsupported_media_type", "Unsupported media type",
+                                "the report form is application/x-www-form-urlencoded")
     token = _token(request.form.get("token"))
-    if token is None:
-        return _page("invalid", _visitor_locale(), 404)
+    if token is None:  # a malformed form: nothing to look up
+        return _page("invalid", _visitor_locale(), 400)
     try:
         locale = _svc().reports.report(token)
     except errors.InvalidToken:

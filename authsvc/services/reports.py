@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from .. import errors
+from .. import errors, i18n
 from ..config import Settings
 from ..security import crypto, useragent
 from . import messages
@@ -96,7 +96,7 @@ class ReportService:
         self._outbox.sms(tx, account["phone"], messages.sms(locale, "new_device", device=device, link=link))
         self._outbox.email(tx, account["email"], *messages.email(
             locale, "new_device", device=device, ip=info.ip, link=link,
-            time=messages.i18n.format_time(datetime.now(timezone.utc), locale)))
+            time=i18n.format_time(datetime.now(timezone.utc), locale)))
         audit(tx, "system", "login.new_device", account_id, session_id=session_id, ip=info.ip)
         return True
 
