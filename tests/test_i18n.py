@@ -181,10 +181,12 @@ def test_patch_account_changes_the_language_of_later_messages(client, twilio, sm
 
     tokens = sign_in("phone-1", "recovery_code", factor["recovery_codes"][1])  # (the TOTP step is spent)
     assert client.get("/v1/account", headers=bearer(tokens["access_token"])).get_json()["locale"] == "en"
-    for bad in ({"locale": "fr"}, {"locale": None}, {"locale": "ja", "is_admin": True}, {}):
+    for bad in ({"locale": "fr"}, {"locale": 1}, {"locale": "ja", "is_admin": True}):
         r = client.patch("/v1/account", json=bad, headers=bearer(tokens["access_token"]))
         assert r.status_code == 400, bad
     assert client.patch("/v1/account", json={"locale": "ja"}).status_code == 401
+    r = client.patch("/v1/account", json={"locale": "ja"}, headers=bearer(account["enrollment_token"]))
+    assert r.status_code in (401, 403)  # an enrollment token is not a session
     r = client.patch("/v1/account", json={"locale": "ja"}, headers=bearer(tokens["access_token"]))
     assert r.status_code == 200 and r.get_json()["locale"] == "ja"
     twilio.clear()

@@ -4,8 +4,11 @@ English is the source language (the msgids); every other locale has a ``.po`` so
 ``locales/<locale>/LC_MESSAGES/authsvc.po`` and its compiled ``.mo`` beside it. After editing
 texts, refresh them with (Babel's own command line, installed with the project)::
 
-    pybabel extract -F babel.cfg -k N_ -o authsvc/i18n/locales/authsvc.pot authsvc
-    pybabel update -i authsvc/i18n/locales/authsvc.pot -d authsvc/i18n/locales -D authsvc
+    pybabel extract -F babel.cfg -k N_ --no-location --sort-output --project authsvc --version 1 \
+        -w 100 -o authsvc/i18n/locales/authsvc.pot authsvc
+    pybabel update -i authsvc/i18n/locales/authsvc.pot -d authsvc/i18n/locales -D authsvc \
+        -w 100 --ignore-obsolete
+    (translate the new entries of the .po and drop their "fuzzy" marks)
     pybabel compile -d authsvc/i18n/locales -D authsvc
 
 ``tests/test_i18n.py`` fails when a text lacks a translation or a ``.mo`` is stale.

@@ -258,8 +258,7 @@ class FactorService:
                     raise errors.PasskeyRequired("make recovery codes before turning password sign-in off")
             tx.run("set_password_login", account_id=actor.account_id, enabled=enabled)
             audit(tx, "user", "account.password_login", actor.account_id, enabled=enabled)
-            self._notify(tx, account, "Password sign-in was turned " + ("on" if enabled else "off")
-                         + " for your account.")
+            self._notify(tx, account, "password_login_on" if enabled else "password_login_off")
         self._outbox.kick()
 
     # ------------------------------------------------------------------ recovery codes, removal

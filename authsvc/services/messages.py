@@ -42,6 +42,9 @@ SMS: dict[str, str] = {
     "recovery_codes_renewed": N_("New recovery codes were made for your account; the old ones no longer "
                                  "work. If this was not you, contact support now."),
     "password_changed": N_("Your password was changed. If this was not you, contact support now."),
+    "password_login_on": N_("Password sign-in was turned on for your account. If this was not you, contact support now."),
+    "password_login_off": N_("Password sign-in was turned off for your account: sign in with your passkey. "
+                             "If this was not you, contact support now."),
     "password_reset": N_("Your password was reset and every session signed out. "
                          "If this was not you, contact support now."),
     "login_locked": N_("Sign-in to your account is paused for {minutes} minutes after repeated wrong codes."),
@@ -107,6 +110,16 @@ EMAIL: dict[str, tuple[str, str]] = {
         N_("Your sign-in methods changed"),
         N_("New recovery codes were made for your account; the old ones no longer work.\n\nIf "
            "this was not you, someone has access to your account: contact support now."),
+    ),
+    "password_login_on": (
+        N_("Your sign-in methods changed"),
+        N_("Password sign-in was turned on for your account.\n\nIf this was not you, someone has "
+           "access to your account: contact support now."),
+    ),
+    "password_login_off": (
+        N_("Your sign-in methods changed"),
+        N_("Password sign-in was turned off for your account: from now on you sign in with your "
+           "passkey.\n\nIf this was not you, someone has access to your account: contact support now."),
     ),
     "password_changed": (
         N_("Your password was changed"),
