@@ -4,8 +4,9 @@ GET only reads what the link is about, so mail scanners and link previews that f
 change nothing. The form carries the token itself in a hidden field: the token is the
 capability (no cookie or session is involved, so there is nothing for a cross-site request to
 ride on). The page needs no JavaScript, refuses every script, and cannot be framed. The token
-never reaches a log: ``install`` cuts query strings from the dev server's access log (and
-``authsvc serve`` logs paths without them), and the page is never cached and sends no Referer.
+never reaches a log: the access log (``authsvc.logs``) records paths without query strings,
+``install`` also cuts them from the Werkzeug dev server's own lines, and the page is never
+cached and sends no Referer.
 """
 
 from __future__ import annotations
