@@ -84,7 +84,10 @@ const steps = {
   },
 
   async addPasskey() { // the first factor: the enrollment token allows exactly this
-    const { options } = await api("POST", "/v1/factors/webauthn/options", {}, bearer(state.enrollmentToken));
+    // passkey: a discoverable credential with user verification (it can also sign in alone,
+    // POST /v1/login/passkey); without it, a plain security key
+    const { options } = await api("POST", "/v1/factors/webauthn/options", { passkey: true },
+      bearer(state.enrollmentToken));
     const added = await api("POST", "/v1/factors/webauthn",
       { credential: await createCredential(options), name: "This browser" }, bearer(state.enrollmentToken));
     $("recovery-codes").replaceChildren(...added.recovery_codes.map((code) => {
