@@ -45,8 +45,8 @@ class DevOutbox:
         outbox = self
 
         class _Recording:
-            def send(self, to: str, subject: str, body: str) -> str:
-                sid = sender.send(to, subject, body)
+            def send(self, to: str, subject: str, body: str, *, message_id: str | None = None) -> str:
+                sid = sender.send(to, subject, body, message_id=message_id)
                 outbox._add({"kind": "email", "to": to, "subject": subject, "body": body})
                 return sid
 
