@@ -77,6 +77,18 @@ class PasswordHasher:
         self.verify(self._dummy_hash, password)
 
 
+def hash_fingerprint(stored_hash: str) -> bytes:
+    """An identifier of one stored password hash (not of the password: the hash is salted).
+    Proofs that follow a password check (an mfa_token) carry it, so a new password, which
+    always has a new hash, ends them."""
+    return hashlib.sha256(b"authsvc password hash fp v1\x00" + stored_hash.encode()).digest()
+
+
+def too_long(password: str) -> bool:
+    """Longer than the policy allows after NFKC: a fast 400 at login, before any hashing."""
+    return len(password) > 4 * MAX_LENGTH or len(normalize_password(password)) > MAX_LENGTH
+
+
 # --- bundled list of common / breached passwords ------------------------------------------
 # Held as a sorted array of 64-bit blake2b digests (~1.6 MB for 200k entries) instead of a
 # set of Python strings (~20 MB). A digest match can be a false positive (about 1e-14 per

@@ -2,7 +2,7 @@
 
 Until the code is verified, resets and notifications keep using the old contact; when it is,
 the old contact is told (with a "this wasn't me" link). An email that already belongs to
-another account answers the same and gets a notice instead of a code, so the change cannot
+another account, or looks like one (same confusable skeleton), answers the same and gets a notice instead of a code, so the change cannot
 succeed and nothing reveals the other account.
 """
 
@@ -58,7 +58,10 @@ class ContactChangeService:
             tx.one("lock_account", account_id=principal.account_id)
             self._step_up.consume(tx, account_id=principal.account_id, session_id=principal.session_id,
                                   action="contact.change", token=step_up_token)
-            taken = kind == "email" and bool(tx.scalar("account_exists_by_email", email_normalized=new_normalized))
+            owner = tx.one("account_taking_email", email_normalized=new_normalized,
+                           email_skeleton=contacts.email_skeleton(new_normalized),
+                           except_account=principal.account_id) if kind == "email" else None
+            taken = owner is not None
             tx.run(
                 "insert_contact_change",
                 id=change_id,
@@ -74,8 +77,8 @@ class ContactChangeService:
             if kind == "phone":
                 self._outbox.sms(tx, new_value, f"Your code to confirm this phone number is {code}. "
                                                 f"It expires in {minutes} minutes.")
-            elif taken:
-                self._outbox.email(tx, new_value, "Someone tried to use your email",
+            elif taken:  # to the owner's own address (the typed one may only look like it)
+                self._outbox.email(tx, owner["email"], "Someone tried to use your email",
                                    "Someone tried to move another account to this email address, which "
                                    "already has an account. Nothing was changed.")
             else:
@@ -105,7 +108,8 @@ class ContactChangeService:
                         tx.run("set_phone", account_id=principal.account_id, phone=row["new_value"])
                     else:
                         tx.run("set_email", account_id=principal.account_id, email=row["new_value"],
-                               email_normalized=row["new_normalized"])
+                               email_normalized=row["new_normalized"],
+                               email_skeleton=contacts.email_skeleton(row["new_normalized"]))
                     link = self._reports.report_link(tx, principal.account_id, f"{row['kind']}_changed")
                     what = "phone number" if row["kind"] == "phone" else "email address"
                     text = f"The {what} of your account was changed. Not you? {link}"

@@ -1,6 +1,8 @@
 """Registration with a verified phone and a verified email.
 
 Rules (API contract, "Registration"):
+- an email is taken when it normalises to an account's email or has the same confusable
+  skeleton (a look-alike, Unicode TS #39);
 - the answer to ``start`` is the same whether or not the email is taken; when it is taken
   nothing goes to the new phone, the owner of the email gets a notice, and verification fails;
 - a pending registration never claims the email: only accounts do (unique normalised email);
@@ -80,7 +82,9 @@ class RegistrationService:
             tx.one("lock_phone", phone=phone)
             if tx.scalar("recent_registration_sms_count", phone=phone) >= MAX_SMS_PER_PHONE_PER_HOUR:
                 raise errors.RateLimited(3600, "too many registrations for this phone number")
-            taken = tx.scalar("account_exists_by_email", email_normalized=email_normalized)
+            owner = tx.one("account_taking_email", email_normalized=email_normalized,
+                           email_skeleton=contacts.email_skeleton(email_normalized), except_account=None)
+            taken = owner is not None
             if taken:
                 # Unusable codes: verification of this registration can never succeed.
                 phone_code, email_code = secrets.token_hex(16), secrets.token_hex(16)
@@ -99,8 +103,8 @@ class RegistrationService:
             minutes = self._settings.code_ttl // 60
             # One outbox row either way: the work done must not tell a taken email apart.
             if taken:
-                messages = [{
-                    "kind": "email", "to": email, "subject": "Someone tried to register with your email",
+                messages = [{  # to the owner's own address (the typed one may only look like it)
+                    "kind": "email", "to": owner["email"], "subject": "Someone tried to register with your email",
                     "body": "Someone tried to create a new account with this email address, which "
                             "already has an account.\n\nIf it was you, log in instead, or reset your "
                             "password. If it was not you, you need not do anything: no account was made.",
@@ -145,6 +149,7 @@ class RegistrationService:
                         id=account_id,
                         email=reg["email"],
                         email_normalized=reg["email_normalized"],
+                        email_skeleton=contacts.email_skeleton(reg["email_normalized"]),
                         phone=reg["phone"],
                         password_hash=reg["password_hash"],
                         webauthn_user_id=secrets.token_bytes(32),
