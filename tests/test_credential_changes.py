@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from authsvc import cli
+from tests.support.concurrency import race
 from tests.support.flows import bearer, enroll_totp, login_password, register
 from tests.support.messages import extract_code
 
@@ -153,3 +154,19 @@ def test_unfreeze_keep_password_is_explicit_and_audited(run, client, user, db):
     assert sign_in(client, user)["access_token"]
     detail = db.execute("SELECT detail FROM audit_log WHERE action = 'account.unfrozen'").fetchone()[0]
     assert detail["password_change_required"] is False and detail["keep_password"] is True
+
+
+def test_a_reset_racing_an_old_mfa_answer_leaves_no_live_session(app, twilio, user, db):
+    client = app.test_client()
+    stale = login_password(client, user).get_json()["mfa_token"]
+    rid, reset_token = reset_to_token(client, twilio, user, set())
+    code = user["codes"].pop()
+    statuses = race([
+        lambda: app.test_client().post(f"/v1/password-resets/{rid}/complete",
+                                       json={"reset_token": reset_token, "new_password": NEW_PASSWORD}).status_code,
+        lambda: app.test_client().post("/v1/login/mfa", json={"mfa_token": stale, "method": "recovery_code",
+                                                              "code": code}).status_code,
+    ])
+    assert 204 in statuses and all(s < 500 for s in statuses), statuses
+    # whichever came first, nothing signed in with the old password survives the reset
+    assert db.execute("SELECT count(*) FROM sessions WHERE revoked_at IS NULL").fetchone()[0] == 0

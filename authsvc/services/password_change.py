@@ -43,11 +43,17 @@ def refuse_current_password(hasher: GatedHasher, stored_hash: str, password: str
         )
 
 
-def end_old_proofs(tx: Any, account_id: str) -> dict:
-    """Inside the transaction that sets a new password, before the account row is touched:
-    every pending mfa_token, step-up challenge, reset and password change token of the account
-    dies (the caller's own reset or token is consumed already). Returns counts for the audit."""
+def lock_credentials(tx: Any, account_id: str) -> None:
+    """First thing in a transaction that sets a new password: two of them for one account
+    (two resets completing at once) queue here instead of locking each other's rows."""
     tx.one("lock_credentials", account_id=account_id)
+
+
+def end_old_proofs(tx: Any, account_id: str) -> dict:
+    """Inside the transaction that sets a new password (after ``lock_credentials``), before the
+    account row is touched: every pending mfa_token, step-up challenge, reset and password
+    change token of the account dies (the caller's own reset or token is consumed already).
+    Returns counts for the audit."""
     return dict(tx.one("kill_pending_proofs", account_id=account_id) or {})
 
 
@@ -79,6 +85,7 @@ class PasswordChangeService:
         refuse_current_password(self._hasher, account["password_hash"], password)
         password_hash = self._hasher.hash(password, known=True)
         with self._store.transaction() as tx:
+            lock_credentials(tx, account_id)
             if tx.one("consume_password_change_token", id=row["id"]) is None:
                 raise errors.InvalidToken("unknown, used or expired password change token")
             ended = end_old_proofs(tx, account_id)

@@ -26,7 +26,7 @@ from . import contacts
 from .audit import audit
 from .ids import require_uuid
 from .outbox import Outbox
-from .password_change import check_new_password, end_old_proofs, refuse_current_password
+from .password_change import check_new_password, end_old_proofs, lock_credentials, refuse_current_password
 from .second_factor import SecondFactors
 from .sessions import Sessions
 
@@ -182,6 +182,7 @@ class PasswordResetService:
         password_hash = self._hasher.hash(password, known=True)
         account_id = str(account["id"])
         with self._store.transaction() as tx:
+            lock_credentials(tx, account_id)
             if tx.one("complete_password_reset", id=reset_id, reset_token_hash=crypto.hash_token(reset_token)) is None:
                 raise invalid
             ended = end_old_proofs(tx, account_id)
