@@ -122,6 +122,7 @@ def serve(bind: str | None, dev: bool) -> None:
         applied = migrate.upgrade(settings.database_url, settings.migrations_dir)
         for name in applied:
             click.echo(f"applied migration {name}")
+        _backfill_email_skeletons(settings.database_url)
         from werkzeug.serving import make_server
 
         from .app import create_app
@@ -318,6 +319,24 @@ def db_upgrade(dev: bool) -> None:
     settings = _settings(dev, database_only=True)
     applied = migrate.upgrade(settings.database_url, settings.migrations_dir)
     click.echo("\n".join(f"applied {n}" for n in applied) if applied else "database is current")
+    _backfill_email_skeletons(settings.database_url)
+
+
+def _backfill_email_skeletons(url: str) -> None:
+    """Data step after the SQL migrations: email skeletons of accounts made before 0026."""
+    from .services import email_skeletons
+    from .store import Store
+
+    store = Store(url, max_size=2)
+    try:
+        filled, clashes = email_skeletons.backfill(store)
+    finally:
+        store.close()
+    if filled:
+        click.echo(f"email skeletons filled in: {filled}")
+    for account_id in clashes:
+        click.echo(f"WARNING: account {account_id} has a look-alike email of another account "
+                   "(see `authsvc accounts show`)", err=True)
 
 
 @db.command("status")
@@ -527,7 +546,28 @@ def _account_command(name: str, method: str, help_text: str) -> None:
 
 
 _account_command("freeze", "freeze", "Freeze the account and revoke every session.")
-_account_command("unfreeze", "unfreeze", "Make a frozen account active again.")
+
+
+@accounts.command("unfreeze")
+@click.argument("account")
+@click.option("--keep-password", is_flag=True,
+              help="Do not require a new password at the next login (audited). Only when the freeze "
+                   "was a false alarm: after a takeover the attacker knows the password.")
+@_reason
+@_dev
+def accounts_unfreeze(account: str, keep_password: bool, reason: str, dev: bool) -> None:
+    """Make a frozen account active again; the next login must choose a new password."""
+    c = _container(dev)
+    try:
+        account_id = c.admin.unfreeze(account, operator=operator_name(), reason=reason, keep_password=keep_password)
+    except (errors.NotFound, errors.Conflict) as exc:
+        raise click.ClickException(exc.detail) from None
+    finally:
+        c.close()
+    after = "the password is kept" if keep_password else "a new password is required at the next sign-in"
+    click.echo(f"unfreeze: {account_id} ({after})")
+
+
 _account_command("revoke-sessions", "revoke_sessions", "Revoke every session of the account.")
 _account_command("require-password-change", "require_password_change",
                  "Force a new password at the next login; revokes every session.")

@@ -13,5 +13,5 @@ bp = Blueprint("introspect", __name__)
 @bp.post("/v1/introspect")
 def introspect():
     auth.require_client()
-    req = body.parse(IntrospectIn, form=True)  # RFC 7662 clients send a form; JSON also accepted
+    req = body.parse(IntrospectIn, form=True)  # RFC 7662 clients send a form; JSON works too
     return jsonify(current_app.extensions["authsvc"].sessions.introspect(req.token))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 
 class Strict(BaseModel):
@@ -44,11 +45,26 @@ class LoginIn(Strict):
 
 
 class FactorAnswerIn(Strict):
-    """An answer to a second-factor challenge: a code (TOTP, recovery code) or a WebAuthn assertion."""
+    """An answer to a second-factor challenge: a code (TOTP, recovery code, SMS) or a WebAuthn
+    assertion. The field the method needs is required (``null`` is no answer: a 400 naming the
+    field, never counted as a wrong answer); the other one must be absent or null."""
 
     method: Literal["totp", "webauthn", "recovery_code"]
-    code: FactorCode | None = None
-    credential: dict[str, Any] | None = None
+    code: FactorCode | None = Field(default=None, validate_default=True)
+    credential: dict[str, Any] | None = Field(default=None, validate_default=True)
+
+    @field_validator("code", "credential")
+    @classmethod
+    def _fields_of_the_method(cls, value: object, info: ValidationInfo) -> object:
+        method = info.data.get("method")
+        if method is None:  # the method itself was refused; that error is reported
+            return value
+        needed = "credential" if method == "webauthn" else "code"
+        if info.field_name == needed and value is None:
+            raise PydanticCustomError("missing", "required for method {method}", {"method": method})
+        if info.field_name != needed and value is not None:
+            raise PydanticCustomError("not_for_method", "not used with method {method}", {"method": method})
+        return value
 
 
 class MfaIn(FactorAnswerIn):
@@ -93,7 +109,8 @@ class AccountPatchIn(Strict):
 
 class IntrospectIn(Strict):
     token: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
-    token_type_hint: Literal["access_token"] | None = None
+    # RFC 7009 section 4.1.2 values; only access tokens are introspected (others: inactive).
+    token_type_hint: Literal["access_token", "refresh_token"] | None = None
 
 
 class TransactionIn(Strict):

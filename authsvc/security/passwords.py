@@ -98,6 +98,16 @@ def return_hash_memory_to_os() -> bool:
         return bool(libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024))
     except (OSError, AttributeError):
         return False
+def hash_fingerprint(stored_hash: str) -> bytes:
+    """An identifier of one stored password hash (not of the password: the hash is salted).
+    Proofs that follow a password check (an mfa_token) carry it, so a new password, which
+    always has a new hash, ends them."""
+    return hashlib.sha256(b"authsvc password hash fp v1\x00" + stored_hash.encode()).digest()
+
+
+def too_long(password: str) -> bool:
+    """Longer than the policy allows after NFKC: a fast 400 at login, before any hashing."""
+    return len(password) > 4 * MAX_LENGTH or len(normalize_password(password)) > MAX_LENGTH
 
 
 # --- bundled list of common / breached passwords ------------------------------------------

@@ -2,7 +2,9 @@
 
 Policy: user verification is required for registration and authentication, attestation is
 ``none`` (we do not check authenticator provenance), ES256/EdDSA/RS256 keys, and the
-signature counter must grow whenever the authenticator keeps one.
+signature counter must grow whenever the authenticator keeps one. ``user_handle`` reads an
+assertion's userHandle so that the caller can check it is the credential owner's (W3C
+WebAuthn section 7.2, step 6; py_webauthn leaves that to the relying party).
 
 Every failure caused by the client's data raises :class:`errors.InvalidFactor` (a cloned-looking
 counter raises its subclass :class:`errors.SignCountRegression`); no py_webauthn, cbor, json,

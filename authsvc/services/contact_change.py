@@ -5,7 +5,7 @@ A new phone must be able to receive our SMS (``SmsPolicy.check_number``: 400
 the answer is the same and nothing is sent). Until the code is verified, resets and
 notifications keep using the old contact; when it is,
 the old contact is told (with a "this wasn't me" link). An email that already belongs to
-another account answers the same and gets a notice instead of a code, so the change cannot
+another account, or looks like one (same confusable skeleton), answers the same and gets a notice instead of a code, so the change cannot
 succeed and nothing reveals the other account.
 """
 
@@ -66,7 +66,10 @@ class ContactChangeService:
             locale = messages.locale_of(tx.one("lock_account", account_id=principal.account_id))
             self._step_up.consume(tx, account_id=principal.account_id, session_id=principal.session_id,
                                   action="contact.change", token=step_up_token)
-            taken = kind == "email" and bool(tx.scalar("account_exists_by_email", email_normalized=new_normalized))
+            owner = tx.one("account_taking_email", email_normalized=new_normalized,
+                           email_skeleton=contacts.email_skeleton(new_normalized),
+                           except_account=principal.account_id) if kind == "email" else None
+            taken = owner is not None
             tx.run(
                 "insert_contact_change",
                 id=change_id,
@@ -82,8 +85,8 @@ class ContactChangeService:
             if kind == "phone":
                 self._sms.send(tx, to=new_value, purpose="phone_change", account_id=principal.account_id, ip=ip,
                                body=messages.sms(locale, "phone_change_code", code=code, minutes=minutes))
-            elif taken:
-                self._outbox.email(tx, new_value, *messages.email(locale, "email_change_taken"))
+            elif taken:  # to the owner's own address (the typed one may only look like it)
+                self._outbox.email(tx, owner["email"], *messages.email(locale, "email_change_taken"))
             else:
                 self._outbox.email(tx, new_value, *messages.email(locale, "email_change_code", code=code,
                                                                   minutes=minutes))
@@ -110,7 +113,8 @@ class ContactChangeService:
                         tx.run("set_phone", account_id=principal.account_id, phone=row["new_value"])
                     else:
                         tx.run("set_email", account_id=principal.account_id, email=row["new_value"],
-                               email_normalized=row["new_normalized"])
+                               email_normalized=row["new_normalized"],
+                               email_skeleton=contacts.email_skeleton(row["new_normalized"]))
                     link = self._reports.report_link(tx, principal.account_id, f"{row['kind']}_changed")
                     key, locale = f"{row['kind']}_changed", messages.locale_of(old)
                     # the OLD contacts hear of it

@@ -8,13 +8,15 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from .. import errors
+from ..security import confusables
 
 
 def normalize_email(raw: str) -> tuple[str, str]:
     """Return ``(email as given but trimmed, normalised form)``.
 
     The normalised form (NFKC, case-folded, trimmed) is what uniqueness is checked on, so two
-    accounts whose emails only differ by case or compatibility characters cannot exist.
+    accounts whose emails only differ by case or compatibility characters cannot exist; its
+    ``email_skeleton`` is unique too, so neither can two look-alike ones.
     """
     email = unicodedata.normalize("NFKC", raw).strip()
     try:
@@ -25,6 +27,13 @@ def normalize_email(raw: str) -> tuple[str, str]:
             errors=[{"field": "email", "message": "not a valid email address"}],
         ) from None
     return email, email.casefold()
+
+
+def email_skeleton(email_normalized: str) -> str:
+    """The confusable skeleton (Unicode TS #39) of a normalised email: an email whose
+    skeleton is an existing account's is taken, like one that normalises to it ("alıce",
+    "alіce" with a Cyrillic і and "alİce" are all "alice")."""
+    return confusables.email_skeleton(email_normalized)
 
 
 def local_part(email_normalized: str) -> str:

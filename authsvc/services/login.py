@@ -3,8 +3,10 @@
 Rules (API contract, "Login"):
 - an unknown email, a wrong password, a frozen or unverified account all answer 401
   ``invalid_credentials`` after the same argon2 work (unknown emails verify a dummy hash);
+- a password longer than the policy allows is a 400 before any hashing;
 - the mfa_token is good for one correct answer and dies after 5 wrong ones; wrong answers also
-  count for the account (see ``second_factor``), which locks with growing delays;
+  count for the account (see ``second_factor``), which locks with growing delays; it is bound
+  to the password hash it was issued for, so a password change or reset ends it;
 - a frozen account learns so only after both factors;
 - an account without an active factor gets an SMS code to its verified phone (only after the
   password verified, and within the caps of ``SmsPolicy``: past one the answer is the same and
@@ -23,7 +25,7 @@ from typing import Any
 
 from .. import errors
 from ..config import Settings
-from ..security import crypto
+from ..security import crypto, passwords
 from .hashing import GatedHasher
 from . import contacts, messages
 from .audit import audit
@@ -83,6 +85,11 @@ class LoginService:
         """``known``: the request presents a live device token of this account (served first
         when hashing is saturated; see ``hashing``)."""
         invalid = errors.InvalidCredentials("email or password is wrong")
+        if passwords.too_long(password):  # no account can have it: a fast 400, no hashing
+            raise errors.InvalidRequest(
+                "the password is too long",
+                errors=[{"field": "password", "message": f"at most {passwords.MAX_LENGTH} characters"}],
+            )
         try:
             _, email_normalized = contacts.normalize_email(email)
         except errors.InvalidRequest:
@@ -102,8 +109,10 @@ class LoginService:
             self._hasher.hash(password, known=known) if self._hasher.needs_rehash(account["password_hash"]) else None
         )
         with self._store.transaction() as tx:
-            if rehashed:
-                tx.run("update_password_hash", account_id=account_id, password_hash=rehashed)
+            current_hash = account["password_hash"]
+            if rehashed and tx.run("update_password_hash", account_id=account_id, password_hash=rehashed,
+                                   old_hash=current_hash):
+                current_hash = rehashed
             remaining = self._factors.lock_remaining(tx, account_id)
             if remaining:
                 self._metrics.logins.labels("password", "locked").inc()
@@ -125,6 +134,7 @@ class LoginService:
                 ip=info.ip,
                 user_agent=info.user_agent,
                 device_id=info.device_id,
+                password_fp=passwords.hash_fingerprint(current_hash),
                 ttl=self._settings.mfa_token_ttl,
             )
             if sms_code and not self._sms.send(
@@ -152,6 +162,10 @@ class LoginService:
                 raise rejected
             account_id = str(row["account_id"])
             account = tx.one("lock_account", account_id=account_id)
+            if row["password_fp"] is None or not crypto.mac_equals(
+                bytes(row["password_fp"]), passwords.hash_fingerprint(account["password_hash"])
+            ):
+                raise rejected  # issued for a password that has changed since
             remaining = self._factors.lock_remaining(tx, account_id)
             if remaining:
                 raise errors.RateLimited(remaining, "sign-in for this account is paused; try again later")

@@ -69,10 +69,16 @@ class AccountAdmin:
         return self._change(ref, "account.frozen", operator, reason, apply,
                             "operator_frozen")
 
-    def unfreeze(self, ref: str, *, operator: str, reason: str) -> str:
-        def apply(tx: Any, account_id: str) -> None:
+    def unfreeze(self, ref: str, *, operator: str, reason: str, keep_password: bool = False) -> str:
+        """Make a frozen account active again. A freeze usually means someone else had the
+        password and a factor: unless the operator explicitly keeps the password
+        (``keep_password``, audited), the next login must choose a new one."""
+        def apply(tx: Any, account_id: str) -> dict:
             if tx.one("unfreeze_account", account_id=account_id) is None:
                 raise errors.Conflict("the account is not frozen")
+            if not keep_password:
+                tx.run("require_password_change", account_id=account_id)
+            return {"password_change_required": not keep_password, "keep_password": keep_password}
 
         return self._change(ref, "account.unfrozen", operator, reason, apply,
                             "operator_unfrozen")

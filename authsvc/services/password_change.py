@@ -1,8 +1,10 @@
 """A forced password change (operator's ``require-password-change``), finished after login.
 
 Login with both factors answers 403 ``password_change_required`` with a one-time
-``password_change_token``; ``change`` sets the new password, clears the flag, revokes every
-session and notifies the owner. No session is issued: the user logs in again.
+``password_change_token``; ``change`` sets the new password (which must differ from the
+current one), clears the flag, revokes every session, kills every pending mfa_token, step-up
+challenge and reset of the account, and notifies the owner. No session is issued: the user
+logs in again.
 """
 
 from __future__ import annotations
@@ -32,6 +34,30 @@ def check_new_password(policy: PasswordPolicy, new_password: str, *, email_norma
         ) from None
 
 
+def refuse_current_password(hasher: GatedHasher, stored_hash: str, password: str) -> None:
+    """A new password must differ from the current one (400 ``weak_password``)."""
+    # Callers hold a token that proves both factors: served like a known device when saturated.
+    if hasher.verify(stored_hash, password, known=True):
+        raise errors.WeakPassword(
+            "choose a password different from the current one",
+            errors=[{"field": "new_password", "message": "must differ from the current password"}],
+        )
+
+
+def lock_credentials(tx: Any, account_id: str) -> None:
+    """First thing in a transaction that sets a new password: two of them for one account
+    (two resets completing at once) queue here instead of locking each other's rows."""
+    tx.one("lock_credentials", account_id=account_id)
+
+
+def end_old_proofs(tx: Any, account_id: str) -> dict:
+    """Inside the transaction that sets a new password (after ``lock_credentials``), before the
+    account row is touched: every pending mfa_token, step-up challenge, reset and password
+    change token of the account dies (the caller's own reset or token is consumed already).
+    Returns counts for the audit."""
+    return dict(tx.one("kill_pending_proofs", account_id=account_id) or {})
+
+
 class PasswordChangeService:
     def __init__(
         self, *, store: Any, hasher: GatedHasher, policy: PasswordPolicy, sessions: Sessions, outbox: Outbox
@@ -57,19 +83,16 @@ class PasswordChangeService:
         with self._store.transaction() as tx:
             account = tx.one("account_by_id", account_id=account_id)
         password = check_new_password(self._policy, new_password, email_normalized=account["email_normalized"])
-        # The token proves both factors: served like a known device when hashing is saturated.
-        if self._hasher.verify(account["password_hash"], password, known=True):
-            raise errors.WeakPassword(
-                "choose a password different from the current one",
-                errors=[{"field": "new_password", "message": "must differ from the current password"}],
-            )
+        refuse_current_password(self._hasher, account["password_hash"], password)
         password_hash = self._hasher.hash(password, known=True)
         with self._store.transaction() as tx:
+            lock_credentials(tx, account_id)
             if tx.one("consume_password_change_token", id=row["id"]) is None:
                 raise errors.InvalidToken("unknown, used or expired password change token")
+            ended = end_old_proofs(tx, account_id)
             tx.run("set_password", account_id=account_id, password_hash=password_hash)
             revoked = self._sessions.revoke_all(tx, account_id, "password_changed")
-            audit(tx, "user", "password.changed", account_id, sessions=revoked)
+            audit(tx, "user", "password.changed", account_id, sessions=revoked, ended=ended)
             self._outbox.event(tx, "password.changed", {"account_id": account_id})
             locale = messages.locale_of(account)
             self._outbox.sms(tx, account["phone"], messages.sms(locale, "password_changed"))

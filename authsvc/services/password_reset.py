@@ -7,7 +7,9 @@ Rules (API contract, "Password reset"):
   ``SmsPolicy`` (beyond either the answer is the same, and no SMS goes out); the code lives
   10 minutes; 5 wrong answers kill the reset;
 - after the SMS code, a second factor (TOTP, WebAuthn or a recovery code) yields a one-time
-  reset token; completing revokes every session, notifies phone and email, issues no session.
+  reset token; completing revokes every session, notifies phone and email, issues no session;
+- starting a reset kills the account's older ones; completing one needs a new password that
+  differs from the current one and kills every pending mfa_token, step-up challenge and reset.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from . import contacts, messages
 from .audit import audit
 from .ids import require_uuid
 from .outbox import Outbox
-from .password_change import check_new_password
+from .password_change import check_new_password, end_old_proofs, lock_credentials, refuse_current_password
 from .second_factor import SecondFactors
 from .sessions import Sessions
 from .sms_policy import SmsPolicy
@@ -93,6 +95,7 @@ class PasswordResetService:
                 sms_code_mac=self._mac(reset_id, code if send_to else secrets.token_hex(16)),
                 ttl=ttl,
             )
+            tx.run("kill_older_password_resets", id=reset_id, account_id=account_id)
             self._outbox.bundle(tx, [{
                 "kind": "sms", "to": send_to,
                 "body": messages.sms(messages.locale_of(account), "reset_code", code=code, minutes=ttl // 60),
@@ -182,15 +185,18 @@ class PasswordResetService:
         ):
             raise invalid
         password = check_new_password(self._policy, new_password, email_normalized=account["email_normalized"])
+        refuse_current_password(self._hasher, account["password_hash"], password)
         # The reset token proves the SMS code and a second factor: served like a known device.
         password_hash = self._hasher.hash(password, known=True)
         account_id = str(account["id"])
         with self._store.transaction() as tx:
+            lock_credentials(tx, account_id)
             if tx.one("complete_password_reset", id=reset_id, reset_token_hash=crypto.hash_token(reset_token)) is None:
                 raise invalid
+            ended = end_old_proofs(tx, account_id)
             tx.run("set_password", account_id=account_id, password_hash=password_hash)
             revoked = self._sessions.revoke_all(tx, account_id, "password_reset")
-            audit(tx, "user", "password.reset", account_id, sessions=revoked)
+            audit(tx, "user", "password.reset", account_id, sessions=revoked, ended=ended)
             self._outbox.event(tx, "password.reset", {"account_id": account_id})
             locale = messages.locale_of(account)
             self._outbox.sms(tx, account["phone"], messages.sms(locale, "password_reset"))

@@ -1,12 +1,14 @@
 """Registration with a verified phone and a verified email.
 
 Rules (API contract, "Registration"):
+- an email is taken when it normalises to an account's email or has the same confusable
+  skeleton (a look-alike, Unicode TS #39);
 - the phone must be able to receive our SMS (``SmsPolicy.check_number``: mobile, allowed
   country), else 400 ``unsupported_phone``;
 - the answer to ``start``, and what reaches the phone in the request, are the same whether or
   not the email is taken: the SMS code goes to the phone either way (within the SMS caps of
-  ``SmsPolicy``); when the email is taken its owner gets a notice instead of an email code (at
-  most one a day) and verification fails;
+  ``SmsPolicy``); when the email is taken its owner gets a notice at their own address instead
+  of an email code (at most one a day) and verification fails;
 - a pending registration never claims the email: only accounts do (unique normalised email);
 - codes are 6 digits, stored as keyed MACs, live ``code_ttl`` seconds; 5 wrong answers kill the
   registration; the registration is consumed atomically, so it works exactly once.
@@ -93,7 +95,9 @@ class RegistrationService:
             tx.one("lock_phone", phone=phone)
             if tx.scalar("recent_registration_sms_count", phone=phone) >= MAX_SMS_PER_PHONE_PER_HOUR:
                 raise errors.RateLimited(3600, "too many registrations for this phone number")
-            taken = tx.scalar("account_exists_by_email", email_normalized=email_normalized)
+            owner = tx.one("account_taking_email", email_normalized=email_normalized,
+                           email_skeleton=contacts.email_skeleton(email_normalized), except_account=None)
+            taken = owner is not None
             # Asked either way, so the work done does not tell a taken email apart.
             notified = tx.scalar("registration_owner_notified_recently", email_normalized=email_normalized)
             notify_owner = bool(taken and not notified)
@@ -121,7 +125,8 @@ class RegistrationService:
                                "body": messages.sms(locale, "registration_code", code=phone_code, minutes=minutes)})
             if notify_owner:
                 subject, body = messages.email(locale, "registration_taken")
-                bundle.append({"kind": "email", "to": email, "subject": subject, "body": body})
+                # to the owner's own address (the typed one may only look like it)
+                bundle.append({"kind": "email", "to": owner["email"], "subject": subject, "body": body})
             elif not taken:
                 subject, body = messages.email(locale, "registration_code", code=email_code, minutes=minutes)
                 bundle.append({"kind": "email", "to": email, "subject": subject, "body": body})
@@ -157,6 +162,7 @@ class RegistrationService:
                         id=account_id,
                         email=reg["email"],
                         email_normalized=reg["email_normalized"],
+                        email_skeleton=contacts.email_skeleton(reg["email_normalized"]),
                         phone=reg["phone"],
                         password_hash=reg["password_hash"],
                         webauthn_user_id=secrets.token_bytes(32),

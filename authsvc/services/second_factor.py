@@ -152,6 +152,13 @@ class SecondFactors:
         factor = tx.one("webauthn_factor_by_credential", account_id=account_id, credential_id=credential_id)
         if factor is None:  # not a credential of this account
             return None
+        # W3C WebAuthn 7.2 step 6: a userHandle, when present, names the credential's owner.
+        try:
+            handle = self.webauthn.user_handle(credential)
+        except errors.InvalidFactor:
+            return None
+        if handle is not None and not handles_equal(handle, bytes(factor["webauthn_user_id"])):
+            return None
         try:
             new_count = self.webauthn.verify_authentication(
                 credential=credential,

@@ -45,9 +45,10 @@ SELECT ARRAY(SELECT credential_id FROM factors
                 WHERE account_id = %(account_id)s AND used_at IS NULL) AS has_recovery_codes;
 
 -- name: webauthn_factor_by_credential
-SELECT id, public_key, sign_count FROM factors
- WHERE account_id = %(account_id)s AND credential_id = %(credential_id)s
-   AND type = 'webauthn' AND status = 'active';
+SELECT f.id, f.public_key, f.sign_count, a.webauthn_user_id FROM factors f
+  JOIN accounts a ON a.id = f.account_id
+ WHERE f.account_id = %(account_id)s AND f.credential_id = %(credential_id)s
+   AND f.type = 'webauthn' AND f.status = 'active';
 
 -- name: insert_totp_factor
 INSERT INTO factors (id, account_id, type, name, status, totp_secret_enc, pending_expires_at)

@@ -65,6 +65,11 @@ RETURNING id;
 UPDATE accounts SET phone = %(phone)s, phone_verified_at = now(), updated_at = now() WHERE id = %(account_id)s;
 
 -- name: set_email
-UPDATE accounts SET email = %(email)s, email_normalized = %(email_normalized)s, email_verified_at = now(),
-                    updated_at = now()
+UPDATE accounts SET email = %(email)s, email_normalized = %(email_normalized)s,
+                    email_skeleton = %(email_skeleton)s, email_verified_at = now(), updated_at = now()
  WHERE id = %(account_id)s;
+
+-- name: kill_older_password_resets
+-- Starting a reset kills the account's older ones (a decoy, account_id NULL, matches nothing).
+UPDATE password_resets SET dead_at = now()
+ WHERE account_id = %(account_id)s AND id <> %(id)s AND completed_at IS NULL AND dead_at IS NULL;

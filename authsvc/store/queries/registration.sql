@@ -4,8 +4,14 @@
 SELECT 1 AS ok;
 
 -- ---------------------------------------------------------------- registrations
--- name: account_exists_by_email
-SELECT EXISTS (SELECT 1 FROM accounts WHERE email_normalized = %(email_normalized)s) AS taken;
+-- name: account_taking_email
+-- The account whose email is this one, normalised or look-alike (same confusable skeleton);
+-- its own stored address is where a notice goes. except_account: the one changing its email.
+SELECT email FROM accounts
+ WHERE (email_normalized = %(email_normalized)s OR email_skeleton = %(email_skeleton)s)
+   AND id IS DISTINCT FROM %(except_account)s::uuid
+ ORDER BY (email_normalized = %(email_normalized)s) DESC
+ LIMIT 1;
 
 -- name: recent_registration_sms_count
 SELECT count(*) AS n FROM registrations
@@ -37,9 +43,9 @@ UPDATE registrations SET consumed_at = now()
 RETURNING *;
 
 -- name: insert_account
-INSERT INTO accounts (id, email, email_normalized, phone, password_hash, webauthn_user_id,
+INSERT INTO accounts (id, email, email_normalized, email_skeleton, phone, password_hash, webauthn_user_id,
                       locale, email_verified_at, phone_verified_at)
-VALUES (%(id)s, %(email)s, %(email_normalized)s, %(phone)s, %(password_hash)s,
+VALUES (%(id)s, %(email)s, %(email_normalized)s, %(email_skeleton)s, %(phone)s, %(password_hash)s,
         %(webauthn_user_id)s, %(locale)s, now(), now())
 RETURNING *;
 
@@ -51,3 +57,11 @@ RETURNING id, expires_at;
 -- name: lock_phone
 -- Serialises per-phone SMS limits: count-then-insert must not race.
 SELECT pg_advisory_xact_lock(hashtextextended('sms-phone:' || %(phone)s, 0)) AS locked;
+
+-- name: accounts_without_skeleton
+SELECT id, email_normalized FROM accounts
+ WHERE email_skeleton IS NULL AND (%(after)s::uuid IS NULL OR id > %(after)s::uuid)
+ ORDER BY id LIMIT %(limit)s;
+
+-- name: set_email_skeleton
+UPDATE accounts SET email_skeleton = %(email_skeleton)s WHERE id = %(id)s AND email_skeleton IS NULL;

@@ -92,3 +92,36 @@ UPDATE incidents SET finished_at = now() WHERE id = %(id)s RETURNING done_count;
 
 -- name: set_account_locale
 UPDATE accounts SET locale = %(locale)s, updated_at = now() WHERE id = %(account_id)s RETURNING id;
+-- name: lock_credentials
+-- Serialises changes of one account's password (a reset completing, a password change), taken
+-- before any row they touch.
+SELECT pg_advisory_xact_lock(hashtextextended('credentials:' || %(account_id)s::text, 0)) AS locked;
+
+-- name: kill_pending_proofs
+-- The proofs a password change or reset leaves behind die with the old password: pending
+-- mfa_tokens, step-up challenges, other resets, password change tokens. (An mfa_token is also
+-- bound to the password hash it was issued for, password_fp, which closes the races.)
+WITH challenges AS (
+    UPDATE step_up_challenges SET dead_at = now()
+     WHERE account_id = %(account_id)s AND verified_at IS NULL AND dead_at IS NULL
+    RETURNING 1
+), resets AS (
+    UPDATE password_resets SET dead_at = now()
+     WHERE account_id = %(account_id)s AND completed_at IS NULL AND dead_at IS NULL
+    RETURNING 1
+), change_tokens AS (
+    UPDATE password_change_tokens SET expires_at = least(expires_at, now())
+     WHERE account_id = %(account_id)s AND used_at IS NULL AND expires_at > now()
+    RETURNING 1
+), mfa AS (
+    -- SKIP LOCKED: a token being answered right now is not waited for (no lock cycle with
+    -- login, which locks the token before the account); the password_fp check refuses it.
+    UPDATE mfa_tokens SET dead_at = now()
+     WHERE id IN (SELECT id FROM mfa_tokens
+                   WHERE account_id = %(account_id)s AND used_at IS NULL AND dead_at IS NULL
+                     AND expires_at > now()
+                     FOR UPDATE SKIP LOCKED)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM mfa) AS mfa_tokens, (SELECT count(*) FROM challenges) AS step_up_challenges,
+       (SELECT count(*) FROM resets) AS resets, (SELECT count(*) FROM change_tokens) AS password_change_tokens;

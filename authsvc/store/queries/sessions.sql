@@ -4,13 +4,16 @@
 SELECT * FROM accounts WHERE email_normalized = %(email_normalized)s;
 
 -- name: update_password_hash
-UPDATE accounts SET password_hash = %(password_hash)s, updated_at = now() WHERE id = %(account_id)s;
+-- A rehash with new parameters: only while the hash it replaces is still the current one (a
+-- reset that committed meanwhile must not be undone by a login with the old password).
+UPDATE accounts SET password_hash = %(password_hash)s, updated_at = now()
+ WHERE id = %(account_id)s AND password_hash = %(old_hash)s;
 
 -- name: insert_mfa_token
 INSERT INTO mfa_tokens (id, token_hash, account_id, methods, webauthn_challenge, sms_code_mac,
-                        ip, user_agent, device_id, expires_at)
+                        ip, user_agent, device_id, password_fp, expires_at)
 VALUES (%(id)s, %(token_hash)s, %(account_id)s, %(methods)s, %(webauthn_challenge)s, %(sms_code_mac)s,
-        %(ip)s, %(user_agent)s, %(device_id)s, now() + make_interval(secs => %(ttl)s));
+        %(ip)s, %(user_agent)s, %(device_id)s, %(password_fp)s, now() + make_interval(secs => %(ttl)s));
 
 -- name: lock_live_mfa_token
 SELECT * FROM mfa_tokens
