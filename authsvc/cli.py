@@ -677,7 +677,8 @@ def throttles() -> None:
 
 
 @throttles.command("list")
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10000),
+              help="At most this many waits and this many locks.")
 @_dev
 def throttles_list(limit: int, dev: bool) -> None:
     """Current waits: clients, networks, emails (masked) and known devices past their failure
