@@ -26,6 +26,7 @@ from .security.webauthn import WebAuthn
 from .services.accounts import AccountService
 from .services.clients import ClientService
 from .services.contact_change import ContactChangeService
+from .services.devices import KnownDevices
 from .services.factors import FactorService
 from .services.hashing import GatedHasher, HashGate
 from .services.health import Health
@@ -44,7 +45,9 @@ from .services.second_factor import SecondFactors
 from .services.sessions import Sessions
 from .services.sms_policy import SmsPolicy
 from .services.step_up import StepUpService
+from .services.throttle import Throttle
 from .store import Store
+from .store.counters import build_counters
 
 
 @dataclass
@@ -75,6 +78,8 @@ class Container:
     hasher: GatedHasher
     sms: SmsPolicy
     reencryption: Reencryption
+    devices: KnownDevices
+    throttle: Throttle
     limiter: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -103,7 +108,7 @@ def build_container(settings: Settings) -> Container:
         ),
         HashGate(
             settings.hash_slots, settings.hash_queue_budget, settings.hash_known_budget,
-            on_shed=lambda known: metrics.hash_shed.labels("known" if known else "unknown").inc(),
+            on_shed=lambda known: metrics.shed("known" if known else "unknown"),
         ),
     )
     policy = PasswordPolicy()
@@ -123,14 +128,19 @@ def build_container(settings: Settings) -> Container:
     metrics.watch_outbox(outbox.depth)
     sms = SmsPolicy(settings=settings, store=store, outbox=outbox, metrics=metrics,
                     lookup=build_line_type_lookup(settings))
+    throttle = Throttle(
+        settings=settings, counters=build_counters(settings.redis_url, metrics.throttle_fallback.inc),
+        metrics=metrics, store=store, outbox=outbox,
+    )
     keys = KeyService(store, cipher, settings)
     second = SecondFactors(
         cipher=cipher,
         webauthn=WebAuthn(rp_id=settings.rp_id, rp_name=settings.rp_name, origins=settings.origins),
         outbox=outbox,
     )
-    sessions = Sessions(settings=settings, store=store, keys=keys, outbox=outbox)
-    reports = ReportService(settings=settings, store=store, sessions=sessions, outbox=outbox)
+    devices = KnownDevices(settings=settings)
+    sessions = Sessions(settings=settings, store=store, keys=keys, outbox=outbox, devices=devices)
+    reports = ReportService(settings=settings, store=store, sessions=sessions, devices=devices, outbox=outbox)
     password_change = PasswordChangeService(
         store=store, hasher=hasher, policy=policy, sessions=sessions, outbox=outbox
     )
@@ -142,6 +152,7 @@ def build_container(settings: Settings) -> Container:
         settings=settings, store=store, cipher=cipher, hasher=hasher, factors=second,
         sessions=sessions, reports=reports, password_change=password_change, outbox=outbox, metrics=metrics,
         sms=sms,
+        devices=devices, throttle=throttle,
     )
     return Container(
         settings=settings,
@@ -150,6 +161,7 @@ def build_container(settings: Settings) -> Container:
         keys=keys,
         registration=RegistrationService(
             settings=settings, store=store, cipher=cipher, hasher=hasher, policy=policy, outbox=outbox, sms=sms,
+            devices=devices,
         ),
         login=login,
         passkey=PasskeyLogin(store=store, factors=second, login=login),
@@ -159,13 +171,13 @@ def build_container(settings: Settings) -> Container:
         accounts=AccountService(store, factors),
         clients=ClientService(store),
         reports=reports,
-        admin=AccountAdmin(store=store, sessions=sessions, outbox=outbox),
+        admin=AccountAdmin(store=store, sessions=sessions, outbox=outbox, devices=devices),
         incidents=Incidents(store=store, sessions=sessions, outbox=outbox),
         audit_log=AuditLog(store, audit_chain, outbox),
         password_change=password_change,
         password_reset=PasswordResetService(
             settings=settings, store=store, cipher=cipher, hasher=hasher, policy=policy, factors=second,
-            sessions=sessions, outbox=outbox, sms=sms,
+            sessions=sessions, outbox=outbox, sms=sms, devices=devices,
         ),
         contact_change=ContactChangeService(
             settings=settings, store=store, cipher=cipher, step_up=step_up, reports=reports, outbox=outbox,
@@ -177,6 +189,8 @@ def build_container(settings: Settings) -> Container:
         sms=sms,
         reencryption=Reencryption(store=store, cipher=cipher, chain=audit_chain),
         extra={"dev_outbox": dev_outbox} if dev_outbox is not None else {},
+        devices=devices,
+        throttle=throttle,
     )
 
 

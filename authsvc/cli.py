@@ -711,5 +711,58 @@ def outbox_retry(reason: str, dev: bool) -> None:
     click.echo(f"requeued {n}")
 
 
+@main.group()
+def throttles() -> None:
+    """Failure budgets against the list attack: who waits now, and lifting a wait."""
+
+
+@throttles.command("list")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10000),
+              help="At most this many waits and this many locks.")
+@_dev
+def throttles_list(limit: int, dev: bool) -> None:
+    """Current waits: clients, networks, emails (masked) and known devices past their failure
+    budget, accounts whose second-factor lock holds unknown devices, and the attack state."""
+    c = _container(dev)
+    try:
+        if not c.settings.redis_url:
+            click.echo("note: no AUTHSVC_REDIS_URL; each server process keeps its own counters, not shown here")
+        waits = c.throttle.current()[:limit]
+        locks = c.admin.locked(limit=limit)
+        attack = c.throttle.attack_state()
+    finally:
+        c.close()
+    for w in waits:
+        click.echo(f"{w['scope']:<8} {w['key']:<48} {w['label']:<40} level {w['level']:<3} {w['seconds_left']}s left")
+    for lock in locks:
+        click.echo(f"{'account':<8} {'account:' + lock['account_id']:<48} {lock['email']:<40} "
+                   f"level {lock['lock_count']:<3} {lock['seconds_left']}s left (second-factor lock)")
+    if not waits and not locks:
+        click.echo("no throttles")
+    click.echo(f"attack: {'ACTIVE' if attack['active'] else 'none'} ({attack['this_minute']} failed or refused "
+               f"logins this minute, {attack['last_minute']} last minute; level {attack['level']})")
+
+
+@throttles.command("lift")
+@click.argument("subject")
+@_reason
+@_dev
+def throttles_lift(subject: str, reason: str, dev: bool) -> None:
+    """Lift a wait: client:IP, network:IP-or-CIDR, email:ADDRESS-or-digest, device:TOKEN_ID, or
+    account:ACCOUNT (an account's second-factor lock). Audited with the reason."""
+    c = _container(dev)
+    try:
+        if subject.startswith("account:"):
+            account_id = c.admin.lift_lock(subject.removeprefix("account:"), operator=operator_name(), reason=reason)
+            click.echo(f"lifted the second-factor lock of account {account_id}")
+            return
+        found, waiting = c.throttle.operator_lift(subject, operator=operator_name(), reason=reason)
+    except (errors.NotFound, errors.InvalidRequest) as exc:
+        raise click.ClickException(exc.detail) from None
+    finally:
+        c.close()
+    click.echo(f"lifted {found.scope} {found.label}" + ("" if waiting else " (it was not waiting)"))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

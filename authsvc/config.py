@@ -116,6 +116,16 @@ class Settings:
     code_ttl: int = 600
     registration_ttl: int = 600  # the codes it carries live 10 minutes
     step_up_ttl: int = 300
+    device_token_ttl: int = 365 * 24 * 3600  # a known device's token: one year from its last use
+
+    # Failure budgets against the list attack (services.throttle): failures per window before
+    # a wait. Only failures count, so a carrier NAT with many honest users keeps working.
+    throttle_window: int = 900
+    throttle_client_failures: int = 20  # per IPv4 address / IPv6 /64
+    throttle_network_failures: int = 100  # per IPv4 /24 / IPv6 /48
+    throttle_email_failures: int = 10  # per email as typed, registered or not
+    throttle_device_failures: int = 10  # per known device token
+    attack_failures_per_minute: int = 300  # attack.started at this rate, attack.ended below half
 
     audit_checkpoint_interval: int = 300  # seconds between signed audit chain heads
 
@@ -306,6 +316,12 @@ class Settings:
             ("SMS_CLIENT_HOURLY_CAP", 20, 1),
             ("SMS_NETWORK_HOURLY_CAP", 100, 1),
             ("AUDIT_CHECKPOINT_SECONDS", 300, 10),
+            ("THROTTLE_WINDOW", 900, 60),
+            ("THROTTLE_CLIENT_FAILURES", 20, 1),
+            ("THROTTLE_NETWORK_FAILURES", 100, 1),
+            ("THROTTLE_EMAIL_FAILURES", 10, 1),
+            ("THROTTLE_DEVICE_FAILURES", 10, 1),
+            ("ATTACK_FAILURES_PER_MINUTE", 300, 2),
         ):
             raw = get(name, str(default) if default is not None else get("SMS_HOURLY_CAP", "1000"))
             try:
@@ -339,6 +355,7 @@ class Settings:
             data_dir=data_dir,
             migrations_dir=Path(get("MIGRATIONS_DIR", str(_project_root() / "migrations"))),
             redis_url=get("REDIS_URL"),
+            rate_limit_prefix=get("RATE_LIMIT_PREFIX", "authsvc"),
             bind=bind,
             workers=ints["WORKERS"],
             graceful_timeout=ints["GRACEFUL_TIMEOUT"],
@@ -387,6 +404,12 @@ class Settings:
             session_idle_timeout=ints["SESSION_IDLE_TIMEOUT"],
             payment_max_session_age=ints["PAYMENT_MAX_SESSION_AGE"],
             audit_checkpoint_interval=ints["AUDIT_CHECKPOINT_SECONDS"],
+            throttle_window=ints["THROTTLE_WINDOW"],
+            throttle_client_failures=ints["THROTTLE_CLIENT_FAILURES"],
+            throttle_network_failures=ints["THROTTLE_NETWORK_FAILURES"],
+            throttle_email_failures=ints["THROTTLE_EMAIL_FAILURES"],
+            throttle_device_failures=ints["THROTTLE_DEVICE_FAILURES"],
+            attack_failures_per_minute=ints["ATTACK_FAILURES_PER_MINUTE"],
         )
 
 

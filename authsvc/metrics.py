@@ -81,7 +81,20 @@ class Metrics:
             "Requests from a trusted proxy whose client address was unparseable or missing", ["reason"],
             registry=self.registry,
         )
+        # Every throttling decision on the login path: decision allowed|throttled|shed, reason the
+        # budget that decided (client, network, email, device, factor_lock, busy; none when allowed).
+        # No label separates an unknown email from a wrong password.
+        self.throttle = Counter("authsvc_throttle_decisions", "Login throttling decisions", ["decision", "reason"],
+                                registry=self.registry)
+        self.throttle_fallback = Counter(
+            "authsvc_throttle_store_fallback", "Throttle counter operations answered from process memory "
+            "because Redis failed", registry=self.registry)
         self._outbox_depth = outbox_depth
+
+    def shed(self, device: str) -> None:
+        """A request answered 503 busy because password hashing was saturated."""
+        self.hash_shed.labels(device).inc()
+        self.throttle.labels("shed", "busy").inc()
 
     def watch_outbox(self, outbox_depth: Callable[[], dict[str, int]]) -> None:
         self._outbox_depth = outbox_depth

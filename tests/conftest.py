@@ -166,3 +166,24 @@ def db(db_url):
     """A direct connection to the test database, for asserting what was stored."""
     with psycopg.connect(db_url, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture
+def redis_settings(settings):
+    """``settings`` with the machine's Redis (AUTHSVC_TEST_REDIS_URL, default 127.0.0.1:6379)
+    under a key prefix of this test's own; its keys are deleted afterwards (never FLUSHDB: the
+    Redis may be shared)."""
+    import redis
+
+    url = os.environ.get("AUTHSVC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError:
+        pytest.skip(f"no Redis at {url}")
+    prefix = f"authsvc-test-{uuid.uuid4().hex[:12]}"
+    yield settings.replace(redis_url=url, rate_limit_prefix=prefix)
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()

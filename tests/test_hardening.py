@@ -110,25 +110,25 @@ def test_frozen_account_without_factor_gets_no_enrollment_token(client, twilio, 
     assert r.status_code == 401
 
 
-def test_same_user_agent_from_another_network_is_a_new_device(client, twilio, smtp):
+def test_copying_user_agent_and_device_id_does_not_make_a_known_device(client, twilio, smtp):
     account = register(client, twilio, smtp)
     key = SoftAuthenticator()
     enroll_webauthn(client, account["enrollment_token"], key)
-    ua = {"User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0)"}
+    owner = {"User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0)", "X-Device-Id": "owner-phone"}
 
-    def login_from(ip):
+    def login_with(headers, ip):
         body = client.post("/v1/login", json={"email": account["email"], "password": account["password"]},
-                           headers=ua, environ_base={"REMOTE_ADDR": ip}).get_json()
+                           headers=headers, environ_base={"REMOTE_ADDR": ip}).get_json()
         return client.post("/v1/login/mfa", json={"mfa_token": body["mfa_token"], "method": "webauthn",
                                                    "credential": key.get(body["webauthn_options"])},
-                           headers=ua, environ_base={"REMOTE_ADDR": ip})
+                           headers=headers, environ_base={"REMOTE_ADDR": ip})
 
-    assert login_from("198.51.100.7").status_code == 200
-    twilio.clear()
-    assert login_from("198.51.100.99").status_code == 200  # same /16: the same device
+    # the owner's device presents its token: no notice, from any network
+    assert login_with({**owner, "X-Device-Token": account["device_token"]}, "203.0.113.66").status_code == 200
     time.sleep(0.3)
     assert not [m for m in twilio.snapshot() if "New sign-in" in m["body"]]
-    assert login_from("203.0.113.66").status_code == 200
+    # the same User-Agent and X-Device-Id from the same address, without the token: a new device
+    assert login_with(owner, "203.0.113.66").status_code == 200
     twilio.wait_for(lambda m: m["to"] == account["phone"] and "New sign-in" in m["body"])
 
 

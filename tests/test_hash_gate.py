@@ -200,10 +200,10 @@ def test_known_device_login_is_served_while_unknown_ones_are_shed(busy_app, twil
     release, holder = _occupy(gate)
     from authsvc.services.sessions import RequestInfo
 
-    info = RequestInfo(ip="192.0.2.7", user_agent="test", device_id=None)
+    info = RequestInfo(ip="192.0.2.7", user_agent="test", device_id=None, device_token=acct["device_token"])
     result: list = []
     t = threading.Thread(target=lambda: result.append(
-        container.login.password(email=acct["email"], password=acct["password"], info=info, known=True)))
+        container.login.password(email=acct["email"], password=acct["password"], info=info)))
     try:
         t.start()
         _wait_for(lambda: gate.state()["known_waiting"] == 1)

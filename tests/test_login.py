@@ -204,9 +204,10 @@ def test_one_recovery_code_succeeds_once_under_concurrency(app, totp_account):
 
 
 # ---------------------------------------------------------------------------- account-wide throttle
-def test_per_ip_limit_on_login(client, totp_account):
-    statuses = [login_password(client, totp_account).status_code for _ in range(11)]
-    assert statuses[:10] == [200] * 10 and statuses[10] == 429
+def test_only_failures_count_on_the_password_step(client, totp_account):
+    # many honest users behind one carrier NAT: correct passwords are never throttled
+    statuses = [login_password(client, totp_account).status_code for _ in range(25)]
+    assert statuses == [200] * 25
 
 
 def test_wrong_answers_across_tokens_lock_the_account_and_notify(client, totp_account, smtp, db):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -34,21 +35,24 @@ def report_token(text: str) -> str:
 
 
 def test_new_device_sends_sms_and_email_with_a_report_link(client, user, twilio, smtp):
-    assert login(client, user, **{"X-Device-Id": "phone-1", "User-Agent": "App (iPhone)"}).status_code == 200
-    assert login(client, user, **{"X-Device-Id": "phone-1", "User-Agent": "App (iPhone)"}).status_code == 200
-    assert not [m for m in twilio.snapshot() if "New sign-in" in m["body"]]  # the first device ever
-    twilio.clear()
-    smtp.clear()
-    assert login(client, user, **{"X-Device-Id": "laptop-9", "User-Agent": "Mozilla (Windows)"}).status_code == 200
+    # the device that registered is known: no notice, and it keeps its token
+    first = login(client, user, **{"X-Device-Token": user["device_token"], "User-Agent": "App (iPhone)"})
+    assert first.status_code == 200 and first.get_json()["device_token"] == user["device_token"]
+    time.sleep(0.3)
+    assert not [m for m in twilio.snapshot() if "New sign-in" in m["body"]]
+    # another device, even one sending the same X-Device-Id and User-Agent, is new
+    r = login(client, user, **{"X-Device-Id": "phone-1", "User-Agent": "Mozilla (Windows)"})
+    assert r.status_code == 200
+    laptop_token = r.get_json()["device_token"]
+    assert laptop_token and laptop_token != user["device_token"]
     sms = twilio.wait_for(lambda m: m["to"] == user["phone"] and "New sign-in" in m["body"])
     mail = smtp.wait_for(lambda m: m["to"] == user["email"] and "New sign-in" in m["subject"])
     assert "Windows" in mail["body"] and "Windows" in sms["body"]
     assert report_token(mail["body"]) and report_token(sms["body"])
-    # a known device again: no further notice
+    # that device, now presenting its token, is known: no further notice
     twilio.clear()
-    assert login(client, user, **{"X-Device-Id": "laptop-9", "User-Agent": "Mozilla (Windows)"}).status_code == 200
-    import time
-
+    again = login(client, user, **{"X-Device-Token": laptop_token, "User-Agent": "Mozilla (Windows)"})
+    assert again.status_code == 200 and again.get_json()["device_token"] == laptop_token
     time.sleep(0.3)
     assert not [m for m in twilio.snapshot() if "New sign-in" in m["body"]]
 
@@ -65,6 +69,8 @@ def test_this_wasnt_me_freezes_the_account_and_revokes_every_session(client, use
         assert client.get("/v1/account", headers=bearer(tokens["access_token"])).status_code == 401
         assert client.post("/v1/token/refresh", json={"refresh_token": tokens["refresh_token"]}).status_code == 401
     assert db.execute("SELECT status FROM accounts").fetchone()[0] == "frozen"
+    # every device token of the account died with the report
+    assert db.execute("SELECT count(*) FROM device_tokens WHERE revoked_at IS NULL").fetchone()[0] == 0
     frozen = login(client, user, **{"X-Device-Id": "phone-1"})
     assert frozen.status_code == 403 and frozen.get_json()["code"] == "account_frozen"
     # the report token works once

@@ -1,4 +1,4 @@
-"""Who is calling: client IP (honouring only trusted proxies), device id, user agent.
+"""Who is calling: client IP (honouring only trusted proxies), device id and device token, user agent.
 
 The client address is the TCP peer unless the peer is in ``AUTHSVC_TRUSTED_PROXIES``; then
 the proxy header named by ``AUTHSVC_PROXY_HEADER`` (``X-Forwarded-For`` by default, or RFC 7239
@@ -185,8 +185,13 @@ def request_context() -> RequestInfo:
     device = request.headers.get("X-Device-Id")
     if device is not None:
         device = device.strip()[:MAX_HEADER] or None
+    token = request.headers.get("X-Device-Token")
+    if token is not None:
+        # a real token is 43 characters; a longer value is passed on cut, so it matches nothing
+        token = token.strip()[:MAX_HEADER] or None
     return RequestInfo(
         ip=client_ip(),
         user_agent=(request.headers.get("User-Agent") or "")[:MAX_HEADER],
         device_id=device,
+        device_token=token,
     )

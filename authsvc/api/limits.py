@@ -1,7 +1,10 @@
 """Per-IP rate limits (flask-limiter), shared through Redis when AUTHSVC_REDIS_URL is set.
 
-These are the coarse, per-client-IP limits; per-account throttling of second-factor
-failures lives in the services, where it holds however many IPs an attacker uses.
+These are the coarse, per-client-IP limits on every request. The password step has none:
+there only failures count (``services.throttle``: per client, network, email and known device),
+so many honest users behind one carrier NAT keep signing in; per-account throttling of
+second-factor failures lives in the services too, where it holds however many IPs an attacker
+uses.
 """
 
 from __future__ import annotations
@@ -16,8 +19,7 @@ from .context import client_ip
 ENDPOINT_LIMITS: dict[str, str] = {
     "registration.start": "5/minute;30/hour",
     "registration.verify": "10/minute",
-    "login.login": "10/minute;100/hour",
-    "login.mfa": "20/minute",
+    "login.mfa": "120/minute",  # needs an mfa_token (a correct password): a flood guard only
     "login.refresh": "60/minute",
     "step_up.create": "30/minute",
     "step_up.verify": "20/minute",

@@ -16,15 +16,18 @@ def _svc():
 
 
 def tokens_response(pair):
-    return jsonify(
-        access_token=pair.access_token,
-        refresh_token=pair.refresh_token,
-        token_type="Bearer",
-        expires_in=pair.expires_in,
-        session_id=pair.session_id,
-        acr=pair.acr,
-        amr=pair.amr,
-    )
+    out = {
+        "access_token": pair.access_token,
+        "refresh_token": pair.refresh_token,
+        "token_type": "Bearer",
+        "expires_in": pair.expires_in,
+        "session_id": pair.session_id,
+        "acr": pair.acr,
+        "amr": pair.amr,
+    }
+    if pair.device_token is not None:  # logins carry it; a refresh does not (the device keeps its own)
+        out["device_token"] = pair.device_token
+    return jsonify(out)
 
 
 @bp.post("/v1/login")

@@ -24,7 +24,8 @@ def _accepted(payload: dict):
 @bp.post("/v1/password-resets")
 def start_reset():
     req = body.parse(PasswordResetIn)
-    reset_id, ttl = _svc().password_reset.start(req.email, ip=client_ip())
+    info = auth.info()
+    reset_id, ttl = _svc().password_reset.start(req.email, ip=client_ip(), device_token=info.device_token)
     return _accepted({"reset_id": reset_id, "expires_in": ttl})
 
 

@@ -35,6 +35,7 @@ def verify(registration_id: str):
         account_id=verified.account_id,
         enrollment_token=verified.enrollment_token,
         expires_in=verified.expires_in,
+        device_token=verified.device_token,
     )
     resp.status_code = 201
     return resp

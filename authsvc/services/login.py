@@ -4,9 +4,19 @@ Rules (API contract, "Login"):
 - an unknown email, a wrong password, a frozen or unverified account all answer 401
   ``invalid_credentials`` after the same argon2 work (unknown emails verify a dummy hash);
 - a password longer than the policy allows is a 400 before any hashing;
-- the mfa_token is good for one correct answer and dies after 5 wrong ones; wrong answers also
-  count for the account (see ``second_factor``), which locks with growing delays; it is bound
-  to the password hash it was issued for, so a password change or reset ends it;
+- whether the request comes from a known device of the account (a live ``X-Device-Token``, see
+  ``devices``) is decided before any password hashing, the same way for unknown emails; so are
+  the failure budgets (``throttle``): an unknown device is charged to its client, network and
+  the typed email, a known device only to its own token; past a budget, 429 before hashing,
+  the same answer for registered and unknown emails; an email's first wait of an episode
+  notifies a real owner (once per episode);
+- the mfa_token is good for one correct answer and dies after 5 wrong ones; wrong answers from
+  unknown devices also count for the account (see ``second_factor``), which then locks unknown
+  devices only, with growing delays; the owner's known devices are never locked out, and a
+  successful login clears the escalation; the token is bound to the password hash it was
+  issued for, so a password change or reset ends it;
+- a successful login answers with a device token: the known device's own (its life extended),
+  or a new one, and then the owner is notified of the new device;
 - a frozen account learns so only after both factors;
 - an account without an active factor gets an SMS code to its verified phone (only after the
   password verified, and within the caps of ``SmsPolicy``: past one the answer is the same and
@@ -19,6 +29,7 @@ Rules (API contract, "Login"):
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -29,10 +40,12 @@ from ..security import crypto, passwords
 from .hashing import GatedHasher
 from . import contacts, messages
 from .audit import audit
+from .devices import KnownDevices
 from .factors import issue_enrollment_token
 from .outbox import Outbox
 from .second_factor import FactorResult, SecondFactors
-from .sessions import RequestInfo, Sessions, TokenPair
+from .sessions import RequestInfo, Sessions, TokenPair, device_name
+from .throttle import Blocked, Subject, Throttle, client_subjects, device_subject, email_subject
 from .sms_policy import SmsPolicy
 
 MFA_MAX_ATTEMPTS = 5
@@ -67,6 +80,8 @@ class LoginService:
         outbox: Outbox,
         metrics: Any,
         sms: SmsPolicy,
+        devices: KnownDevices,
+        throttle: Throttle,
     ) -> None:
         self._sms = sms
         self._settings = settings
@@ -79,11 +94,11 @@ class LoginService:
         self._password_change = password_change
         self._outbox = outbox
         self._metrics = metrics
+        self._devices = devices
+        self._throttle = throttle
 
     # ------------------------------------------------------------------ step 1
-    def password(self, *, email: str, password: str, info: RequestInfo, known: bool = False) -> MfaChallenge:
-        """``known``: the request presents a live device token of this account (served first
-        when hashing is saturated; see ``hashing``)."""
+    def password(self, *, email: str, password: str, info: RequestInfo) -> MfaChallenge:
         invalid = errors.InvalidCredentials("email or password is wrong")
         if passwords.too_long(password):  # no account can have it: a fast 400, no hashing
             raise errors.InvalidRequest(
@@ -94,13 +109,23 @@ class LoginService:
             _, email_normalized = contacts.normalize_email(email)
         except errors.InvalidRequest:
             email_normalized = None
-        account = self._store.one("account_by_email", email_normalized=email_normalized) if email_normalized else None
+        with self._store.transaction() as tx:
+            account = tx.one("account_by_email", email_normalized=email_normalized) if email_normalized else None
+            # Before any hashing; one lookup by the token whether or not the email is registered.
+            device_token_id = self._devices.known_to(tx, info.device_token, account["id"] if account else None)
+        known = device_token_id is not None
+        subjects = self.subjects(info, email_normalized, email, device_token_id)
+        wait = self._throttle.check(subjects)
+        if wait:
+            raise errors.RateLimited(wait, "too many failed sign-ins; try again later")
         if account is None:
             self._hasher.dummy_verify(password, known=known)
+            ok = False
+        else:
+            ok = self._hasher.verify(account["password_hash"], password, known=known) and account["password_login"]
+        if not ok:
             self._metrics.logins.labels("password", "invalid_credentials").inc()
-            raise invalid
-        if not self._hasher.verify(account["password_hash"], password, known=known) or not account["password_login"]:
-            self._metrics.logins.labels("password", "invalid_credentials").inc()
+            self._episode_notice(self._throttle.failure(subjects), account)
             raise invalid
         account_id = str(account["id"])
         token = crypto.new_token()
@@ -113,9 +138,10 @@ class LoginService:
             if rehashed and tx.run("update_password_hash", account_id=account_id, password_hash=rehashed,
                                    old_hash=current_hash):
                 current_hash = rehashed
-            remaining = self._factors.lock_remaining(tx, account_id)
+            remaining = 0 if known else self._factors.lock_remaining(tx, account_id)
             if remaining:
                 self._metrics.logins.labels("password", "locked").inc()
+                self._metrics.throttle.labels("throttled", "factor_lock").inc()
                 raise errors.RateLimited(remaining, "sign-in for this account is paused; try again later")
             offer = self._factors.offer(tx, account_id)
             methods, options, challenge = offer.methods, offer.webauthn_options, offer.webauthn_challenge
@@ -148,6 +174,43 @@ class LoginService:
         self._metrics.logins.labels("password", "ok").inc()
         return MfaChallenge(token, self._settings.mfa_token_ttl, methods, options)
 
+    @staticmethod
+    def subjects(info: RequestInfo, email_normalized: str | None, typed_email: str,
+                 device_token_id: str | None) -> list[Subject]:
+        """What a password attempt is charged to: a known device's own token, or else the
+        client, its network and the email as typed."""
+        if device_token_id is not None:
+            return [device_subject(device_token_id)]
+        return client_subjects(info.ip) + [email_subject(email_normalized, typed_email)]
+
+    def _episode_notice(self, blocked: list[Blocked], account: dict | None) -> None:
+        """The first wait of an email's episode notifies a real owner, by email; an unknown
+        email does the same work with an empty outbox row, so timing tells nothing."""
+        if not any(b.subject.scope == "email" and b.new_episode for b in blocked):
+            return
+        with self._store.transaction() as tx:
+            messages = [{
+                "kind": "email", "to": account["email"], "subject": "Many failed sign-ins to your account",
+                "body": "Someone has been trying passwords for your account from devices we do not know, "
+                        "so sign-ins from new devices are paused for a while. Your own devices keep "
+                        "working.\n\nIf you use the same password anywhere else, change it there, and "
+                        "choose a new one here too.",
+            }] if account is not None else []
+            self._outbox.bundle(tx, messages)
+            if account is not None:
+                audit(tx, "system", "login.throttled", str(account["id"]), scope="email")
+        self._outbox.kick()
+
+    def _locked(self, tx: Any, account_id: str, info: RequestInfo) -> int:
+        """Seconds the account's second-factor lock still holds for this device (known devices:
+        never locked)."""
+        if self._devices.known_to(tx, info.device_token, account_id) is not None:
+            return 0
+        remaining = self._factors.lock_remaining(tx, account_id)
+        if remaining:
+            self._metrics.throttle.labels("throttled", "factor_lock").inc()
+        return remaining
+
     def _sms_mac(self, token_id: str, code: str) -> bytes:
         return self._cipher.mac(f"login-sms:{token_id}", code)
 
@@ -166,7 +229,7 @@ class LoginService:
                 bytes(row["password_fp"]), passwords.hash_fingerprint(account["password_hash"])
             ):
                 raise rejected  # issued for a password that has changed since
-            remaining = self._factors.lock_remaining(tx, account_id)
+            remaining = self._locked(tx, account_id, info)
             if remaining:
                 raise errors.RateLimited(remaining, "sign-in for this account is paused; try again later")
             result = None
@@ -183,7 +246,8 @@ class LoginService:
                     )
             if result is None and not enrollment:
                 tx.one("mfa_token_failed", id=row["id"], max_attempts=MFA_MAX_ATTEMPTS)
-                self._factors.record_failure(tx, account)
+                known = self._devices.known_to(tx, info.device_token, account_id) is not None
+                self._factors.record_failure(tx, account, from_known_device=known)
                 outcome: Any = rejected
             else:
                 if tx.one("consume_mfa_token", id=row["id"]) is None:
@@ -201,7 +265,7 @@ class LoginService:
         """For a way in that proved both factors in one step (a passkey): the account's lock,
         then the same rules as after a second factor. Returns the outcome for ``deliver``."""
         account = tx.one("lock_account", account_id=account_id)
-        remaining = self._factors.lock_remaining(tx, account_id)
+        remaining = self._locked(tx, account_id, info)
         if remaining:
             return errors.RateLimited(remaining, "sign-in for this account is paused; try again later")
         return self._complete(tx, account, result, info)
@@ -217,8 +281,14 @@ class LoginService:
                 extra={"password_change_token": self._password_change.issue(tx, account_id)},
             )
         assert result is not None
-        outcome = self._sessions.open(tx, account, result, info)
-        new_device = self._reports.seen_device(tx, account, outcome.session_id, info)
+        device = self._devices.grant(tx, account_id, info.device_token, device_name=device_name(info.user_agent))
+        outcome = self._sessions.open(tx, account, result, info, device_token_id=device.token_id)
+        outcome = dataclasses.replace(outcome, device_token=device.token)
+        self._factors.clear_escalation(tx, account_id)
+        self._throttle.succeeded([email_subject(account["email_normalized"], "")])
+        new_device = not device.known
+        if new_device:
+            self._reports.new_device(tx, account, outcome.session_id, info)
         self._outbox.event(
             tx, "login.succeeded",
             {"account_id": account_id, "session_id": outcome.session_id, "method": result.method,

@@ -11,15 +11,18 @@ from typing import Any
 from .. import errors
 from . import contacts, messages
 from .audit import audit
+from .devices import KnownDevices
+from .throttle import mask_email
 from .outbox import Outbox
 from .sessions import Sessions
 
 
 class AccountAdmin:
-    def __init__(self, *, store: Any, sessions: Sessions, outbox: Outbox) -> None:
+    def __init__(self, *, store: Any, sessions: Sessions, outbox: Outbox, devices: KnownDevices) -> None:
         self._store = store
         self._sessions = sessions
         self._outbox = outbox
+        self._devices = devices
 
     def _find(self, tx: Any, ref: str) -> dict:
         try:
@@ -64,7 +67,8 @@ class AccountAdmin:
         def apply(tx: Any, account_id: str) -> dict:
             tx.one("freeze_account", account_id=account_id)
             self._outbox.event(tx, "account.frozen", {"account_id": account_id, "reason": "operator"})
-            return {"sessions": self._sessions.revoke_all(tx, account_id, "frozen")}
+            return {"sessions": self._sessions.revoke_all(tx, account_id, "frozen"),
+                    "devices": self._devices.revoke_all(tx, account_id, "frozen")}
 
         return self._change(ref, "account.frozen", operator, reason, apply,
                             "operator_frozen")
@@ -86,7 +90,8 @@ class AccountAdmin:
     def revoke_sessions(self, ref: str, *, operator: str, reason: str) -> str:
         return self._change(
             ref, "sessions.revoked", operator, reason,
-            lambda tx, account_id: {"sessions": self._sessions.revoke_all(tx, account_id, "operator")},
+            lambda tx, account_id: {"sessions": self._sessions.revoke_all(tx, account_id, "operator"),
+                                    "devices": self._devices.revoke_all(tx, account_id, "operator")},
             None,
         )
 
@@ -97,6 +102,20 @@ class AccountAdmin:
 
         return self._change(ref, "password.change_required", operator, reason, apply,
                             "operator_password_change")
+
+    def locked(self, *, limit: int = 100) -> list[dict]:
+        """Accounts whose second-factor lock holds unknown devices now."""
+        with self._store.transaction() as tx:
+            rows = tx.all("locked_accounts", limit=limit)
+        return [{"account_id": str(r["id"]), "email": mask_email(r["email"]), "lock_count": r["lock_count"], "seconds_left": r["seconds_left"]} for r in rows]
+
+    def lift_lock(self, ref: str, *, operator: str, reason: str) -> str:
+        """End the account's second-factor lock for unknown devices and its escalation."""
+        def apply(tx: Any, account_id: str) -> dict:
+            row = tx.one("lift_account_lock", account_id=account_id)
+            return {"was_locked": bool(row and row["was_locked"])}
+
+        return self._change(ref, "login.lock_lifted", operator, reason, apply, None)
 
     def reset_factors(self, ref: str, *, operator: str, reason: str) -> str:
         """Remove every second factor and recovery code; the next login takes the SMS path to

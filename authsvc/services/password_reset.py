@@ -4,8 +4,9 @@ Rules (API contract, "Password reset"):
 - ``start`` answers the same for every email (a decoy reset for unknown ones); the code goes
   only to the account's verified phone: nothing in the request can choose where;
 - at most 3 reset SMS per account and per phone number per hour, and within the caps of
-  ``SmsPolicy`` (beyond either the answer is the same, and no SMS goes out); the code lives
-  10 minutes; 5 wrong answers kill the reset;
+  ``SmsPolicy`` (beyond either the answer is the same, and no SMS goes out); requests that
+  carry a live device token of the account (``X-Device-Token``) have a quota of their own, so
+  anonymous requests cannot use it up; the code lives 10 minutes; 5 wrong answers kill the reset;
 - after the SMS code, a second factor (TOTP, WebAuthn or a recovery code) yields a one-time
   reset token; completing revokes every session, notifies phone and email, issues no session;
 - starting a reset kills the account's older ones; completing one needs a new password that
@@ -25,6 +26,7 @@ from ..security.passwords import PasswordPolicy
 from .hashing import GatedHasher
 from . import contacts, messages
 from .audit import audit
+from .devices import KnownDevices
 from .ids import require_uuid
 from .outbox import Outbox
 from .password_change import check_new_password, end_old_proofs, lock_credentials, refuse_current_password
@@ -49,6 +51,7 @@ class PasswordResetService:
         sessions: Sessions,
         outbox: Outbox,
         sms: SmsPolicy,
+        devices: KnownDevices,
     ) -> None:
         self._sms = sms
         self._settings = settings
@@ -59,11 +62,12 @@ class PasswordResetService:
         self._factors = factors
         self._sessions = sessions
         self._outbox = outbox
+        self._devices = devices
 
     def _mac(self, reset_id: str, code: str) -> bytes:
         return self._cipher.mac(f"password-reset:{reset_id}", code)
 
-    def start(self, email: str, *, ip: str | None = None) -> tuple[str, int]:
+    def start(self, email: str, *, ip: str | None = None, device_token: str | None = None) -> tuple[str, int]:
         try:
             _, normalized = contacts.normalize_email(email)
         except errors.InvalidRequest:
@@ -77,8 +81,11 @@ class PasswordResetService:
             account = tx.one("account_by_email", email_normalized=normalized) if normalized else None
             account_id = str(account["id"]) if account else None
             phone = account["phone"] if account else None
+            # A known device of the account has a quota of its own, which anonymous requests for
+            # the same email cannot use up.
+            known = self._devices.known_to(tx, device_token, account_id) is not None
             tx.one("lock_phone", phone=phone or reset_id)  # the per-phone count must not race
-            sent = tx.one("reset_sms_sent_recently", account_id=account_id, phone=phone)
+            sent = tx.one("reset_sms_sent_recently", account_id=account_id, phone=phone, known=known)
             send_to = phone if (
                 phone and sent["per_account"] < MAX_SMS_PER_HOUR and sent["per_phone"] < MAX_SMS_PER_HOUR
             ) else None
@@ -92,6 +99,7 @@ class PasswordResetService:
                 id=reset_id,
                 account_id=account_id,
                 phone=send_to,
+                from_known_device=known,
                 sms_code_mac=self._mac(reset_id, code if send_to else secrets.token_hex(16)),
                 ttl=ttl,
             )
@@ -154,9 +162,8 @@ class PasswordResetService:
             if row["sms_verified_at"] is None or row["reset_token_hash"] is not None:
                 raise failed
             account_id = str(row["account_id"])
-            remaining = self._factors.lock_remaining(tx, account_id)
-            if remaining:
-                raise errors.RateLimited(remaining, "second-factor checks for this account are paused")
+            # No login-lock check here: this step is already behind the SMS code to the verified
+            # phone, and a lock caused by someone else must not block the owner's reset.
             result = None
             if method in row["methods"]:
                 result = self._factors.verify(
@@ -196,7 +203,8 @@ class PasswordResetService:
             ended = end_old_proofs(tx, account_id)
             tx.run("set_password", account_id=account_id, password_hash=password_hash)
             revoked = self._sessions.revoke_all(tx, account_id, "password_reset")
-            audit(tx, "user", "password.reset", account_id, sessions=revoked, ended=ended)
+            devices = self._devices.revoke_all(tx, account_id, "password_reset")
+            audit(tx, "user", "password.reset", account_id, sessions=revoked, devices=devices, ended=ended)
             self._outbox.event(tx, "password.reset", {"account_id": account_id})
             locale = messages.locale_of(account)
             self._outbox.sms(tx, account["phone"], messages.sms(locale, "password_reset"))

@@ -28,6 +28,7 @@ from ..security.passwords import PasswordPolicy
 from .hashing import GatedHasher
 from . import contacts, messages
 from .audit import audit
+from .devices import KnownDevices
 from .factors import issue_enrollment_token
 from .ids import require_uuid
 from .outbox import Outbox
@@ -49,6 +50,7 @@ class Verified:
     account_id: str
     enrollment_token: str
     expires_in: int
+    device_token: str  # the device that completed registration is known (services.devices)
 
 
 class RegistrationService:
@@ -62,8 +64,10 @@ class RegistrationService:
         policy: PasswordPolicy,
         outbox: Outbox,
         sms: SmsPolicy,
+        devices: KnownDevices,
     ) -> None:
         self._sms = sms
+        self._devices = devices
         self._settings = settings
         self._store = store
         self._cipher = cipher
@@ -169,9 +173,10 @@ class RegistrationService:
                         locale=reg["locale"],
                     )
                     token = issue_enrollment_token(tx, account_id, ttl)
+                    device_token, _ = self._devices.issue(tx, account_id, device_name=None)
                     audit(tx, "user", "account.registered", account_id)
                     self._outbox.event(tx, "account.registered", {"account_id": account_id})
-                    outcome = Verified(account_id, token, ttl)
+                    outcome = Verified(account_id, token, ttl, device_token)
         except errors.UniqueViolation:
             # The email became an account between start and verify.
             raise failed from None

@@ -1,9 +1,10 @@
 """New-device sign-in notices and the "this wasn't me" report that freezes the account.
 
-A login from a device not seen before for the account (the ``X-Device-Id`` the app keeps, or
-else the User-Agent) sends a notice by SMS and email carrying a report link
-(``AUTHSVC_REPORT_URL`` with ``{token}``). Presenting that token freezes the account and
-revokes every session at once; only an operator unfreezes it.
+A successful login from a device that did not present a live device token of the account
+(``services.devices``: only a server-issued token makes a device known, never a client-chosen
+``X-Device-Id`` or User-Agent) sends a notice by SMS and email carrying a report link
+(``AUTHSVC_REPORT_URL`` with ``{token}``). Presenting that token freezes the account, revokes
+every session and makes every device unknown at once; only an operator unfreezes it.
 
 The link opens a page (``GET /report``) that only reads what the link is about (``describe``):
 mail scanners and link previews follow links, so nothing changes until the owner confirms with
@@ -13,8 +14,6 @@ the time, the parsed browser and OS families and the IP), never the raw User-Age
 
 from __future__ import annotations
 
-import hashlib
-import ipaddress
 import json
 import uuid
 from dataclasses import dataclass
@@ -26,26 +25,11 @@ from ..config import Settings
 from ..security import crypto, useragent
 from . import messages
 from .audit import audit
+from .devices import KnownDevices
 from .outbox import Outbox
 from .sessions import RequestInfo, Sessions
 
 REPORT_TOKEN_TTL = 7 * 24 * 3600
-
-
-def device_key(info: RequestInfo) -> bytes:
-    """The app's ``X-Device-Id`` when sent. Without it the User-Agent alone is the caller's to
-    choose, so the client's network (/16 for IPv4, /48 for IPv6) is part of the key: copying a
-    victim's User-Agent from another network still counts as a new device."""
-    if info.device_id:
-        basis = f"id:{info.device_id}"
-    else:
-        try:
-            ip = ipaddress.ip_address(info.ip)
-            network = ipaddress.ip_network(f"{ip}/{16 if ip.version == 4 else 48}", strict=False)
-        except ValueError:
-            network = info.ip
-        basis = f"ua:{info.user_agent}|net:{network}"
-    return hashlib.sha256(basis.encode()).digest()
 
 
 @dataclass(frozen=True)
@@ -62,10 +46,13 @@ class ReportSubject:
 
 
 class ReportService:
-    def __init__(self, *, settings: Settings, store: Any, sessions: Sessions, outbox: Outbox) -> None:
+    def __init__(
+        self, *, settings: Settings, store: Any, sessions: Sessions, devices: KnownDevices, outbox: Outbox
+    ) -> None:
         self._settings = settings
         self._store = store
         self._sessions = sessions
+        self._devices = devices
         self._outbox = outbox
 
     def report_link(self, tx: Any, account_id: str, reason: str, info: RequestInfo | None = None) -> str:
@@ -79,17 +66,9 @@ class ReportService:
                ttl=REPORT_TOKEN_TTL)
         return self._settings.report_url.replace("{token}", token)
 
-    def seen_device(self, tx: Any, account: dict, session_id: str, info: RequestInfo) -> bool:
-        """Record the device of a successful login; notify the owner when it is new.
-
-        The first device an account ever signs in from is recorded without a notice (the owner
-        has just registered); every later new device is announced. Returns whether it was new.
-        """
+    def new_device(self, tx: Any, account: dict, session_id: str, info: RequestInfo) -> None:
+        """Notify the owner of a successful login from a device that was not known."""
         account_id = str(account["id"])
-        had_devices = tx.scalar("known_device_count", account_id=account_id) > 0
-        is_new = tx.scalar("see_device", account_id=account_id, device_key=device_key(info))
-        if not (is_new and had_devices):
-            return bool(is_new)
         link = self.report_link(tx, account_id, "new_device", info)
         locale = messages.locale_of(account)
         device = messages.device(locale, info.user_agent)
@@ -98,7 +77,6 @@ class ReportService:
             locale, "new_device", device=device, ip=info.ip, link=link,
             time=i18n.format_time(datetime.now(timezone.utc), locale)))
         audit(tx, "system", "login.new_device", account_id, session_id=session_id, ip=info.ip)
-        return True
 
     def describe(self, token: str) -> ReportSubject | None:
         """What a live link is about (None for an unknown, used or expired one); changes nothing."""
@@ -122,7 +100,9 @@ class ReportService:
             account_id = str(row["account_id"])
             contact = tx.one("freeze_account", account_id=account_id)
             revoked = self._sessions.revoke_all(tx, account_id, "reported")
-            audit(tx, "user", "account.frozen", account_id, via="report", reason=row["reason"], sessions=revoked)
+            devices = self._devices.revoke_all(tx, account_id, "reported")
+            audit(tx, "user", "account.frozen", account_id, via="report", reason=row["reason"], sessions=revoked,
+                  devices=devices)
             self._outbox.event(tx, "account.frozen", {"account_id": account_id, "reason": "reported"})
             locale = messages.locale_of(contact)
             self._outbox.sms(tx, contact["phone"], messages.sms(locale, "reported_frozen"))

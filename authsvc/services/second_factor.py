@@ -1,5 +1,11 @@
 """Checking a second-factor answer, and the account-wide throttle on wrong answers.
 
+The throttle: after 10 wrong answers from unknown devices in 15 minutes, logins of the account
+from unknown devices wait with growing delays (1 minute doubling, capped at 1 hour; never
+permanent) and the owner is notified; known devices are not locked, and a successful login
+resets the escalation. The password-reset factor step is not blocked by this lock (it is
+already behind the SMS code to the verified phone).
+
 Shared by login (and later step-up and password reset): one place decides what a TOTP
 code, a WebAuthn assertion or a recovery code proves, and every acceptance is an atomic
 conditional UPDATE, so a code, a step or an assertion counter is accepted at most once
@@ -221,10 +227,18 @@ class SecondFactors:
     def lock_remaining(self, tx: Any, account_id: str) -> int:
         return tx.scalar("account_lock_remaining", account_id=account_id) or 0
 
-    def record_failure(self, tx: Any, account: dict) -> None:
-        """Count a wrong answer for the account; lock it (growing, capped delays) past the limit."""
+    def clear_escalation(self, tx: Any, account_id: str) -> None:
+        """After a successful login the next lock starts again at the shortest delay."""
+        tx.run("clear_lock_escalation", account_id=account_id)
+
+    def record_failure(self, tx: Any, account: dict, *, from_known_device: bool = False) -> None:
+        """Count a wrong answer for the account. Past the limit, answers from unknown devices lock
+        the account for unknown devices (growing, capped delays); a known device's wrong answers
+        are recorded but never lock its owner out."""
         account_id = str(account["id"])
-        tx.run("record_factor_failure", account_id=account_id)
+        tx.run("record_factor_failure", account_id=account_id, from_known_device=from_known_device)
+        if from_known_device:
+            return
         failures = tx.scalar("recent_factor_failures", account_id=account_id, window=FAILURE_WINDOW)
         if failures < FAILURES_BEFORE_LOCK:
             return

@@ -21,6 +21,7 @@ from .. import errors
 from ..config import Settings
 from ..security import crypto
 from .audit import audit
+from .devices import KnownDevices
 from .ids import require_uuid
 from .outbox import Outbox
 
@@ -29,7 +30,8 @@ from .outbox import Outbox
 class RequestInfo:
     ip: str
     user_agent: str
-    device_id: str | None
+    device_id: str | None  # X-Device-Id: a label for the session list, never proof of a known device
+    device_token: str | None = None  # X-Device-Token as sent (see services.devices)
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class TokenPair:
     session_id: str
     acr: str
     amr: list[str]
+    device_token: str | None = None  # set by a login (never by a refresh): see services.devices
 
 
 @dataclass(frozen=True)
@@ -65,15 +68,19 @@ def device_name(user_agent: str) -> str:
 
 
 class Sessions:
-    def __init__(self, *, settings: Settings, store: Any, keys: Any, outbox: Outbox) -> None:
+    def __init__(self, *, settings: Settings, store: Any, keys: Any, outbox: Outbox, devices: KnownDevices) -> None:
         self._settings = settings
         self._store = store
         self._keys = keys
         self._outbox = outbox
+        self._devices = devices
 
     # ------------------------------------------------------------------ issuing
-    def open(self, tx: Any, account: dict, result: Any, info: RequestInfo) -> TokenPair:
-        """A new session after a successful second factor (inside the caller's transaction)."""
+    def open(
+        self, tx: Any, account: dict, result: Any, info: RequestInfo, *, device_token_id: str | None = None
+    ) -> TokenPair:
+        """A new session after a successful second factor (inside the caller's transaction);
+        ``device_token_id`` is the known device it was opened from."""
         session = tx.one(
             "insert_session",
             id=str(uuid.uuid4()),
@@ -84,6 +91,7 @@ class Sessions:
             user_agent=info.user_agent,
             device_id=info.device_id,
             device_name=device_name(info.user_agent),
+            device_token_id=device_token_id,
         )
         return self._issue(tx, session)
 
@@ -205,7 +213,12 @@ class Sessions:
         self.revoke(principal, principal.session_id, reason="logout")
 
     def revoke_others(self, principal: Principal) -> int:
+        """ "Sign out everywhere": every other session ends and every other device becomes unknown
+        (the device of the current session stays known)."""
         with self._store.transaction() as tx:
+            keep = tx.scalar("session_device_token", session_id=principal.session_id)
+            self._devices.revoke_all(tx, principal.account_id, "signed_out_everywhere",
+                                     keep=str(keep) if keep else None)
             rows = tx.all("revoke_other_sessions", account_id=principal.account_id,
                           keep=principal.session_id, reason="user")
             for r in rows:

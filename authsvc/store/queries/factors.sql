@@ -121,11 +121,15 @@ UPDATE recovery_codes SET used_at = now()
 RETURNING id;
 
 -- name: record_factor_failure
-INSERT INTO factor_failures (account_id) VALUES (%(account_id)s);
+INSERT INTO factor_failures (account_id, from_known_device) VALUES (%(account_id)s, %(from_known_device)s);
 
 -- name: recent_factor_failures
 SELECT count(*) AS n FROM factor_failures
- WHERE account_id = %(account_id)s AND at > now() - make_interval(secs => %(window)s);
+ WHERE account_id = %(account_id)s AND at > now() - make_interval(secs => %(window)s)
+   AND NOT from_known_device;
+
+-- name: clear_lock_escalation
+UPDATE accounts SET lock_count = 0 WHERE id = %(account_id)s AND lock_count <> 0;
 
 -- name: lock_account_until
 UPDATE accounts
@@ -136,3 +140,14 @@ RETURNING locked_until, lock_count;
 -- name: account_lock_remaining
 SELECT GREATEST(0, ceil(extract(epoch FROM locked_until - now())))::int AS seconds
   FROM accounts WHERE id = %(account_id)s AND locked_until > now();
+
+-- name: lift_account_lock
+UPDATE accounts a SET locked_until = NULL, lock_count = 0
+  FROM (SELECT id, locked_until > now() AS was_locked FROM accounts WHERE id = %(account_id)s) old
+ WHERE a.id = old.id
+RETURNING coalesce(old.was_locked, false) AS was_locked;
+
+-- name: locked_accounts
+SELECT id, email, locked_until, lock_count,
+       GREATEST(0, ceil(extract(epoch FROM locked_until - now())))::int AS seconds_left
+  FROM accounts WHERE locked_until > now() ORDER BY locked_until DESC LIMIT %(limit)s;

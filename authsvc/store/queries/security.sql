@@ -1,13 +1,5 @@
 -- Known devices, "this wasn't me" reports, forced password changes.
 
--- name: see_device
-INSERT INTO known_devices (account_id, device_key) VALUES (%(account_id)s, %(device_key)s)
-ON CONFLICT (account_id, device_key) DO UPDATE SET last_seen = now()
-RETURNING (xmax = 0) AS is_new;
-
--- name: known_device_count
-SELECT count(*) AS n FROM known_devices WHERE account_id = %(account_id)s;
-
 -- name: insert_report_token
 INSERT INTO report_tokens (id, account_id, token_hash, reason, detail, expires_at)
 VALUES (%(id)s, %(account_id)s, %(token_hash)s, %(reason)s, %(detail)s::jsonb,
@@ -125,3 +117,32 @@ WITH challenges AS (
 )
 SELECT (SELECT count(*) FROM mfa) AS mfa_tokens, (SELECT count(*) FROM challenges) AS step_up_challenges,
        (SELECT count(*) FROM resets) AS resets, (SELECT count(*) FROM change_tokens) AS password_change_tokens;
+
+
+-- ---------------------------------------------------------------- device tokens (known devices)
+-- name: insert_device_token
+INSERT INTO device_tokens (id, account_id, token_hash, device_name, expires_at)
+VALUES (%(id)s, %(account_id)s, %(token_hash)s, %(device_name)s, now() + make_interval(secs => %(ttl)s))
+RETURNING id;
+
+-- name: live_device_token
+SELECT id, account_id FROM device_tokens
+ WHERE token_hash = %(token_hash)s AND revoked_at IS NULL AND expires_at > now();
+
+-- name: touch_device_token
+UPDATE device_tokens SET last_used_at = now(), expires_at = now() + make_interval(secs => %(ttl)s)
+ WHERE id = %(id)s AND account_id = %(account_id)s AND revoked_at IS NULL AND expires_at > now()
+RETURNING id;
+
+-- name: revoke_device_tokens
+UPDATE device_tokens SET revoked_at = now(), revoked_reason = %(reason)s
+ WHERE account_id = %(account_id)s AND revoked_at IS NULL
+   AND (%(keep)s::uuid IS NULL OR id <> %(keep)s::uuid)
+RETURNING id;
+
+-- name: live_device_token_count
+SELECT count(*) AS n FROM device_tokens
+ WHERE account_id = %(account_id)s AND revoked_at IS NULL AND expires_at > now();
+
+-- name: session_device_token
+SELECT device_token_id FROM sessions WHERE id = %(session_id)s;

@@ -33,8 +33,9 @@ UPDATE mfa_tokens SET used_at = now()
 RETURNING id;
 
 -- name: insert_session
-INSERT INTO sessions (id, account_id, acr, amr, auth_time, ip, user_agent, device_id, device_name)
-VALUES (%(id)s, %(account_id)s, %(acr)s, %(amr)s, now(), %(ip)s, %(user_agent)s, %(device_id)s, %(device_name)s)
+INSERT INTO sessions (id, account_id, acr, amr, auth_time, ip, user_agent, device_id, device_name, device_token_id)
+VALUES (%(id)s, %(account_id)s, %(acr)s, %(amr)s, now(), %(ip)s, %(user_agent)s, %(device_id)s, %(device_name)s,
+        %(device_token_id)s)
 RETURNING *;
 
 -- name: insert_refresh_token

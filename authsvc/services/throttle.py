@@ -1,0 +1,300 @@
+"""Failure budgets against the list attack (credential stuffing).
+
+Rules (API contract, "Known devices and the list attack"):
+- only failures count (a wrong password, an unknown email: the same thing here), so many honest
+  users behind one carrier NAT keep signing in;
+- a request from an unknown device is charged to its client (an IPv4 address, an IPv6 /64),
+  its network (IPv4 /24, IPv6 /48) and the email as typed (normalised), registered or not;
+  a request from a known device is charged only to that device's token, so throttling caused
+  by unknown devices never slows a known device;
+- past a budget (``limit`` failures in ``window`` seconds) the subject waits: 429 with
+  ``Retry-After``, decided before any password hashing; each further failure after a wait
+  doubles the next wait (from ``base_delay``, capped at ``max_delay``: 1 hour for an email);
+  the escalation fades after a quiet period, and a successful login clears the email's;
+- an email entering its first wait of an episode is reported once (``Blocked.new_episode``), so
+  a real owner can be notified once per episode;
+- counters live in Redis when configured (shared by every worker and instance), else in
+  memory; a Redis failure falls back to memory (logged, counted), never to "allow";
+- the failure rate of the whole service (failures and refusals per minute) starts and ends an
+  "attack": ``attack.started`` / ``attack.ended`` webhooks, once each, through the outbox;
+  while it lasts, client and network budgets for unknown devices are a quarter of their size.
+
+Counting uses two fixed buckets per window (the previous one weighted by how much of it still
+overlaps the sliding window), which keeps each check to one round trip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .. import errors
+from ..config import Settings
+from ..metrics import Metrics
+from ..store import Store
+from ..store.counters import CounterStore
+from . import contacts
+from .audit import audit
+from .outbox import Outbox
+
+_log = logging.getLogger(__name__)
+
+SCOPES = ("client", "network", "email", "device")
+
+
+@dataclass(frozen=True)
+class Budget:
+    scope: str
+    limit: int  # failures within the window before the first wait
+    window: int  # seconds
+    base_delay: int  # the first wait; doubled by each further failure, up to max_delay
+    max_delay: int
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One thing a request is charged to: ``scope`` and an id (an address, a network, an email
+    digest, a device token id) plus a label an operator may read (never a raw email)."""
+
+    scope: str
+    ident: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Blocked:
+    subject: Subject
+    seconds: int
+    new_episode: bool
+
+
+def client_subjects(ip: str) -> list[Subject]:
+    """The client (IPv4 address, IPv6 /64) and its network (IPv4 /24, IPv6 /48)."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        # an unparseable address gets a bucket of its own, never one shared by all such clients
+        return [Subject("client", f"raw:{ip[:64]}", f"unparsed {ip[:64]!r}")]
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        addr = addr.ipv4_mapped
+    if addr.version == 4:
+        client, network = f"{addr}", ipaddress.ip_network(f"{addr}/24", strict=False)
+    else:
+        client = str(ipaddress.ip_network(f"{addr}/64", strict=False))
+        network = ipaddress.ip_network(f"{addr}/48", strict=False)
+    return [Subject("client", client, client), Subject("network", str(network), str(network))]
+
+
+def email_subject(email_normalized: str | None, typed: str) -> Subject:
+    """The email as typed, normalised when it parses; the id is a digest, the label masked."""
+    basis = email_normalized if email_normalized is not None else typed.strip().lower()
+    digest = hashlib.sha256(b"authsvc throttle email v1\x00" + basis.encode("utf-8", "replace")).hexdigest()[:32]
+    return Subject("email", digest, mask_email(basis))
+
+
+def device_subject(token_id: str) -> Subject:
+    return Subject("device", token_id, f"device token {token_id}")
+
+
+def mask_email(email: str) -> str:
+    local, at, domain = email.partition("@")
+    return (local[:2] + "***" + at + domain)[:80] if at else "***"
+
+
+class Throttle:
+    def __init__(
+        self, *, settings: Settings, counters: CounterStore, metrics: Metrics, store: Store, outbox: Outbox
+    ) -> None:
+        self._prefix = f"{settings.rate_limit_prefix}:thr"
+        self._counters = counters
+        self._metrics = metrics
+        self._store = store
+        self._outbox = outbox
+        self._enabled = settings.rate_limits_enabled
+        w = settings.throttle_window
+        self._budgets = {
+            "client": Budget("client", settings.throttle_client_failures, w, 60, w),
+            "network": Budget("network", settings.throttle_network_failures, w, 60, w),
+            "email": Budget("email", settings.throttle_email_failures, w, 60, 3600),
+            "device": Budget("device", settings.throttle_device_failures, w, 60, 3600),
+        }
+        self._attack_level = settings.attack_failures_per_minute
+        self._attack_checked = 0.0
+
+    @property
+    def budgets(self) -> dict[str, Budget]:
+        return dict(self._budgets)
+
+    # ------------------------------------------------------------------ keys
+    def _k(self, kind: str, subject: Subject, *rest: object) -> str:
+        return ":".join([self._prefix, kind, subject.scope, subject.ident, *map(str, rest)])
+
+    # ------------------------------------------------------------------ deciding
+    def check(self, subjects: list[Subject]) -> int:
+        """Seconds the request must wait (0: go ahead). Counts the decision."""
+        if not self._enabled or not subjects:
+            return 0
+        left = self._counters.remaining([self._k("block", s) for s in subjects])
+        wait, reason = 0.0, "none"
+        for subject, seconds in zip(subjects, left):
+            if seconds > wait:
+                wait, reason = seconds, subject.scope
+        self._maybe_end_attack()
+        if wait <= 0:
+            self._metrics.throttle.labels("allowed", "none").inc()
+            return 0
+        self._metrics.throttle.labels("throttled", reason).inc()
+        self._count_for_attack()
+        return max(1, int(wait + 0.999))
+
+    def failure(self, subjects: list[Subject]) -> list[Blocked]:
+        """Charge one failure to each subject; the subjects that must now wait."""
+        if not self._enabled or not subjects:
+            return []
+        now = time.time()
+        attack = self.attack_active()
+        blocked = []
+        for subject in subjects:
+            budget = self._budgets[subject.scope]
+            limit = budget.limit
+            if attack and subject.scope in ("client", "network"):
+                limit = max(1, limit // 4)
+            if self._count(subject, budget, now) < limit:
+                continue
+            level = self._counters.incr(self._k("level", subject), budget.max_delay + budget.window)
+            seconds = min(budget.max_delay, budget.base_delay * 2 ** min(level - 1, 16))
+            self._counters.put(self._k("block", subject), json.dumps(
+                {"scope": subject.scope, "label": subject.label, "level": level, "seconds": seconds}
+            ), seconds)
+            blocked.append(Blocked(subject, seconds, level == 1))
+        self._count_for_attack()
+        return blocked
+
+    def _count(self, subject: Subject, budget: Budget, now: float) -> float:
+        """Failures in the sliding window, this one included."""
+        bucket = int(now // budget.window)
+        current = self._counters.incr(self._k("fail", subject, bucket), 2 * budget.window)
+        (previous,) = self._counters.get_many([self._k("fail", subject, bucket - 1)])
+        overlap = 1 - (now - bucket * budget.window) / budget.window
+        return current + previous * overlap
+
+    def succeeded(self, subjects: list[Subject]) -> None:
+        """A successful login: the email's (or the device's) escalation and count start over."""
+        keys = []
+        now = time.time()
+        for s in subjects:
+            if s.scope in ("email", "device"):
+                bucket = int(now // self._budgets[s.scope].window)
+                keys += [self._k("level", s), self._k("fail", s, bucket), self._k("fail", s, bucket - 1)]
+        if keys and self._enabled:
+            self._counters.delete(keys)
+
+    # ------------------------------------------------------------------ attack detection
+    def _minute_key(self, minute: int) -> str:
+        return f"{self._prefix}:rate:{minute}"
+
+    def _count_for_attack(self) -> None:
+        minute = int(time.time() // 60)
+        n = self._counters.incr(self._minute_key(minute), 180)
+        if n >= self._attack_level and self._counters.put_new(
+            f"{self._prefix}:attack", json.dumps({"started_at": int(time.time())}), 7 * 24 * 3600
+        ):
+            _log.warning("attack started: %d failed or refused logins this minute", n)
+            self._emit("attack.started", {"failures_per_minute": n, "level": self._attack_level})
+
+    def attack_active(self) -> bool:
+        return bool(self._counters.remaining([f"{self._prefix}:attack"])[0])
+
+    def _maybe_end_attack(self, *, force: bool = False) -> None:
+        now = time.time()
+        if not force and now - self._attack_checked < 5:
+            return
+        self._attack_checked = now
+        if not self.attack_active():
+            return
+        minute = int(now // 60)
+        current, previous = self._counters.get_many([self._minute_key(minute), self._minute_key(minute - 1)])
+        quiet = self._attack_level / 2
+        if current < quiet and previous < quiet and self._counters.delete([f"{self._prefix}:attack"]):
+            _log.warning("attack ended")
+            self._emit("attack.ended", {"failures_per_minute": previous, "level": self._attack_level})
+
+    def _emit(self, event: str, payload: dict[str, Any]) -> None:
+        try:
+            with self._store.transaction() as tx:
+                audit(tx, "system", event, None, **payload)
+                self._outbox.event(tx, event, payload)
+            self._outbox.kick()
+        except Exception:  # noqa: BLE001 - a login must not fail because the webhook could not be queued
+            _log.exception("could not queue %s", event)
+
+    # ------------------------------------------------------------------ operators
+    def current(self) -> list[dict[str, Any]]:
+        """Subjects waiting now, longest wait first."""
+        out = []
+        for key, value, left in self._counters.scan(f"{self._prefix}:block:"):
+            try:
+                info = json.loads(value)
+            except ValueError:
+                continue
+            out.append({"key": key.removeprefix(f"{self._prefix}:block:"), "scope": info.get("scope"),
+                        "label": info.get("label"), "level": info.get("level"), "seconds_left": int(left + 0.999)})
+        return sorted(out, key=lambda r: -r["seconds_left"])
+
+    def lift(self, scope: str, ident: str) -> int:
+        """End a subject's wait, escalation and count; how many keys were removed."""
+        subject = Subject(scope, ident, "")
+        bucket = int(time.time() // self._budgets[scope].window)
+        return self._counters.delete([
+            self._k("block", subject), self._k("level", subject),
+            self._k("fail", subject, bucket), self._k("fail", subject, bucket - 1),
+        ])
+
+    def resolve(self, text: str) -> Subject:
+        """An operator's ``scope:value``: ``client:IP``, ``network:IP-or-CIDR``, ``email:ADDRESS``
+        (or the digest shown by ``current``), ``device:TOKEN_ID``."""
+        scope, _, value = text.partition(":")
+        value = value.strip()
+        if not value:
+            raise errors.InvalidRequest("give the subject as scope:value, e.g. client:203.0.113.7")
+        if scope == "email":
+            if "@" not in value and len(value) == 32 and all(c in "0123456789abcdef" for c in value):
+                return Subject("email", value, value)
+            try:
+                _, normalized = contacts.normalize_email(value)
+            except errors.InvalidRequest:
+                normalized = None
+            return email_subject(normalized, value)
+        if scope in ("client", "network"):
+            try:
+                net = ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise errors.InvalidRequest(f"{value!r} is not an IP address or network") from None
+            if net.num_addresses > 1 and scope == "network":
+                return Subject("network", str(net), str(net))
+            subjects = client_subjects(str(net.network_address))
+            return subjects[0] if scope == "client" else subjects[1]
+        if scope == "device":
+            return device_subject(value)
+        raise errors.InvalidRequest(f"unknown scope {scope!r} (client, network, email, device)")
+
+    def operator_lift(self, text: str, *, operator: str, reason: str) -> tuple[Subject, bool]:
+        """Lift a subject's wait for an operator, audited with the reason; whether it was waiting."""
+        subject = self.resolve(text)
+        waiting = self._counters.remaining([self._k("block", subject)])[0] > 0
+        self.lift(subject.scope, subject.ident)
+        with self._store.transaction() as tx:
+            audit(tx, f"operator:{operator}", "throttle.lifted", None, scope=subject.scope, subject=subject.label,
+                  was_waiting=waiting, reason=reason)
+        return subject, waiting
+
+    def attack_state(self) -> dict[str, Any]:
+        minute = int(time.time() // 60)
+        current, previous = self._counters.get_many([self._minute_key(minute), self._minute_key(minute - 1)])
+        return {"active": self.attack_active(), "this_minute": current, "last_minute": previous,
+                "level": self._attack_level}

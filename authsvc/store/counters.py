@@ -1,0 +1,202 @@
+"""Short-lived counters for throttling: Redis (shared by every worker and instance) or memory.
+
+A small interface, ``CounterStore``, with two implementations. ``FallbackCounters`` puts the
+memory store behind Redis: when Redis fails, each operation is answered from process memory
+(logged, and counted through ``on_fallback``), so throttling gets weaker but never fails open.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import redis
+
+_log = logging.getLogger(__name__)
+
+
+class CounterStore(Protocol):
+    def incr(self, key: str, ttl: int) -> int:
+        """Add one to ``key`` (created with ``ttl`` seconds to live); the new value."""
+
+    def get_many(self, keys: list[str]) -> list[int]:
+        """Integer values (0 for missing keys)."""
+
+    def put(self, key: str, value: str, ttl: int) -> None:
+        """Set ``key`` to ``value`` for ``ttl`` seconds."""
+
+    def put_new(self, key: str, value: str, ttl: int) -> bool:
+        """Set ``key`` only when absent; whether it was set."""
+
+    def remaining(self, keys: list[str]) -> list[float]:
+        """Seconds each key still lives (0 for missing keys)."""
+
+    def delete(self, keys: list[str]) -> int:
+        """Delete keys; how many existed."""
+
+    def scan(self, prefix: str) -> list[tuple[str, str, float]]:
+        """(key, value, seconds left) of every key starting with ``prefix``."""
+
+
+class RedisCounters:
+    def __init__(self, url: str, *, timeout: float = 0.25) -> None:
+        self._redis = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+        )
+
+    def incr(self, key: str, ttl: int) -> int:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.set(key, 0, ex=max(1, int(ttl)), nx=True)  # the first count sets the lifetime
+        pipe.incr(key)
+        return int(pipe.execute()[1])
+
+    def get_many(self, keys: list[str]) -> list[int]:
+        return [int(v) if v is not None else 0 for v in self._redis.mget(keys)] if keys else []
+
+    def put(self, key: str, value: str, ttl: int) -> None:
+        self._redis.set(key, value, ex=max(1, int(ttl)))
+
+    def put_new(self, key: str, value: str, ttl: int) -> bool:
+        return bool(self._redis.set(key, value, ex=max(1, int(ttl)), nx=True))
+
+    def remaining(self, keys: list[str]) -> list[float]:
+        if not keys:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.pttl(key)
+        return [max(0, ms) / 1000 for ms in pipe.execute()]
+
+    def delete(self, keys: list[str]) -> int:
+        return int(self._redis.delete(*keys)) if keys else 0
+
+    def scan(self, prefix: str) -> list[tuple[str, str, float]]:
+        keys = list(self._redis.scan_iter(match=_glob_escape(prefix) + "*", count=500))
+        if not keys:
+            return []
+        values = self._redis.mget(keys)
+        left = self.remaining(keys)
+        return [(k, v, t) for k, v, t in zip(keys, values, left) if v is not None]
+
+
+class MemoryCounters:
+    """The same operations in process memory (one worker's view only)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._data: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._ops = 0
+
+    def _live(self, key: str, now: float) -> tuple[str, float] | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        if item[1] <= now:
+            del self._data[key]
+            return None
+        return item
+
+    def _sweep(self, now: float) -> None:
+        self._ops += 1
+        if self._ops % 1024 == 0:
+            for key in [k for k, (_, exp) in self._data.items() if exp <= now]:
+                del self._data[key]
+
+    def incr(self, key: str, ttl: int) -> int:
+        with self._lock:
+            now = self._clock()
+            self._sweep(now)
+            item = self._live(key, now)
+            value = int(item[0]) + 1 if item else 1
+            self._data[key] = (str(value), item[1] if item else now + ttl)
+            return value
+
+    def get_many(self, keys: list[str]) -> list[int]:
+        with self._lock:
+            now = self._clock()
+            return [int(item[0]) if (item := self._live(k, now)) else 0 for k in keys]
+
+    def put(self, key: str, value: str, ttl: int) -> None:
+        with self._lock:
+            self._data[key] = (value, self._clock() + max(1, int(ttl)))
+
+    def put_new(self, key: str, value: str, ttl: int) -> bool:
+        with self._lock:
+            now = self._clock()
+            if self._live(key, now):
+                return False
+            self._data[key] = (value, now + max(1, int(ttl)))
+            return True
+
+    def remaining(self, keys: list[str]) -> list[float]:
+        with self._lock:
+            now = self._clock()
+            return [max(0.0, item[1] - now) if (item := self._live(k, now)) else 0.0 for k in keys]
+
+    def delete(self, keys: list[str]) -> int:
+        with self._lock:
+            return sum(1 for k in keys if self._data.pop(k, None) is not None)
+
+    def scan(self, prefix: str) -> list[tuple[str, str, float]]:
+        with self._lock:
+            now = self._clock()
+            return [(k, v, exp - now) for k, (v, exp) in list(self._data.items()) if k.startswith(prefix) and exp > now]
+
+
+class FallbackCounters:
+    """Redis first; on a Redis error the memory store answers (never fail open)."""
+
+    def __init__(self, primary: CounterStore, fallback: MemoryCounters, on_fallback: Callable[[], None]) -> None:
+        self.primary = primary
+        self.fallback = fallback
+        self._on_fallback = on_fallback
+        self._last_log = 0.0
+
+    def _call(self, name: str, *args: object) -> object:
+        try:
+            return getattr(self.primary, name)(*args)
+        except redis.RedisError as exc:
+            self._on_fallback()
+            now = time.monotonic()
+            if now - self._last_log > 30:
+                self._last_log = now
+                _log.warning("throttle counters: Redis unavailable (%s); counting in this process only",
+                             type(exc).__name__)
+            return getattr(self.fallback, name)(*args)
+
+    def incr(self, key: str, ttl: int) -> int:
+        return self._call("incr", key, ttl)  # type: ignore[return-value]
+
+    def get_many(self, keys: list[str]) -> list[int]:
+        return self._call("get_many", keys)  # type: ignore[return-value]
+
+    def put(self, key: str, value: str, ttl: int) -> None:
+        self._call("put", key, value, ttl)
+
+    def put_new(self, key: str, value: str, ttl: int) -> bool:
+        return self._call("put_new", key, value, ttl)  # type: ignore[return-value]
+
+    def remaining(self, keys: list[str]) -> list[float]:
+        return self._call("remaining", keys)  # type: ignore[return-value]
+
+    def delete(self, keys: list[str]) -> int:
+        # both: a lift must also clear what was counted in memory during an outage
+        n = self.fallback.delete(keys)
+        return max(n, self._call("delete", keys))  # type: ignore[arg-type]
+
+    def scan(self, prefix: str) -> list[tuple[str, str, float]]:
+        return self._call("scan", prefix)  # type: ignore[return-value]
+
+
+def build_counters(redis_url: str | None, on_fallback: Callable[[], None]) -> CounterStore:
+    if not redis_url:
+        return MemoryCounters()
+    return FallbackCounters(RedisCounters(redis_url), MemoryCounters(), on_fallback)
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

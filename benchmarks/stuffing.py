@@ -1,0 +1,370 @@
+"""Benchmark: a credential-stuffing replay against the service run as an operator would run it,
+while honest users on known devices keep signing in (issue 6, "Done when").
+
+    python benchmarks/stuffing.py [--before 20] [--attack 60] [--after 20] [--attackers 24]
+                                  [--addresses 1000] [--honest 80] [--honest-rate 2]
+
+- the service: ``authsvc serve`` (gunicorn, production settings) on a free 127.0.0.1 port, with
+  the machine's Redis (AUTHSVC_REDIS_URL, default redis://127.0.0.1:6379/0; a key prefix of its
+  own, deleted afterwards) and AUTHSVC_TRUSTED_PROXIES=127.0.0.1/32 standing in for the proxy:
+  every request carries the client address in ``X-Forwarded-For`` (documentation and benchmark
+  ranges only; nothing is ever sent to them);
+- honest users: accounts with TOTP, each on its known device (the registration's
+  ``device_token``), logging in with password + TOTP at a steady total rate from their own
+  addresses;
+- the attacker: a leaked list (mostly unknown emails; some registered ones, a few with the real
+  password), replayed by closed-loop threads that send the next request as soon as the previous
+  answer arrives and ignore ``Retry-After``, rotating over ``--addresses`` addresses (60% IPv4
+  over /24s, 40% IPv6 over /48s, each address its own /64); a password hit is followed by one
+  guessed TOTP code (a takeover if it worked).
+
+Prints, per phase (before, during, after the attack): honest success rate and p50/p99 of the
+whole two-step login, attacker requests and their ratio to honest requests, attacker answers by
+status, password hits, takeovers, SMS sent; and the load average. Bounded: it stops by itself
+after the phases (plus set-up, typically under a minute). Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import ipaddress
+import json
+import os
+import random
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from _harness import ROOT, bench_app
+
+import redis
+
+from tests.support.flows import enroll_totp, register
+
+PASSWORD_HIT_SHARE = 0.01  # of list entries: a registered email with its real password
+REGISTERED_SHARE = 0.05  # of list entries: a registered email with a wrong password
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def attacker_addresses(n: int, rng: random.Random) -> list[str]:
+    v4 = int(n * 0.6)
+    out = []
+    for i in range(v4):  # 6 addresses per /24 in 198.18.0.0/15 (the benchmarking range)
+        out.append(str(ipaddress.IPv4Address(int(ipaddress.IPv4Address("198.18.0.0")) + (i // 6) * 256 + 10 + i % 6)))
+    for i in range(n - v4):  # 4 /64s per /48 in 2001:db8::/32 (documentation)
+        out.append(f"2001:db8:{i // 4:x}:{i % 4:x}::{rng.randrange(1, 0xffff):x}")
+    rng.shuffle(out)
+    return out
+
+
+class Service:
+    """``authsvc serve`` in a child process (gunicorn)."""
+
+    def __init__(self, settings, port: int, redis_url: str, prefix: str, extra_env: dict[str, str]) -> None:
+        kid, key = settings.encryption_keys[0]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
+        env.update({
+            "AUTHSVC_DATABASE_URL": settings.database_url,
+            "AUTHSVC_ENCRYPTION_KEY": f"{kid}:{base64.b64encode(key).decode()}",
+            "AUTHSVC_SMS_PROVIDER": "twilio",
+            "AUTHSVC_TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
+            "AUTHSVC_TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
+            "AUTHSVC_TWILIO_FROM": settings.twilio_from,
+            "AUTHSVC_TWILIO_API_BASE": settings.twilio_api_base,
+            "AUTHSVC_SMTP_URL": settings.smtp_url,
+            "AUTHSVC_PUBLIC_URL": "https://auth.bench.invalid",
+            "AUTHSVC_MIGRATIONS_DIR": str(ROOT / "migrations"),
+            "AUTHSVC_REDIS_URL": redis_url,
+            "AUTHSVC_RATE_LIMIT_PREFIX": prefix,
+            "AUTHSVC_TRUSTED_PROXIES": "127.0.0.1/32",
+            "AUTHSVC_SMS_COUNTRIES": "JP",
+            "AUTHSVC_BIND": f"127.0.0.1:{port}",
+            **extra_env,
+        })
+        exe = Path(sys.executable).with_name("authsvc")
+        self.log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"authsvc-stuffing-{port}.log", "w")
+        self.proc = subprocess.Popen([str(exe), "--log-level", "WARNING", "serve"], env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.port = port
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if request(port, "GET", "/healthz", None, {})[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise SystemExit(f"the service did not start; see {self.log.name}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.log.close()
+
+
+def request(port: int, method: str, path: str, body: dict | None, headers: dict[str, str]) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    try:
+        payload = json.dumps(body) if body is not None else None
+        conn.request(method, path, body=payload, headers={"Content-Type": "application/json", **headers})
+        resp = conn.getresponse()
+        raw = resp.read()
+        try:
+            data = json.loads(raw) if raw else {}
+        except ValueError:
+            data = {}
+        return resp.status, data
+    finally:
+        conn.close()
+
+
+class Phase:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.lock = threading.Lock()
+        self.honest_ok = 0
+        self.honest_fail = Counter()
+        self.honest_latency: list[float] = []
+        self.honest_requests = 0
+        self.attacker_requests = 0
+        self.attacker_status = Counter()
+        self.password_hits = 0
+        self.takeovers = 0
+        self.sms = 0
+        self.seconds = 0.0
+        self.load = ""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--before", type=float, default=20)
+    ap.add_argument("--attack", type=float, default=60)
+    ap.add_argument("--after", type=float, default=20)
+    ap.add_argument("--attackers", type=int, default=24, help="closed-loop attacker threads")
+    ap.add_argument("--addresses", type=int, default=1000)
+    ap.add_argument("--list-size", type=int, default=20000)
+    ap.add_argument("--honest", type=int, default=100, help="honest accounts (TOTP allows ~1 login per 30 s each)")
+    ap.add_argument("--honest-rate", type=float, default=2.0, help="honest logins per second, in total")
+    ap.add_argument("--victims", type=int, default=20, help="registered accounts in the leaked list")
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+    rng = random.Random(args.seed)
+    redis_url = os.environ.get("AUTHSVC_REDIS_URL", "redis://127.0.0.1:6379/0")
+    prefix = f"authsvc-bench-{secrets.token_hex(4)}"
+
+    with bench_app() as (app, settings, twilio, smtp):
+        # the set-up registers every account from one address: lift the SMS caps for it only
+        # (the service under test runs with the production defaults)
+        setup_sms = app.extensions["authsvc"].sms
+        for name in list(getattr(setup_sms, "_limits", {})):
+            setup_sms._limits[name] = 10 ** 6
+        client = app.test_client()
+        t0 = time.perf_counter()
+        honest = []
+        for i in range(args.honest):
+            acct = register(client, twilio, smtp)
+            f = enroll_totp(client, acct["enrollment_token"])
+            honest.append({**acct, "totp": f["totp"], "ip": f"192.0.2.{1 + i % 250}" if i < 250 else f"203.0.113.{i % 250}",
+                           "last_step": int(time.time() // 30) + 1})
+        victims = []
+        for _ in range(args.victims):
+            acct = register(client, twilio, smtp)
+            enroll_totp(client, acct["enrollment_token"])
+            victims.append(acct)
+        leaked = []
+        for i in range(args.list_size):
+            roll = rng.random()
+            if roll < PASSWORD_HIT_SHARE:
+                v = rng.choice(victims)
+                leaked.append((v["email"], v["password"]))
+            elif roll < PASSWORD_HIT_SHARE + REGISTERED_SHARE:
+                leaked.append((rng.choice(victims)["email"], f"leaked-{secrets.token_hex(5)}"))
+            else:
+                leaked.append((f"user{i}.{secrets.token_hex(3)}@mail{i % 50}.example", f"leaked-{secrets.token_hex(5)}"))
+        addresses = attacker_addresses(args.addresses, rng)
+        setup_s = time.perf_counter() - t0
+        time.sleep(1)  # let the set-up's messages leave
+        twilio.clear()
+
+        port = free_port()
+        service = Service(settings, port, redis_url, prefix, {})
+        stop_all = threading.Event()
+        attack_on = threading.Event()
+        phases = [Phase("before"), Phase("during"), Phase("after")]
+        current = [phases[0]]
+        pool_lock = threading.Lock()
+        honest_queue = list(honest)
+
+        def take_account() -> dict | None:
+            now_step = int(time.time() // 30)
+            with pool_lock:
+                for i, acct in enumerate(honest_queue):
+                    if acct["last_step"] < now_step + 1:
+                        honest_queue.pop(i)
+                        acct["last_step"] = max(acct["last_step"] + 1, now_step - 1)
+                        return acct
+            return None
+
+        def give_back(acct: dict) -> None:
+            with pool_lock:
+                honest_queue.append(acct)
+
+        def honest_login() -> None:
+            acct = take_account()
+            phase = current[0]
+            if acct is None:
+                with phase.lock:
+                    phase.honest_fail["no free account"] += 1
+                return
+            headers = {"X-Forwarded-For": acct["ip"], "X-Device-Token": acct["device_token"],
+                       "User-Agent": "BenchApp/1.0 (iPhone)"}
+            t = time.perf_counter()
+            try:
+                s1, b1 = request(port, "POST", "/v1/login", {"email": acct["email"], "password": acct["password"]}, headers)
+                requests_made = 1
+                ok = False
+                if s1 == 200:
+                    code = acct["totp"].at(acct["last_step"] * 30)
+                    s2, b2 = request(port, "POST", "/v1/login/mfa",
+                                     {"mfa_token": b1["mfa_token"], "method": "totp", "code": code}, headers)
+                    requests_made = 2
+                    ok = s2 == 200
+                    outcome = f"mfa {s2} {b2.get('code', '')}"
+                else:
+                    outcome = f"login {s1} {b1.get('code', '')}"
+            except OSError as exc:
+                requests_made, ok, outcome = 1, False, type(exc).__name__
+            elapsed = time.perf_counter() - t
+            give_back(acct)
+            with phase.lock:
+                phase.honest_requests += requests_made
+                if ok:
+                    phase.honest_ok += 1
+                    phase.honest_latency.append(elapsed)
+                else:
+                    phase.honest_fail[outcome] += 1
+
+        def honest_driver() -> None:
+            interval = 1 / args.honest_rate
+            nxt = time.monotonic()
+            workers: list[threading.Thread] = []
+            while not stop_all.is_set():
+                nxt += interval
+                th = threading.Thread(target=honest_login, daemon=True)
+                th.start()
+                workers.append(th)
+                workers = [w for w in workers if w.is_alive()]
+                delay = nxt - time.monotonic()
+                if delay > 0:
+                    stop_all.wait(delay)
+            for w in workers:
+                w.join(20)
+
+        cursor = [0]
+
+        def attacker() -> None:
+            arng = random.Random(secrets.randbits(32))
+            while not stop_all.is_set():
+                if not attack_on.is_set():
+                    attack_on.wait(0.2)
+                    continue
+                with pool_lock:
+                    i = cursor[0]
+                    cursor[0] += 1
+                email, password = leaked[i % len(leaked)]
+                ip = addresses[i % len(addresses)]
+                headers = {"X-Forwarded-For": ip, "User-Agent": "python-requests/2.31"}
+                phase = current[0]
+                try:
+                    status, body = request(port, "POST", "/v1/login", {"email": email, "password": password}, headers)
+                except OSError as exc:
+                    status, body = type(exc).__name__, {}
+                hit = takeover = False
+                extra = 0
+                if status == 200:
+                    hit = True
+                    code = f"{arng.randrange(10 ** 6):06d}"
+                    try:
+                        s2, _ = request(port, "POST", "/v1/login/mfa",
+                                        {"mfa_token": body.get("mfa_token", ""), "method": "totp", "code": code}, headers)
+                        extra = 1
+                        takeover = s2 == 200
+                    except OSError:
+                        pass
+                with phase.lock:
+                    phase.attacker_requests += 1 + extra
+                    phase.attacker_status[str(status)] += 1
+                    phase.password_hits += hit
+                    phase.takeovers += takeover
+
+        threads = [threading.Thread(target=honest_driver, daemon=True)]
+        threads += [threading.Thread(target=attacker, daemon=True) for _ in range(args.attackers)]
+        for th in threads:
+            th.start()
+        try:
+            for phase, seconds in zip(phases, (args.before, args.attack, args.after)):
+                current[0] = phase
+                sms_before = len(twilio.snapshot())
+                if phase.name == "during":
+                    attack_on.set()
+                start = time.perf_counter()
+                time.sleep(seconds)
+                if phase.name == "during":
+                    attack_on.clear()
+                phase.seconds = time.perf_counter() - start
+                phase.load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+                time.sleep(0.5 if phase.name != "after" else 2)
+                phase.sms = len(twilio.snapshot()) - sms_before
+        finally:
+            stop_all.set()
+            attack_on.set()
+            for th in threads:
+                th.join(30)
+            service.stop()
+            r = redis.Redis.from_url(redis_url)
+            keys = list(r.scan_iter(match=prefix + "*", count=1000))
+            for k in range(0, len(keys), 500):
+                r.delete(*keys[k:k + 500])
+
+    print(f"credential stuffing vs known devices: authsvc serve (gunicorn, default workers), Redis, trusted proxy; "
+          f"{args.attackers} closed-loop attacker threads over {len(addresses)} addresses "
+          f"({sum(':' not in a for a in addresses)} IPv4, {sum(':' in a for a in addresses)} IPv6); "
+          f"list {len(leaked)} entries; {args.honest} honest accounts at {args.honest_rate}/s; set-up {setup_s:.0f} s")
+    print(f"{'phase':<7} {'secs':>5} {'honest ok':>10} {'p50 ms':>8} {'p99 ms':>8} {'honest req':>10} "
+          f"{'attack req':>10} {'ratio':>7} {'hits':>5} {'takeover':>8} {'SMS':>4}  load avg (1/5/15 min)")
+    for p in phases:
+        total = p.honest_ok + sum(p.honest_fail.values())
+        lat = sorted(p.honest_latency)
+        p50 = statistics.median(lat) * 1000 if lat else float("nan")
+        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else float("nan")
+        ratio = p.attacker_requests / p.honest_requests if p.honest_requests else float("nan")
+        print(f"{p.name:<7} {p.seconds:5.0f} {100 * p.honest_ok / total if total else float('nan'):9.1f}% "
+              f"{p50:8.0f} {p99:8.0f} {p.honest_requests:10d} {p.attacker_requests:10d} {ratio:7.1f} "
+              f"{p.password_hits:5d} {p.takeovers:8d} {p.sms:4d}  {p.load}")
+    for p in phases:
+        if p.attacker_status:
+            print(f"attacker answers ({p.name}): " + ", ".join(f"{k}: {v}" for k, v in p.attacker_status.most_common()))
+        if p.honest_fail:
+            print(f"honest failures ({p.name}): " + ", ".join(f"{k}: {v}" for k, v in p.honest_fail.most_common()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Known devices: server-issued device tokens (API contract, "Known devices and the list attack").
+
+Against the real database: the token is issued at registration and at logins from new devices,
+stored hashed, bound to one account, dies with a reset, "sign out everywhere", a freeze and a
+report; second-factor failures from unknown devices never lock out the owner's known device,
+and the reset SMS quota of a known device cannot be used up by anonymous requests.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from authsvc import cli
+from tests.support.flows import bearer, enroll_totp, register
+from tests.support.messages import extract_code
+
+
+@pytest.fixture
+def lax_client(make_app, settings):
+    """Per-IP limits off: these tests are about per-account and per-device rules."""
+    return make_app(settings.replace(rate_limits_enabled=False)).test_client()
+
+
+@pytest.fixture
+def user(lax_client, twilio, smtp):
+    account = register(lax_client, twilio, smtp)
+    factor = enroll_totp(lax_client, account["enrollment_token"])
+    return {**account, "totp": factor["totp"], "recovery_codes": factor["recovery_codes"]}
+
+
+def password_step(client, user, token=None, **headers):
+    if token:
+        headers["X-Device-Token"] = token
+    return client.post("/v1/login", json={"email": user["email"], "password": user["password"]}, headers=headers)
+
+
+def sign_in(client, user, token=None):
+    """Password + a second factor (the next recovery code: TOTP would allow one login per
+    30-second step); returns the /v1/login/mfa response."""
+    first = password_step(client, user, token)
+    assert first.status_code == 200, first.get_json()
+    headers = {"X-Device-Token": token} if token else {}
+    return client.post("/v1/login/mfa", json={"mfa_token": first.get_json()["mfa_token"], "method": "recovery_code",
+                                              "code": user["recovery_codes"].pop()}, headers=headers)
+
+
+def wrong_answers(client, user, n, token=None):
+    headers = {"X-Device-Token": token} if token else {}
+    while n > 0:
+        r = password_step(client, user, token)
+        assert r.status_code == 200, r.get_json()
+        for _ in range(min(5, n)):
+            assert client.post("/v1/login/mfa", json={"mfa_token": r.get_json()["mfa_token"], "method": "totp",
+                                                      "code": "000000"}, headers=headers).status_code == 401
+            n -= 1
+
+
+def live_tokens(db) -> int:
+    return db.execute("SELECT count(*) FROM device_tokens WHERE revoked_at IS NULL").fetchone()[0]
+
+
+def test_registration_issues_a_device_token_stored_only_hashed(user, db):
+    token = user["device_token"]
+    assert isinstance(token, str) and len(token) == 43  # 256 bits, base64url
+    rows = db.execute("SELECT token_hash, account_id::text, expires_at - now() FROM device_tokens").fetchall()
+    assert len(rows) == 1 and rows[0][1] == user["account_id"]
+    assert bytes(rows[0][0]) != token.encode() and token.encode() not in bytes(rows[0][0])
+    assert 364 <= rows[0][2].days <= 365  # one year
+
+
+def test_refresh_answer_carries_no_device_token(lax_client, user):
+    tokens = sign_in(lax_client, user, user["device_token"]).get_json()
+    assert tokens["device_token"] == user["device_token"]
+    refreshed = lax_client.post("/v1/token/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 200 and "device_token" not in refreshed.get_json()
+
+
+def test_token_of_another_account_is_not_known(lax_client, twilio, smtp, user):
+    other = register(lax_client, twilio, smtp)
+    smtp.clear()
+    r = sign_in(lax_client, user, other["device_token"])
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["device_token"] not in (other["device_token"], user["device_token"])
+    smtp.wait_for(lambda m: m["to"] == user["email"] and "New sign-in" in m["subject"])
+
+
+def test_expired_or_malformed_tokens_are_unknown(lax_client, user, db):
+    db.execute("UPDATE device_tokens SET expires_at = now() - interval '1 second'")
+    wrong_answers(lax_client, user, 10)
+    for token in (user["device_token"], "x" * 43, "y" * 300):
+        assert password_step(lax_client, user, token).status_code == 429  # the unknown-device lock
+
+
+def test_unknown_devices_cannot_lock_out_the_known_device(lax_client, user, smtp, db):
+    smtp.clear()
+    wrong_answers(lax_client, user, 10)  # someone with the password, on another device
+    locked = password_step(lax_client, user)
+    assert locked.status_code == 429 and locked.get_json()["code"] == "rate_limited"
+    smtp.wait_for(lambda m: m["to"] == user["email"] and "paused" in m["subject"])
+    # the owner's known device signs in all the same, and that clears the escalation
+    ok = sign_in(lax_client, user, user["device_token"])
+    assert ok.status_code == 200, ok.get_json()
+    assert db.execute("SELECT lock_count FROM accounts").fetchone()[0] == 0
+    # unknown devices still wait until the lock ends
+    assert password_step(lax_client, user).status_code == 429
+
+
+def test_wrong_answers_from_the_known_device_do_not_lock_the_account(lax_client, user, db):
+    wrong_answers(lax_client, user, 10, token=user["device_token"])
+    assert db.execute("SELECT locked_until FROM accounts").fetchone()[0] is None
+    assert password_step(lax_client, user).status_code == 200
+
+
+def test_reset_factor_step_is_not_blocked_by_a_login_lock(lax_client, user, twilio, db):
+    wrong_answers(lax_client, user, 10)
+    assert password_step(lax_client, user).status_code == 429
+    twilio.clear()
+    rid = lax_client.post("/v1/password-resets", json={"email": user["email"]}).get_json()["reset_id"]
+    sms = twilio.wait_for(lambda m: m["to"] == user["phone"] and "reset code" in m["body"])
+    assert lax_client.post(f"/v1/password-resets/{rid}/sms", json={"code": extract_code(sms["body"])}).status_code == 200
+    f = lax_client.post(f"/v1/password-resets/{rid}/factor", json={"method": "recovery_code", "code": user["recovery_codes"].pop()})
+    assert f.status_code == 200, f.get_json()
+    done = lax_client.post(f"/v1/password-resets/{rid}/complete",
+                           json={"reset_token": f.get_json()["reset_token"], "new_password": "a new passphrase 2026"})
+    assert done.status_code == 204
+    assert live_tokens(db) == 0  # a reset makes every device unknown
+
+
+def test_reset_sms_quota_of_a_known_device_is_its_own(lax_client, user, twilio):
+    time.sleep(0.3)
+    twilio.clear()
+    for _ in range(3):  # anonymous requests use up the anonymous quota...
+        assert lax_client.post("/v1/password-resets", json={"email": user["email"]}).status_code == 202
+    assert lax_client.post("/v1/password-resets", json={"email": user["email"]}).status_code == 202
+    time.sleep(0.5)
+    assert len([m for m in twilio.snapshot() if "reset code" in m["body"]]) == 3
+    # ...but not the owner's: a request from the known device still gets its code
+    r = lax_client.post("/v1/password-resets", json={"email": user["email"]},
+                        headers={"X-Device-Token": user["device_token"]})
+    assert r.status_code == 202
+    twilio.wait_for(lambda m: len([x for x in twilio.snapshot() if "reset code" in x["body"]]) == 4 or None)
+    time.sleep(0.3)
+    assert len([m for m in twilio.snapshot() if "reset code" in m["body"]]) == 4
+
+
+def test_sign_out_everywhere_keeps_only_the_current_device(lax_client, user, db):
+    current = sign_in(lax_client, user, user["device_token"]).get_json()
+    laptop = sign_in(lax_client, user).get_json()  # a second, new device
+    assert live_tokens(db) == 2
+    assert lax_client.delete("/v1/sessions", headers=bearer(current["access_token"])).status_code == 204
+    alive = db.execute("SELECT token_hash FROM device_tokens WHERE revoked_at IS NULL").fetchall()
+    assert [bytes(r[0]) for r in alive] == [_hash(user["device_token"])]
+    assert laptop["device_token"] != user["device_token"]
+
+
+def test_operator_freeze_makes_every_device_unknown(user, db, cli_env):
+    result = CliRunner().invoke(cli.main, ["accounts", "freeze", user["email"], "--reason", "phone reported stolen"],
+                                env=cli_env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert live_tokens(db) == 0
+
+
+def _hash(token: str) -> bytes:
+    from authsvc.security import crypto
+
+    return crypto.hash_token(token)
