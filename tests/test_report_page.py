@@ -29,8 +29,10 @@ def user(client, twilio, smtp):
     return {**account, "key": key}
 
 
-def login(client, user, device, user_agent=SAFARI_IPHONE):
+def login(client, user, device, user_agent=SAFARI_IPHONE, device_token=None):
     headers = {"X-Device-Id": device, "User-Agent": user_agent}
+    if device_token:
+        headers["X-Device-Token"] = device_token
     body = login_password(client, user, **headers).get_json()
     r = client.post("/v1/login/mfa", json={"mfa_token": body["mfa_token"], "method": "webauthn",
                                            "credential": user["key"].get(body["webauthn_options"])}, headers=headers)
@@ -45,7 +47,7 @@ def report_token(text: str) -> str:
 
 def new_device_notice(client, user, twilio, smtp, user_agent=CHROME_WINDOWS):
     """Sign in from a first device, then from a new one: returns (tokens, sms, mail)."""
-    first = login(client, user, "phone-1")
+    first = login(client, user, "phone-1", device_token=user["device_token"])  # the registering device: known
     twilio.clear()
     smtp.clear()
     login(client, user, "attacker-pc", user_agent)
