@@ -61,10 +61,12 @@ def _check(value: object) -> None:
             stack.extend((v, depth + 1) for v in item)
 
 
-def read_json() -> object:
+def _raw_body(*, json_only: bool) -> bytes:
+    """The body's bytes, after the checks every body format shares: its size (announced and
+    actual), the media type where it must be JSON, and a UTF-8 charset."""
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise errors.PayloadTooLarge(f"request bodies are limited to {MAX_BODY} bytes")
-    if request.mimetype != "application/json":
+    if json_only and request.mimetype != "application/json":
         raise errors.UnsupportedMediaType("send the body as application/json")
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     if charset not in ("utf-8", "utf8"):
@@ -72,6 +74,11 @@ def read_json() -> object:
     raw = request.get_data(cache=True)
     if len(raw) > MAX_BODY:
         raise errors.PayloadTooLarge(f"request bodies are limited to {MAX_BODY} bytes")
+    return raw
+
+
+def read_json() -> object:
+    raw = _raw_body(json_only=True)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -89,14 +96,7 @@ def read_json() -> object:
 def read_form() -> dict[str, str]:
     """An ``application/x-www-form-urlencoded`` body (RFC 7662 clients send these), as strict
     as JSON: UTF-8, percent-encoding well formed, no duplicate or NUL-carrying fields."""
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise errors.PayloadTooLarge(f"request bodies are limited to {MAX_BODY} bytes")
-    charset = request.mimetype_params.get("charset", "utf-8").lower()
-    if charset not in ("utf-8", "utf8"):
-        raise errors.UnsupportedMediaType("the body must be UTF-8")
-    raw = request.get_data(cache=True)
-    if len(raw) > MAX_BODY:
-        raise errors.PayloadTooLarge(f"request bodies are limited to {MAX_BODY} bytes")
+    raw = _raw_body(json_only=False)
     try:
         text = raw.decode("ascii")  # form bodies are percent-encoded ASCII
         if _BAD_ESCAPE.search(text):
