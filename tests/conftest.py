@@ -187,3 +187,16 @@ def redis_settings(settings):
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture
+def user(client, twilio, smtp):
+    """A registered account with one WebAuthn key (``user["key"]``); test modules that need
+    another kind of user define their own ``user``."""
+    from tests.support.flows import enroll_webauthn, register
+    from tests.support.soft_authenticator import SoftAuthenticator
+
+    account = register(client, twilio, smtp)
+    key = SoftAuthenticator()
+    enroll_webauthn(client, account["enrollment_token"], key)
+    return {**account, "key": key}

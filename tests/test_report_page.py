@@ -12,21 +12,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from werkzeug.serving import make_server
 
-from tests.support.flows import bearer, enroll_webauthn, login_password, register
-from tests.support.soft_authenticator import SoftAuthenticator
+from tests.support.flows import bearer, login_password
 
 CHROME_WINDOWS = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
                   "Chrome/126.0.0.0 Safari/537.36")
 SAFARI_IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
                  "Version/17.5 Mobile/15E148 Safari/604.1")
-
-
-@pytest.fixture
-def user(client, twilio, smtp):
-    account = register(client, twilio, smtp)
-    key = SoftAuthenticator()
-    enroll_webauthn(client, account["enrollment_token"], key)
-    return {**account, "key": key}
 
 
 def login(client, user, device, user_agent=SAFARI_IPHONE, device_token=None):

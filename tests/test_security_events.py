@@ -8,16 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.support.flows import bearer, enroll_webauthn, login_password, register
-from tests.support.soft_authenticator import SoftAuthenticator
-
-
-@pytest.fixture
-def user(client, twilio, smtp):
-    account = register(client, twilio, smtp)
-    key = SoftAuthenticator()
-    enroll_webauthn(client, account["enrollment_token"], key)
-    return {**account, "key": key}
+from tests.support.flows import bearer, login_password
 
 
 def login(client, user, **headers):
