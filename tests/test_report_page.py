@@ -9,7 +9,6 @@ import threading
 import urllib.request
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
 from werkzeug.serving import make_server
 
 from tests.support.flows import bearer, login_password
