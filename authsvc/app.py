@@ -201,9 +201,9 @@ def create_app(settings: Settings, *, start_outbox: bool = True) -> Flask:
     install_request_log(app, client_ip)
     container = build_container(settings)
     passwords.common_password_count()  # load the breached-password list once, before serving
-    passwords.return_hash_memory_to_os()
-    # Make the dummy hash now, so the first unknown email costs what a registered one does.
-    container.hasher.hasher.dummy_verify("warm-up")
+    # Make the dummy hash now, so the first unknown email costs what a registered one does
+    # (on a hashing thread, like every request's hash: see services/hashing.py).
+    container.hasher.dummy_verify("warm-up", known=True)
     try:
         # Made now rather than inside the first login's transaction, which would need a second
         # pool connection for it. A database that is down at start is not fatal: /readyz says so

@@ -87,7 +87,8 @@ def seed(url: str, first: int, last: int, password_hash: str, secret_enc: str) -
 
 
 def seed_login_accounts(url: str, cipher: Cipher, n: int, password_hash: str) -> list[dict]:
-    """n accounts that log in during the benchmark, each with its own TOTP secret."""
+    """n accounts that log in during the benchmark, each with its own TOTP secret and a known
+    device (a live device token, sent as X-Device-Token, as a returning user's frontend does)."""
     import pyotp
 
     accounts = []
@@ -105,7 +106,14 @@ def seed_login_accounts(url: str, cipher: Cipher, n: int, password_hash: str) ->
                 " VALUES (%s, %s, 'totp', 'app', 'active', %s, now())",
                 (factor_id, account_id, cipher.encrypt(secret.encode(), aad=totp_aad(factor_id))),
             )
-            accounts.append({"email": email, "secret": secret, "ip": f"10.{1 + i // 65536 % 250}.{i // 256 % 256}.{i % 256}"})
+            device_token = crypto.new_token()  # a returning user's known device
+            conn.execute(
+                "INSERT INTO device_tokens (id, account_id, token_hash, device_name, expires_at)"
+                " VALUES (%s, %s, %s, 'bench', now() + interval '1 year')",
+                (str(uuid.uuid4()), account_id, crypto.hash_token(device_token)),
+            )
+            accounts.append({"email": email, "secret": secret, "device_token": device_token,
+                             "ip": f"10.{1 + i // 65536 % 250}.{i // 256 % 256}.{i % 256}"})
     return accounts
 
 

@@ -171,11 +171,6 @@ def main() -> None:
     prefix = f"authsvc-bench-{secrets.token_hex(4)}"
 
     with bench_app() as (app, settings, twilio, smtp):
-        # the set-up registers every account from one address: lift the SMS caps for it only
-        # (the service under test runs with the production defaults)
-        setup_sms = app.extensions["authsvc"].sms
-        for name in list(getattr(setup_sms, "_limits", {})):
-            setup_sms._limits[name] = 10 ** 6
         client = app.test_client()
         t0 = time.perf_counter()
         honest = []

@@ -214,3 +214,42 @@ def test_known_device_login_is_served_while_unknown_ones_are_shed(busy_app, twil
         holder.join(JOIN)
     t.join(JOIN)
     assert result and result[0].mfa_token
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    pytest.skip("no /proc")
+
+
+def test_hashing_memory_is_bounded_and_reused_across_request_threads():
+    """argon2's 19 MiB working block: many request threads hashing through the gate keep at
+    most ``slots`` blocks resident, and a verify does not fault a fresh block in each time
+    (which cost ~4,900 page faults and ~10 ms of kernel CPU per verify)."""
+    import resource
+
+    from authsvc.security.passwords import PasswordHasher
+    from authsvc.services.hashing import GatedHasher
+
+    hasher = GatedHasher(PasswordHasher(), HashGate(1, budget=60.0, known_budget=60.0))  # production parameters
+    stored = hasher.hasher.hash("correct horse battery")
+    hasher.verify(stored, "warm-up")  # the hashing thread's block, kept from now on
+    before = _rss_kib()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    results: list[bool] = []
+
+    def work() -> None:
+        results.append(hasher.verify(stored, "wrong horse battery"))
+        results.append(hasher.verify(stored, "correct horse battery"))
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(JOIN * 4)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    assert sorted(results) == [False] * 6 + [True] * 6
+    assert _rss_kib() - before < 19456  # six request threads added less than one block
+    assert faults < 12 * 4865 // 10  # a tenth of what 12 freshly mapped 19 MiB blocks fault

@@ -77,27 +77,6 @@ class PasswordHasher:
         self.verify(self._dummy_hash, password)
 
 
-_M_MMAP_THRESHOLD = -3  # mallopt() parameter number in glibc's <malloc.h>
-
-
-def return_hash_memory_to_os() -> bool:
-    """Make the C allocator give argon2's working memory back after each hash.
-
-    argon2 mallocs ``memory_cost`` KiB (19 MiB by default) per computation. glibc raises its
-    mmap threshold after the first such block is freed, so later blocks come from the calling
-    thread's arena and stay resident: with 8 server threads a worker kept ~170 MiB it no
-    longer used (measured: 176 MiB vs 20 MiB RSS after 24 verifies on 8 threads). Fixing the
-    threshold at glibc's default (128 KiB) keeps large blocks mmapped, so they are unmapped
-    when freed. Returns False where this is not glibc (nothing changes there).
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024))
-    except (OSError, AttributeError):
-        return False
 def hash_fingerprint(stored_hash: str) -> bytes:
     """An identifier of one stored password hash (not of the password: the hash is salted).
     Proofs that follow a password check (an mfa_token) carry it, so a new password, which
