@@ -144,7 +144,8 @@ def build_container(settings: Settings) -> Container:
     password_change = PasswordChangeService(
         store=store, hasher=hasher, policy=policy, sessions=sessions, outbox=outbox
     )
-    step_up = StepUpService(settings=settings, store=store, factors=second, outbox=outbox, metrics=metrics)
+    step_up = StepUpService(settings=settings, store=store, factors=second, outbox=outbox, metrics=metrics,
+                            devices=devices)
     factors = FactorService(
         settings=settings, store=store, cipher=cipher, factors=second, step_up=step_up, outbox=outbox
     )

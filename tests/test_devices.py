@@ -2,8 +2,9 @@
 
 Against the real database: the token is issued at registration and at logins from new devices,
 stored hashed, bound to one account, dies with a reset, "sign out everywhere", a freeze and a
-report; second-factor failures from unknown devices never lock out the owner's known device,
-and the reset SMS quota of a known device cannot be used up by anonymous requests.
+report; second-factor failures from unknown devices never lock out the owner's known device
+(neither its sign-in nor its session's step-up), and the reset SMS quota of a known device
+cannot be used up by anonymous requests.
 """
 
 from __future__ import annotations
@@ -161,6 +162,66 @@ def test_operator_freeze_makes_every_device_unknown(user, db, cli_env):
                                 env=cli_env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert live_tokens(db) == 0
+
+
+# --------------------------------------------------------------------------- step-up and the lock
+PAYMENT = {"amount": "1200", "currency": "JPY", "payee": "merchant-42"}
+
+
+def challenge(client, session):
+    return client.post("/v1/step-up", json={"action": "payment.authorize", "transaction": PAYMENT},
+                       headers=bearer(session["access_token"]))
+
+
+def answer(client, session, challenge_id, method, code):
+    return client.post(f"/v1/step-up/{challenge_id}/verify", json={"method": method, "code": code},
+                       headers=bearer(session["access_token"]))
+
+
+def test_unknown_devices_cannot_stop_the_known_device_from_stepping_up(lax_client, user, db):
+    owner = sign_in(lax_client, user, user["device_token"]).get_json()  # signed in on the owner's phone
+    wrong_answers(lax_client, user, 10)  # someone with the password, on another device
+    assert password_step(lax_client, user).status_code == 429
+    ch = challenge(lax_client, owner)
+    assert ch.status_code == 201, ch.get_json()
+    done = answer(lax_client, owner, ch.get_json()["challenge_id"], "recovery_code", user["recovery_codes"].pop())
+    assert done.status_code == 200 and done.get_json()["step_up_token"]
+    # the lock still holds for unknown devices
+    assert password_step(lax_client, user).status_code == 429
+
+
+def test_the_lock_still_pauses_step_up_of_a_session_whose_device_is_not_known(lax_client, user, db):
+    session = sign_in(lax_client, user, user["device_token"]).get_json()
+    before = challenge(lax_client, session).get_json()["challenge_id"]
+    db.execute("UPDATE device_tokens SET expires_at = now() - interval '1 second'")  # no longer a known device
+    wrong_answers(lax_client, user, 10)
+    for r in (challenge(lax_client, session),
+              answer(lax_client, session, before, "recovery_code", user["recovery_codes"][-1])):
+        assert r.status_code == 429 and r.get_json()["code"] == "rate_limited"
+        assert 0 < int(r.headers["Retry-After"]) <= 3600
+
+
+def test_wrong_step_up_answers_of_a_known_device_still_count_and_are_limited(lax_client, user, db):
+    owner = sign_in(lax_client, user, user["device_token"]).get_json()
+    first = challenge(lax_client, owner).get_json()["challenge_id"]
+    for _ in range(5):
+        assert answer(lax_client, owner, first, "totp", "000000").status_code == 401
+    # five wrong answers killed the challenge: a right one no longer helps
+    assert answer(lax_client, owner, first, "recovery_code", user["recovery_codes"][-1]).status_code == 401
+    assert db.execute("SELECT count(*) FROM factor_failures WHERE from_known_device").fetchone()[0] == 5
+    # the owner's own mistakes never lock unknown devices out...
+    assert db.execute("SELECT locked_until FROM accounts").fetchone()[0] is None
+    second = challenge(lax_client, owner).get_json()["challenge_id"]
+    for _ in range(5):
+        assert answer(lax_client, owner, second, "totp", "000000").status_code == 401
+    assert db.execute("SELECT locked_until FROM accounts").fetchone()[0] is None
+    assert password_step(lax_client, user).status_code == 200
+    # ...but 10 wrong answers from known devices in 15 minutes pause this session's step-up
+    r = challenge(lax_client, owner)
+    assert r.status_code == 429 and r.get_json()["code"] == "rate_limited"
+    assert 0 < int(r.headers["Retry-After"]) <= 900
+    db.execute("UPDATE factor_failures SET at = at - interval '16 minutes'")
+    assert challenge(lax_client, owner).status_code == 201
 
 
 def _hash(token: str) -> bytes:

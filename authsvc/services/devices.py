@@ -58,6 +58,13 @@ class KnownDevices:
             return None
         return found[0]
 
+    def of_session(self, tx: Tx, session_id: str) -> str | None:
+        """The token id of the device a session was opened from, while that token is live: a
+        signed-in device holds the token its login answered with, so its session is as known as
+        the device (a new device's first login makes it known too). Reads only."""
+        token_id = tx.scalar("live_device_token_of_session", session_id=session_id)
+        return str(token_id) if token_id else None
+
     def grant(self, tx: Tx, account_id: str, raw_token: str | None, *, device_name: str | None) -> DeviceGrant:
         """After a successful login: extend a live token of the account, or issue a new one."""
         token_id = self.known_to(tx, raw_token, account_id)

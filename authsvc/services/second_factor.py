@@ -6,7 +6,11 @@ permanent) and the owner is notified; known devices are not locked, and a succes
 resets the escalation. The password-reset factor step is not blocked by this lock (it is
 already behind the SMS code to the verified phone).
 
-Shared by login (and later step-up and password reset): one place decides what a TOTP
+Step-up from a session opened from a known device ignores the lock as well; its wrong answers
+count as a known device's, and such checks wait once 10 of those fall in 15 minutes
+(``known_device_wait``), a limit unknown devices cannot reach.
+
+Shared by login, step-up and password reset: one place decides what a TOTP
 code, a WebAuthn assertion or a recovery code proves, and every acceptance is an atomic
 conditional UPDATE, so a code, a step or an assertion counter is accepted at most once
 even under concurrent requests.
@@ -225,7 +229,16 @@ class SecondFactors:
 
     # ------------------------------------------------------------------ throttle
     def lock_remaining(self, tx: Any, account_id: str) -> int:
+        """Seconds the account's lock still holds for unknown devices (it is caused only by
+        wrong answers from unknown devices)."""
         return tx.scalar("account_lock_remaining", account_id=account_id) or 0
+
+    def known_device_wait(self, tx: Any, account_id: str) -> int:
+        """Seconds until fewer than ``FAILURES_BEFORE_LOCK`` wrong answers from known devices
+        are left in the last ``FAILURE_WINDOW``: the limit on checks that ignore the lock
+        (step-up from a known device's session), which unknown devices cannot use up."""
+        return tx.scalar("known_device_failure_wait", account_id=account_id, window=FAILURE_WINDOW,
+                         offset=FAILURES_BEFORE_LOCK - 1) or 0
 
     def clear_escalation(self, tx: Any, account_id: str) -> None:
         """After a successful login the next lock starts again at the shortest delay."""

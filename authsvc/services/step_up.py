@@ -10,6 +10,14 @@ Tokens work once: redeemed by a payment backend, or consumed by one of our own e
 ``payment.authorize`` also needs a recent sign-in: a session whose ``auth_time`` is older
 than ``payment_max_session_age`` is refused (401 ``reauthentication_required``, RFC 9470
 ``max_age``) when the challenge is made and when it is answered.
+
+Wrong answers (API contract, "Step-up"): 5 kill the challenge (the count is committed although
+the request fails) and count for the account as in login. The account's second-factor lock,
+which only wrong answers from unknown devices cause, pauses step-up of a session whose device
+is unknown (its device token is no longer live); a session opened from a known device ignores
+it, so an attacker who has only the password cannot stop the signed-in owner from paying. Its
+wrong answers count as a known device's, and its step-up waits while 10 of those fall in 15
+minutes (``SecondFactors.known_device_wait``).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from .. import errors
 from ..config import Settings
 from ..security import crypto
 from .audit import audit
+from .devices import KnownDevices
 from .ids import require_uuid
 from .outbox import Outbox
 from .second_factor import SecondFactors
@@ -83,13 +92,15 @@ class StepUpChallenge:
 
 class StepUpService:
     def __init__(
-        self, *, settings: Settings, store: Any, factors: SecondFactors, outbox: Outbox, metrics: Any
+        self, *, settings: Settings, store: Any, factors: SecondFactors, outbox: Outbox, metrics: Any,
+        devices: KnownDevices,
     ) -> None:
         self._settings = settings
         self._store = store
         self._factors = factors
         self._outbox = outbox
         self._metrics = metrics
+        self._devices = devices
 
     def _check_action(self, action: str, transaction: dict | None) -> dict | None:
         if action not in self._settings.step_up_actions:
@@ -111,6 +122,19 @@ class StepUpService:
                 max_age, f"payments need a sign-in within the last {max_age} seconds; sign in again"
             )
 
+    def _check_paused(self, tx: Any, principal: Principal) -> bool:
+        """Raise 429 while second-factor checks are paused for this session; return whether
+        the session's device is known (then the account lock, caused by unknown devices, does
+        not apply: only the known devices' own wrong answers do)."""
+        known = self._devices.of_session(tx, principal.session_id) is not None
+        if known:
+            remaining = self._factors.known_device_wait(tx, principal.account_id)
+        else:
+            remaining = self._factors.lock_remaining(tx, principal.account_id)
+        if remaining:
+            raise errors.RateLimited(remaining, "second-factor checks for this account are paused")
+        return known
+
     def create(self, principal: Principal, action: str, transaction: dict | None) -> StepUpChallenge:
         canonical = self._check_action(action, transaction)
         self._check_session_age(principal, action)
@@ -118,9 +142,7 @@ class StepUpService:
         challenge_id = str(uuid.uuid4())
         ttl = self._settings.step_up_ttl
         with self._store.transaction() as tx:
-            remaining = self._factors.lock_remaining(tx, principal.account_id)
-            if remaining:
-                raise errors.RateLimited(remaining, "second-factor checks for this account are paused")
+            self._check_paused(tx, principal)
             offer = self._factors.offer(
                 tx, principal.account_id, challenge=webauthn_challenge(challenge_id, tx_hash)
             )
@@ -154,9 +176,7 @@ class StepUpService:
                 raise rejected
             self._check_session_age(principal, row["action"])
             account = tx.one("lock_account", account_id=principal.account_id)
-            remaining = self._factors.lock_remaining(tx, principal.account_id)
-            if remaining:
-                raise errors.RateLimited(remaining, "second-factor checks for this account are paused")
+            known = self._check_paused(tx, principal)
             result = None
             if method in row["methods"]:
                 result = self._factors.verify(
@@ -165,7 +185,7 @@ class StepUpService:
                 )
             if result is None:
                 tx.run("step_up_challenge_failed", id=challenge_id, max_attempts=MAX_ATTEMPTS)
-                self._factors.record_failure(tx, account)
+                self._factors.record_failure(tx, account, from_known_device=known)
                 answer: dict | None = None
             else:
                 if tx.one("step_up_challenge_verified", id=challenge_id) is None:

@@ -128,6 +128,15 @@ SELECT count(*) AS n FROM factor_failures
  WHERE account_id = %(account_id)s AND at > now() - make_interval(secs => %(window)s)
    AND NOT from_known_device;
 
+-- name: known_device_failure_wait
+-- Seconds until fewer than `limit` wrong answers from known devices are left in the window
+-- (no row: fewer already). The row is the limit-th most recent one (offset = limit - 1).
+SELECT GREATEST(1, ceil(extract(epoch FROM at + make_interval(secs => %(window)s) - now())))::int AS seconds
+  FROM factor_failures
+ WHERE account_id = %(account_id)s AND from_known_device AND at > now() - make_interval(secs => %(window)s)
+ ORDER BY at DESC
+OFFSET %(offset)s LIMIT 1;
+
 -- name: clear_lock_escalation
 UPDATE accounts SET lock_count = 0 WHERE id = %(account_id)s AND lock_count <> 0;
 

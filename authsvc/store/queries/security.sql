@@ -129,6 +129,12 @@ RETURNING id;
 SELECT id, account_id FROM device_tokens
  WHERE token_hash = %(token_hash)s AND revoked_at IS NULL AND expires_at > now();
 
+-- name: live_device_token_of_session
+-- The device token a session was opened from, while it is a live token of the session's account.
+SELECT d.id FROM sessions s
+  JOIN device_tokens d ON d.id = s.device_token_id AND d.account_id = s.account_id
+ WHERE s.id = %(session_id)s AND d.revoked_at IS NULL AND d.expires_at > now();
+
 -- name: touch_device_token
 UPDATE device_tokens SET last_used_at = now(), expires_at = now() + make_interval(secs => %(ttl)s)
  WHERE id = %(id)s AND account_id = %(account_id)s AND revoked_at IS NULL AND expires_at > now()
