@@ -106,6 +106,24 @@ def test_pending_totp_needs_a_valid_code(client, account):
     assert r.get_json()["methods"] == ["sms"]
 
 
+def test_pending_totp_dies_after_five_wrong_codes(client, account, db):
+    import pyotp
+
+    token = account["enrollment_token"]
+    begun = client.post("/v1/factors/totp", json={}, headers=bearer(token)).get_json()
+    totp = pyotp.TOTP(begun["secret"])
+    near = {totp.at(time.time() + d) for d in (-60, -30, 0, 30, 60)}
+    wrong = next(c for c in ("000000", "111111", "222222", "333333", "444444", "555555") if c not in near)
+    confirm = f"/v1/factors/totp/{begun['factor_id']}/confirm"
+    for _ in range(5):
+        r = client.post(confirm, json={"code": wrong}, headers=bearer(token))
+        assert r.status_code == 400 and r.get_json()["code"] == "verification_failed"
+    # every failed attempt was committed although its request failed
+    assert db.execute("SELECT confirm_attempts FROM factors").fetchone()[0] == 5
+    assert client.post(confirm, json={"code": totp.now()}, headers=bearer(token)).status_code == 400
+    assert db.execute("SELECT status, confirm_attempts FROM factors").fetchone() == ("pending", 5)
+
+
 def test_login_with_totp_issues_tokens_with_contract_claims(client, totp_account):
     r = login_password(client, totp_account)
     assert r.status_code == 200

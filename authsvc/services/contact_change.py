@@ -19,6 +19,7 @@ from .. import errors
 from ..config import Settings
 from ..security import crypto
 from . import contacts, messages
+from .attempts import failed_attempt
 from .audit import audit
 from .ids import require_uuid
 from .outbox import Outbox
@@ -103,7 +104,7 @@ class ContactChangeService:
                 if row is None:
                     raise failed
                 if row["value_taken"] or not crypto.mac_equals(bytes(row["code_mac"]), self._mac(change_id, code)):
-                    tx.run("contact_change_failed", id=change_id, max_attempts=MAX_ATTEMPTS)
+                    failed_attempt(tx, "contact_change_failed", change_id, max_attempts=MAX_ATTEMPTS)
                     ok = False
                 else:
                     if tx.one("complete_contact_change", id=change_id) is None:

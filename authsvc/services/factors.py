@@ -21,6 +21,7 @@ from ..config import Settings
 from ..security import crypto, totp
 from ..security.crypto import Cipher
 from . import messages
+from .attempts import failed_attempt
 from .audit import audit
 from .ids import require_uuid
 from .outbox import Outbox
@@ -171,7 +172,7 @@ class FactorService:
             secret = self._cipher.decrypt(row["totp_secret_enc"], aad=totp_aad(factor_id)).decode()
             step = totp.verify(secret, code, last_step=None) if totp.is_well_formed(code) else None
             if step is None:
-                tx.run("pending_totp_failed", id=factor_id)
+                failed_attempt(tx, "pending_totp_failed", factor_id, max_attempts=MAX_CONFIRM_ATTEMPTS)
                 result: dict | None = None
             else:
                 tx.one("activate_totp", id=factor_id, step=step)

@@ -39,6 +39,7 @@ from ..config import Settings
 from ..security import crypto, passwords
 from .hashing import GatedHasher
 from . import contacts, messages
+from .attempts import failed_attempt
 from .audit import audit
 from .devices import KnownDevices
 from .factors import issue_enrollment_token
@@ -245,7 +246,7 @@ class LoginService:
                         webauthn_challenge=bytes(row["webauthn_challenge"]) if row["webauthn_challenge"] else None,
                     )
             if result is None and not enrollment:
-                tx.one("mfa_token_failed", id=row["id"], max_attempts=MFA_MAX_ATTEMPTS)
+                failed_attempt(tx, "mfa_token_failed", str(row["id"]), max_attempts=MFA_MAX_ATTEMPTS)
                 known = self._devices.known_to(tx, info.device_token, account_id) is not None
                 self._factors.record_failure(tx, account, from_known_device=known)
                 outcome: Any = rejected

@@ -25,6 +25,7 @@ from ..security import crypto
 from ..security.passwords import PasswordPolicy
 from .hashing import GatedHasher
 from . import contacts, messages
+from .attempts import failed_attempt
 from .audit import audit
 from .devices import KnownDevices
 from .ids import require_uuid
@@ -119,7 +120,7 @@ class PasswordResetService:
         return row
 
     def _fail(self, tx: Any, row: dict, *, count_for_account: bool) -> None:
-        tx.run("password_reset_failed", id=row["id"], max_attempts=MAX_ATTEMPTS)
+        failed_attempt(tx, "password_reset_failed", str(row["id"]), max_attempts=MAX_ATTEMPTS)
         if count_for_account:
             account = tx.one("lock_account", account_id=row["account_id"])
             self._factors.record_failure(tx, account)

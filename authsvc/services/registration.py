@@ -27,6 +27,7 @@ from ..security import crypto
 from ..security.passwords import PasswordPolicy
 from .hashing import GatedHasher
 from . import contacts, messages
+from .attempts import failed_attempt
 from .audit import audit
 from .devices import KnownDevices
 from .factors import issue_enrollment_token
@@ -154,7 +155,7 @@ class RegistrationService:
                     reg["email_code_mac"], self._code_mac(registration_id, "email", email_code)
                 )
                 if reg["email_taken"] or not (phone_ok and email_ok):
-                    tx.one("registration_failed_attempt", id=registration_id, max_attempts=MAX_ATTEMPTS)
+                    failed_attempt(tx, "registration_failed_attempt", registration_id, max_attempts=MAX_ATTEMPTS)
                     # committed below: the failed attempt must count
                     outcome: Verified | None = None
                 else:

@@ -34,6 +34,7 @@ from typing import Any
 from .. import errors
 from ..config import Settings
 from ..security import crypto
+from .attempts import failed_attempt
 from .audit import audit
 from .devices import KnownDevices
 from .ids import require_uuid
@@ -184,7 +185,7 @@ class StepUpService:
                     webauthn_challenge=bytes(row["webauthn_challenge"]) if row["webauthn_challenge"] else None,
                 )
             if result is None:
-                tx.run("step_up_challenge_failed", id=challenge_id, max_attempts=MAX_ATTEMPTS)
+                failed_attempt(tx, "step_up_challenge_failed", challenge_id, max_attempts=MAX_ATTEMPTS)
                 self._factors.record_failure(tx, account, from_known_device=known)
                 answer: dict | None = None
             else:

@@ -62,7 +62,10 @@ SELECT id, totp_secret_enc FROM factors
  FOR UPDATE;
 
 -- name: pending_totp_failed
-UPDATE factors SET confirm_attempts = confirm_attempts + 1 WHERE id = %(id)s;
+-- A pending factor has no dead_at: lock_pending_totp skips it once the attempts are used up.
+UPDATE factors SET confirm_attempts = confirm_attempts + 1
+ WHERE id = %(id)s AND status = 'pending' AND confirm_attempts < %(max_attempts)s
+RETURNING confirm_attempts >= %(max_attempts)s AS dead;
 
 -- name: activate_totp
 UPDATE factors SET status = 'active', totp_last_step = %(step)s, confirmed_at = now(),

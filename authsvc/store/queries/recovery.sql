@@ -22,7 +22,8 @@ SELECT * FROM password_resets
 UPDATE password_resets
    SET failed_attempts = failed_attempts + 1,
        dead_at = CASE WHEN failed_attempts + 1 >= %(max_attempts)s THEN now() END
- WHERE id = %(id)s AND completed_at IS NULL AND dead_at IS NULL;
+ WHERE id = %(id)s AND completed_at IS NULL AND dead_at IS NULL
+RETURNING dead_at IS NOT NULL AS dead;
 
 -- name: password_reset_sms_verified
 UPDATE password_resets
@@ -56,7 +57,8 @@ SELECT * FROM contact_changes
 UPDATE contact_changes
    SET failed_attempts = failed_attempts + 1,
        dead_at = CASE WHEN failed_attempts + 1 >= %(max_attempts)s THEN now() END
- WHERE id = %(id)s AND completed_at IS NULL AND dead_at IS NULL;
+ WHERE id = %(id)s AND completed_at IS NULL AND dead_at IS NULL
+RETURNING dead_at IS NOT NULL AS dead;
 
 -- name: complete_contact_change
 UPDATE contact_changes SET completed_at = now()

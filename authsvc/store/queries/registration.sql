@@ -35,7 +35,7 @@ UPDATE registrations
    SET failed_attempts = failed_attempts + 1,
        dead_at = CASE WHEN failed_attempts + 1 >= %(max_attempts)s THEN now() END
  WHERE id = %(id)s AND consumed_at IS NULL AND dead_at IS NULL
-RETURNING failed_attempts, dead_at;
+RETURNING dead_at IS NOT NULL AS dead;
 
 -- name: consume_registration
 UPDATE registrations SET consumed_at = now()

@@ -25,7 +25,7 @@ UPDATE mfa_tokens
    SET failed_attempts = failed_attempts + 1,
        dead_at = CASE WHEN failed_attempts + 1 >= %(max_attempts)s THEN now() END
  WHERE id = %(id)s AND used_at IS NULL AND dead_at IS NULL
-RETURNING failed_attempts;
+RETURNING dead_at IS NOT NULL AS dead;
 
 -- name: consume_mfa_token
 UPDATE mfa_tokens SET used_at = now()

@@ -16,7 +16,8 @@ SELECT * FROM step_up_challenges
 UPDATE step_up_challenges
    SET failed_attempts = failed_attempts + 1,
        dead_at = CASE WHEN failed_attempts + 1 >= %(max_attempts)s THEN now() END
- WHERE id = %(id)s AND verified_at IS NULL AND dead_at IS NULL;
+ WHERE id = %(id)s AND verified_at IS NULL AND dead_at IS NULL
+RETURNING dead_at IS NOT NULL AS dead;
 
 -- name: step_up_challenge_verified
 UPDATE step_up_challenges SET verified_at = now()
