@@ -201,7 +201,7 @@ def _close_worker(server: Any, worker: Any) -> None:
 def _gunicorn(settings: Settings) -> None:
     from gunicorn.app.base import BaseApplication
 
-    from .workers import WORKER_CLASSES
+    from .workers import WORKER_CLASSES, AppAccessLogger
 
     from . import metrics_server
 
@@ -258,6 +258,7 @@ def _gunicorn(settings: Settings) -> None:
             # The access log is the app's own JSON line (authsvc.access); gunicorn's error log
             # goes through the same JSON handler.
             self.cfg.set("accesslog", None)
+            self.cfg.set("logger_class", AppAccessLogger)
             self.cfg.set("logconfig_dict", logs.logging_dict(log_level))
             self.cfg.set("forwarded_allow_ips", "")  # client IPs come from AUTHSVC_TRUSTED_PROXIES only
             self.cfg.set("control_socket_disable", True)  # no writable $HOME in the image

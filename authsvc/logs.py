@@ -56,8 +56,17 @@ _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/\s:@]+)(:[^/\s@]
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
 
 
+# Every pattern above needs one of these (case-folded) in the text: most lines (every access
+# log line) have none and skip the three substitutions.
+_TRIGGERS = ("token", "code", "secret", "passw", "pwd", "key", "signature", "authorization", "otp",
+             "://", "bearer", "basic")
+
+
 def redact(text: str) -> str:
     """``text`` with secret-looking ``name=value`` values, URL passwords and bearer tokens masked."""
+    folded = text.casefold()  # as re's IGNORECASE matches: 'ſ' is an 's', 'K' (Kelvin) a 'k'
+    if not any(t in folded for t in _TRIGGERS):
+        return text
     text = _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{m.group(2)}{':***' if m.group(3) else ''}@", text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} ***", text)
     return _SECRET_PAIR.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
@@ -165,15 +174,18 @@ def install_request_log(app: Any, client_ip: Any) -> None:
     def _end(response):  # type: ignore[no-untyped-def]
         request_id = g.get("request_id") or request_id_from(request.headers.get(REQUEST_ID_HEADER))
         response.headers[REQUEST_ID_HEADER] = request_id
+        # Probes and scrapes that succeed (every few seconds, from the orchestrator) are DEBUG.
+        quiet = request.path in QUIET_PATHS and response.status_code < 400
+        level = logging.DEBUG if quiet else logging.INFO
+        if not access.isEnabledFor(level):
+            return response
         started = g.get("request_started")
         try:
             client = client_ip()
         except Exception:  # noqa: BLE001 - logging must never fail a request
             client = request.remote_addr
-        # Probes and scrapes that succeed (every few seconds, from the orchestrator) are DEBUG.
-        quiet = request.path in QUIET_PATHS and response.status_code < 400
         access.log(
-            logging.DEBUG if quiet else logging.INFO,
+            level,
             "%s %s %s", request.method, request.path, response.status_code,
             extra={"request_id": request_id, "fields": {
                 "method": request.method,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from gunicorn import glogging
 from gunicorn.workers.gthread import ThreadWorker
 from gunicorn.workers.sync import SyncWorker
 
@@ -58,3 +59,13 @@ WORKER_CLASSES: dict[str, Any] = {
     "gthread": "authsvc.workers.DrainingThreadWorker",
     "sync": "authsvc.workers.DrainingSyncWorker",
 }
+
+
+class AppAccessLogger(glogging.Logger):  # type: ignore[misc]
+    """gunicorn's logger without its access log: the app writes its own JSON access line
+    (``authsvc.access``). gunicorn otherwise builds its access-log atoms for every request
+    even though its access logger is held at WARNING and drops the line (measured: ~5% of a
+    worker's request CPU)."""
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        return None

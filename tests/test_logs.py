@@ -136,3 +136,12 @@ def test_formatter_redacts_fields_and_exceptions():
     assert "\n" not in line
     assert "topsecret" not in line and "abc123" not in line
     assert entry["n"] == 3 and entry["exc_type"] == "RuntimeError" and entry["level"] == "ERROR"
+
+
+@pytest.mark.parametrize("line", ["ſecret=abc", "\u212aey: hunter2", "TOKEN=xyz", "x PASSWD=1"])
+def test_redaction_shortcut_does_not_skip_what_the_patterns_catch(line):
+    """Lines without a trigger word skip the substitutions; case variants that the patterns'
+    IGNORECASE matches (long s, Kelvin sign, upper case) still reach them."""
+    from authsvc.logs import redact
+
+    assert redact(line).endswith("***")

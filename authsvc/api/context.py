@@ -22,7 +22,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from flask import current_app, request
+from flask import current_app, g, request
 
 from ..services.sessions import RequestInfo
 
@@ -44,6 +44,16 @@ class ClientAddress:
 
 
 def client_ip() -> str:
+    """The caller's address (resolved once per request: the rate limits, the services and the
+    access log all ask)."""
+    cached = g.get("_client_ip")
+    if cached is not None:
+        return cached
+    g._client_ip = ip = _resolve_client_ip()
+    return ip
+
+
+def _resolve_client_ip() -> str:
     container = current_app.extensions["authsvc"]
     settings = container.settings
     peer = request.remote_addr or "0.0.0.0"
