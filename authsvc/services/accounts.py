@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 from .. import errors
+from ..store import Store
 from .audit import audit
 from .contacts import mask_phone
+from .factors import FactorService
 
 
 class AccountService:
-    def __init__(self, store: Any, factors: Any) -> None:
+    def __init__(self, store: Store, factors: FactorService) -> None:
         self._store = store
         self._factors = factors
 

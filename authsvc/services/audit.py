@@ -42,6 +42,7 @@ from typing import Any, Protocol
 from .. import errors
 from ..config import os_user
 from ..security.crypto import Cipher
+from ..store import Store, Tx
 
 _log = logging.getLogger(__name__)
 
@@ -96,12 +97,12 @@ class AuditChain:
         self._material: tuple[bytes, int] | None = None
         self._lock = threading.Lock()
 
-    def install(self, store: Any) -> "AuditChain":
+    def install(self, store: Store) -> "AuditChain":
         """Make the chain reachable from every transaction of ``store`` (``audit(tx, ...)``)."""
         store.extensions["audit_chain"] = self
         return self
 
-    def ensure(self, store: Any) -> None:
+    def ensure(self, store: Store) -> None:
         """Create the chain key if the database has none (race-free under the audit lock)."""
         with store.transaction() as tx:
             if tx.one("audit_key_get") is None:
@@ -112,7 +113,7 @@ class AuditChain:
                     sealed = self._cipher.encrypt(json.dumps(material).encode(), aad=_key_aad(KEY_ID))
                     tx.run("audit_key_insert", key_enc=sealed)
 
-    def _load(self, tx: Any) -> tuple[bytes, int]:
+    def _load(self, tx: Tx) -> tuple[bytes, int]:
         if self._material is not None:
             return self._material
         row = tx.one("audit_key_get")
@@ -124,13 +125,13 @@ class AuditChain:
             self._material = loaded
         return loaded
 
-    def key(self, tx: Any) -> bytes:
+    def key(self, tx: Tx) -> bytes:
         return self._load(tx)[0]
 
-    def legacy_until(self, tx: Any) -> int:
+    def legacy_until(self, tx: Tx) -> int:
         return self._load(tx)[1]
 
-    def rewrap(self, tx: Any) -> int:
+    def rewrap(self, tx: Tx) -> int:
         """Re-encrypt the stored chain key under the current encryption key; 1 if it was needed."""
         row = tx.one("audit_key_get")
         if row is None or not self._cipher.needs_reencrypt(row["key_enc"]):
@@ -139,22 +140,22 @@ class AuditChain:
         return tx.run("audit_key_rewrap", id=row["id"], old=row["key_enc"],
                       key_enc=self._cipher.encrypt(plain, aad=_key_aad(row["id"])))
 
-    def row_mac(self, tx: Any, prev: bytes, body: bytes) -> bytes:
+    def row_mac(self, tx: Tx, prev: bytes, body: bytes) -> bytes:
         return hmac.new(self.key(tx), _ROW_LABEL + prev + body, hashlib.sha256).digest()
 
-    def checkpoint_mac(self, tx: Any, at: datetime, last_id: int, head: bytes) -> bytes:
+    def checkpoint_mac(self, tx: Tx, at: datetime, last_id: int, head: bytes) -> bytes:
         data = json.dumps([at.astimezone(timezone.utc).isoformat(), int(last_id), head.hex()]).encode()
         return hmac.new(self.key(tx), _CHECKPOINT_LABEL + data, hashlib.sha256).digest()
 
 
-def _chain_of(tx: Any) -> AuditChain:
+def _chain_of(tx: Tx) -> AuditChain:
     chain = tx.extensions.get("audit_chain")
     if chain is None:
         raise errors.ConfigError("no audit chain key configured for this store (AuditChain.install)")
     return chain
 
 
-def audit(tx: Any, actor: str, event: str, account_id: str | None, /, **detail: Any) -> None:
+def audit(tx: Tx, actor: str, event: str, account_id: str | None, /, **detail: Any) -> None:
     """Append one row. An operator's entry (actor ``operator:<name>``, the name being what
     ``AUTHSVC_OPERATOR`` declares) also records the OS user running the command (``os_user``,
     from the process's uid), which no environment variable can change."""
@@ -180,7 +181,7 @@ def audit(tx: Any, actor: str, event: str, account_id: str | None, /, **detail: 
 
 
 class EventSink(Protocol):
-    def event(self, tx: Any, event_type: str, data: dict) -> None: ...
+    def event(self, tx: Tx, event_type: str, data: dict) -> None: ...
 
     def kick(self) -> None: ...
 
@@ -215,7 +216,7 @@ class Checkpoint:
 
 
 class AuditLog:
-    def __init__(self, store: Any, chain: AuditChain, events: EventSink | None = None) -> None:
+    def __init__(self, store: Store, chain: AuditChain, events: EventSink | None = None) -> None:
         self._store = store
         self._chain = chain
         self._events = events

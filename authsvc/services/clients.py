@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from typing import Any
 
 from .. import errors
 from ..security import crypto
+from ..store import Store
 from .audit import audit
 
 
 class ClientService:
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
 
     def create(self, name: str, *, operator: str, reason: str) -> tuple[str, str]:

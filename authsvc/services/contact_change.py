@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from typing import Any
 
 from .. import errors
 from ..config import Settings
 from ..security import crypto
+from ..store import Store
 from . import contacts, messages
 from .attempts import failed_attempt
 from .audit import audit
 from .ids import require_uuid
 from .outbox import Outbox
 from .reports import ReportService
+from .sessions import Principal
 from .sms_policy import SmsPolicy
 from .step_up import StepUpService
 
@@ -35,7 +36,7 @@ class ContactChangeService:
         self,
         *,
         settings: Settings,
-        store: Any,
+        store: Store,
         cipher: crypto.Cipher,
         step_up: StepUpService,
         reports: ReportService,
@@ -53,7 +54,7 @@ class ContactChangeService:
     def _mac(self, change_id: str, code: str) -> bytes:
         return self._cipher.mac(f"contact-change:{change_id}", code)
 
-    def start(self, principal: Any, *, kind: str, value: str, step_up_token: str | None,
+    def start(self, principal: Principal, *, kind: str, value: str, step_up_token: str | None,
               ip: str | None = None) -> tuple[str, int]:
         if kind == "phone":
             new_value = new_normalized = contacts.normalize_phone(value)
@@ -95,7 +96,7 @@ class ContactChangeService:
         self._outbox.kick()
         return change_id, ttl
 
-    def verify(self, principal: Any, change_id: str, code: str) -> None:
+    def verify(self, principal: Principal, change_id: str, code: str) -> None:
         failed = errors.VerificationFailed("the code does not match a pending change")
         require_uuid(change_id, failed)
         try:

@@ -14,18 +14,21 @@ import base64
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from .. import errors
 from ..config import Settings
 from ..security import crypto, totp
 from ..security.crypto import Cipher
+from ..store import Store, Tx
 from . import messages
 from .attempts import failed_attempt
 from .audit import audit
 from .ids import require_uuid
 from .outbox import Outbox
 from .second_factor import SecondFactors, totp_aad
+from .step_up import StepUpService
 
 PENDING_TTL = 600
 CHALLENGE_TTL = 300
@@ -42,11 +45,11 @@ class Actor:
     step_up_token: str | None = None
 
 
-def _iso(value: Any) -> str | None:
+def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def issue_enrollment_token(tx: Any, account_id: str, ttl: int) -> str:
+def issue_enrollment_token(tx: Tx, account_id: str, ttl: int) -> str:
     """A short-lived token (stored hashed) that may enroll the account's first factor only."""
     token = crypto.new_token()
     tx.one("insert_enrollment_token", id=str(uuid.uuid4()), account_id=account_id,
@@ -71,10 +74,10 @@ class FactorService:
         self,
         *,
         settings: Settings,
-        store: Any,
+        store: Store,
         cipher: Cipher,
         factors: SecondFactors,
-        step_up: Any,
+        step_up: StepUpService,
         outbox: Outbox,
     ) -> None:
         self._settings = settings
@@ -92,7 +95,7 @@ class FactorService:
             raise errors.InvalidToken("unknown, used or expired enrollment token")
         return Actor(account_id=str(row["account_id"]), enrollment_token_id=str(row["id"]))
 
-    def _authorize(self, tx: Any, actor: Actor, action: str | None) -> dict:
+    def _authorize(self, tx: Tx, actor: Actor, action: str | None) -> dict:
         """Lock the account row and check this actor may make this change.
 
         Enrollment tokens may only act while the account has no active factor. Sessions need a
@@ -110,7 +113,7 @@ class FactorService:
                                   action=action, token=actor.step_up_token)
         return account
 
-    def _activated(self, tx: Any, actor: Actor, account: dict, factor_id: str, kind: str) -> list[str] | None:
+    def _activated(self, tx: Tx, actor: Actor, account: dict, factor_id: str, kind: str) -> list[str] | None:
         """Bookkeeping after a factor became active; returns recovery codes for the first one."""
         codes = None
         if tx.scalar("active_factor_count", account_id=actor.account_id) == 1:
@@ -121,7 +124,7 @@ class FactorService:
         self._notify(tx, account, "factor_added", kind)
         return codes
 
-    def _notify(self, tx: Any, account: dict, key: str, kind: str | None = None) -> None:
+    def _notify(self, tx: Tx, account: dict, key: str, kind: str | None = None) -> None:
         locale = messages.locale_of(account)
         factor = messages.factor_name(locale, kind) if kind else ""
         self._outbox.sms(tx, account["phone"], messages.sms(locale, key, factor=factor))

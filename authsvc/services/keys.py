@@ -38,6 +38,7 @@ from .. import errors
 from ..config import Settings
 from ..security import tokens
 from ..security.crypto import Cipher
+from ..store import Store, Tx
 from .audit import audit
 
 CACHE_SECONDS = 30.0
@@ -74,7 +75,7 @@ class _Snapshot:
 
 class KeyService:
     def __init__(
-        self, store: Any, cipher: Cipher, settings: Settings, *, cache_seconds: float = CACHE_SECONDS
+        self, store: Store, cipher: Cipher, settings: Settings, *, cache_seconds: float = CACHE_SECONDS
     ) -> None:
         self._store = store
         self._cipher = cipher
@@ -211,7 +212,7 @@ class KeyService:
             if tx.one("key_signing", ttl=self._settings.access_token_ttl) is None:
                 self._insert(tx, 0)
 
-    def _insert(self, tx: Any, activate_in: int) -> tuple[str, datetime]:
+    def _insert(self, tx: Tx, activate_in: int) -> tuple[str, datetime]:
         kid, pem, jwk = tokens.generate_es256_key()
         row = tx.one(
             "key_insert",

@@ -32,11 +32,13 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import errors
 from ..config import Settings
+from ..metrics import Metrics
 from ..security import crypto, passwords
+from ..store import Store, Tx
 from .hashing import GatedHasher
 from . import contacts, messages
 from .attempts import failed_attempt
@@ -44,6 +46,8 @@ from .audit import audit
 from .devices import KnownDevices
 from .factors import issue_enrollment_token
 from .outbox import Outbox
+from .password_change import PasswordChangeService
+from .reports import ReportService
 from .second_factor import FactorResult, SecondFactors
 from .sessions import RequestInfo, Sessions, TokenPair, device_name
 from .throttle import Blocked, Subject, Throttle, client_subjects, device_subject, email_subject
@@ -66,20 +70,24 @@ class EnrollmentGrant:
     expires_in: int
 
 
+# What a way in answers once its transaction committed (``deliver`` raises the error).
+_Answer = TypeVar("_Answer", bound=TokenPair | EnrollmentGrant)
+
+
 class LoginService:
     def __init__(
         self,
         *,
         settings: Settings,
-        store: Any,
+        store: Store,
         cipher: crypto.Cipher,
         hasher: GatedHasher,
         factors: SecondFactors,
         sessions: Sessions,
-        reports: Any,
-        password_change: Any,
+        reports: ReportService,
+        password_change: PasswordChangeService,
         outbox: Outbox,
-        metrics: Any,
+        metrics: Metrics,
         sms: SmsPolicy,
         devices: KnownDevices,
         throttle: Throttle,
@@ -202,7 +210,7 @@ class LoginService:
                 audit(tx, "system", "login.throttled", str(account["id"]), scope="email")
         self._outbox.kick()
 
-    def _locked(self, tx: Any, account_id: str, info: RequestInfo) -> int:
+    def _locked(self, tx: Tx, account_id: str, info: RequestInfo) -> int:
         """Seconds the account's second-factor lock still holds for this device (known devices:
         never locked)."""
         if self._devices.known_to(tx, info.device_token, account_id) is not None:
@@ -249,7 +257,7 @@ class LoginService:
                 failed_attempt(tx, "mfa_token_failed", str(row["id"]), max_attempts=MFA_MAX_ATTEMPTS)
                 known = self._devices.known_to(tx, info.device_token, account_id) is not None
                 self._factors.record_failure(tx, account, from_known_device=known)
-                outcome: Any = rejected
+                outcome: TokenPair | EnrollmentGrant | errors.AuthsvcError = rejected
             else:
                 if tx.one("consume_mfa_token", id=row["id"]) is None:
                     raise rejected
@@ -262,7 +270,9 @@ class LoginService:
         return self.deliver(outcome)
 
     # ------------------------------------------------------------------ after a valid proof
-    def finish(self, tx: Any, account_id: str, result: FactorResult, info: RequestInfo) -> TokenPair | errors.AuthsvcError:
+    def finish(
+        self, tx: Tx, account_id: str, result: FactorResult, info: RequestInfo
+    ) -> TokenPair | errors.AuthsvcError:
         """For a way in that proved both factors in one step (a passkey): the account's lock,
         then the same rules as after a second factor. Returns the outcome for ``deliver``."""
         account = tx.one("lock_account", account_id=account_id)
@@ -271,7 +281,9 @@ class LoginService:
             return errors.RateLimited(remaining, "sign-in for this account is paused; try again later")
         return self._complete(tx, account, result, info)
 
-    def _complete(self, tx: Any, account: dict, result: FactorResult | None, info: RequestInfo) -> Any:
+    def _complete(
+        self, tx: Tx, account: dict, result: FactorResult | None, info: RequestInfo
+    ) -> TokenPair | errors.AuthsvcError:
         account_id = str(account["id"])
         if account["status"] == "frozen":  # whichever path, after both proofs
             audit(tx, "user", "login.refused_frozen", account_id)
@@ -299,7 +311,7 @@ class LoginService:
         audit(tx, "user", "login.succeeded", account_id, method=result.method, new_device=new_device)
         return outcome
 
-    def deliver(self, outcome: Any) -> Any:
+    def deliver(self, outcome: _Answer | errors.AuthsvcError) -> _Answer:
         """After the transaction committed: send what it queued, count, answer or raise."""
         self._outbox.kick()
         if isinstance(outcome, errors.AuthsvcError):
@@ -308,7 +320,7 @@ class LoginService:
         self._metrics.logins.labels("second_factor", "ok").inc()
         return outcome
 
-    def _enrollment_grant(self, tx: Any, account_id: str) -> EnrollmentGrant:
+    def _enrollment_grant(self, tx: Tx, account_id: str) -> EnrollmentGrant:
         ttl = self._settings.enrollment_token_ttl
         token = issue_enrollment_token(tx, account_id, ttl)
         audit(tx, "user", "login.sms_enrollment", account_id)

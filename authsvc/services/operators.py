@@ -6,9 +6,10 @@ Every change is audited with the operator and the reason, and the owner is notif
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Callable
 
 from .. import errors
+from ..store import Store, Tx
 from . import contacts, messages
 from .audit import audit
 from .devices import KnownDevices
@@ -18,13 +19,13 @@ from .sessions import Sessions
 
 
 class AccountAdmin:
-    def __init__(self, *, store: Any, sessions: Sessions, outbox: Outbox, devices: KnownDevices) -> None:
+    def __init__(self, *, store: Store, sessions: Sessions, outbox: Outbox, devices: KnownDevices) -> None:
         self._store = store
         self._sessions = sessions
         self._outbox = outbox
         self._devices = devices
 
-    def _find(self, tx: Any, ref: str) -> dict:
+    def _find(self, tx: Tx, ref: str) -> dict:
         try:
             _, normalized = contacts.normalize_email(ref)
         except errors.InvalidRequest:
@@ -50,7 +51,10 @@ class AccountAdmin:
             "created_at": row["created_at"].isoformat(),
         }
 
-    def _change(self, ref: str, event: str, operator: str, reason: str, apply: Any, notice: str | None) -> str:
+    def _change(
+        self, ref: str, event: str, operator: str, reason: str,
+        apply: Callable[[Tx, str], dict | None], notice: str | None,
+    ) -> str:
         with self._store.transaction() as tx:
             row = self._find(tx, ref)
             account_id = str(row["id"])
@@ -64,7 +68,7 @@ class AccountAdmin:
         return account_id
 
     def freeze(self, ref: str, *, operator: str, reason: str) -> str:
-        def apply(tx: Any, account_id: str) -> dict:
+        def apply(tx: Tx, account_id: str) -> dict:
             tx.one("freeze_account", account_id=account_id)
             self._outbox.event(tx, "account.frozen", {"account_id": account_id, "reason": "operator"})
             return {"sessions": self._sessions.revoke_all(tx, account_id, "frozen"),
@@ -77,7 +81,7 @@ class AccountAdmin:
         """Make a frozen account active again. A freeze usually means someone else had the
         password and a factor: unless the operator explicitly keeps the password
         (``keep_password``, audited), the next login must choose a new one."""
-        def apply(tx: Any, account_id: str) -> dict:
+        def apply(tx: Tx, account_id: str) -> dict:
             if tx.one("unfreeze_account", account_id=account_id) is None:
                 raise errors.Conflict("the account is not frozen")
             if not keep_password:
@@ -96,7 +100,7 @@ class AccountAdmin:
         )
 
     def require_password_change(self, ref: str, *, operator: str, reason: str) -> str:
-        def apply(tx: Any, account_id: str) -> dict:
+        def apply(tx: Tx, account_id: str) -> dict:
             tx.run("require_password_change", account_id=account_id)
             return {"sessions": self._sessions.revoke_all(tx, account_id, "password_change_required")}
 
@@ -111,7 +115,7 @@ class AccountAdmin:
 
     def lift_lock(self, ref: str, *, operator: str, reason: str) -> str:
         """End the account's second-factor lock for unknown devices and its escalation."""
-        def apply(tx: Any, account_id: str) -> dict:
+        def apply(tx: Tx, account_id: str) -> dict:
             row = tx.one("lift_account_lock", account_id=account_id)
             return {"was_locked": bool(row and row["was_locked"])}
 
@@ -120,7 +124,7 @@ class AccountAdmin:
     def reset_factors(self, ref: str, *, operator: str, reason: str) -> str:
         """Remove every second factor and recovery code; the next login takes the SMS path to
         enroll a new one (to the verified phone only)."""
-        def apply(tx: Any, account_id: str) -> dict:
+        def apply(tx: Tx, account_id: str) -> dict:
             removed = tx.all("delete_factors_of_account", account_id=account_id)
             tx.run("delete_recovery_codes", account_id=account_id)
             for f in removed:
@@ -136,13 +140,13 @@ class Incidents:
 
     KIND = "require-password-change"
 
-    def __init__(self, *, store: Any, sessions: Sessions, outbox: Outbox) -> None:
+    def __init__(self, *, store: Store, sessions: Sessions, outbox: Outbox) -> None:
         self._store = store
         self._sessions = sessions
         self._outbox = outbox
 
     def require_password_change_all(
-        self, *, operator: str, reason: str, batch_size: int = 500, on_batch: Any = None
+        self, *, operator: str, reason: str, batch_size: int = 500, on_batch: Callable[[int], None] | None = None
     ) -> tuple[str, int, bool]:
         """Force a new password on every account that existed when the incident began.
 

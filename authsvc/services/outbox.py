@@ -32,10 +32,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Protocol
 
+from ..adapters.email import EmailSender
+from ..adapters.sms import SmsSender
 from ..errors import AuthsvcError
 from ..security.crypto import Cipher
+from ..store import Store, Tx
 from .audit import audit
 
 _log = logging.getLogger(__name__)
@@ -54,15 +57,21 @@ def delivery_cause(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+class EventSender(Protocol):
+    def send(self, event: dict) -> None:
+        """POST one signed security event (``adapters.webhooks.WebhookSender``)."""
+        ...
+
+
 class Outbox:
     def __init__(
         self,
-        store: Any,
+        store: Store,
         cipher: Cipher,
         *,
-        sms: Any,
-        email: Any,
-        webhooks: Any | None,
+        sms: SmsSender,
+        email: EmailSender,
+        webhooks: EventSender | None,
         lease_seconds: float = LEASE_SECONDS,
     ) -> None:
         self._store = store
@@ -80,25 +89,25 @@ class Outbox:
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ enqueue
-    def _enqueue(self, tx: Any, kind: str, payload: dict) -> None:
+    def _enqueue(self, tx: Tx, kind: str, payload: dict) -> None:
         sealed = self._cipher.encrypt(json.dumps(payload).encode(), aad=_AAD + kind.encode())
         tx.run("outbox_insert", kind=kind, payload=sealed)
         self._enqueued.any = True
 
-    def sms(self, tx: Any, to: str, body: str) -> None:
+    def sms(self, tx: Tx, to: str, body: str) -> None:
         self._enqueue(tx, "sms", {"to": to, "body": body})
 
-    def email(self, tx: Any, to: str, subject: str, body: str) -> None:
+    def email(self, tx: Tx, to: str, subject: str, body: str) -> None:
         self._enqueue(tx, "email", {"to": to, "subject": subject, "body": body, "key": _message_key()})
 
-    def bundle(self, tx: Any, messages: list[dict]) -> None:
+    def bundle(self, tx: Tx, messages: list[dict]) -> None:
         """Several messages in ONE row (possibly none): callers that must not reveal which
         messages they send (registered vs unknown email) write the same row either way.
         Each message is ``{"kind": "sms", "to", "body"}`` or ``{"kind": "email", "to", "subject", "body"}``."""
         keyed = [{**m, "key": _message_key()} if m.get("kind") == "email" else m for m in messages]
         self._enqueue(tx, "bundle", {"messages": keyed})
 
-    def event(self, tx: Any, event_type: str, data: dict) -> None:
+    def event(self, tx: Tx, event_type: str, data: dict) -> None:
         """A security event for the webhook (dropped here when no webhook is configured)."""
         if "webhook" not in self._handlers:
             return

@@ -10,11 +10,11 @@ logs in again.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from .. import errors
 from ..security import crypto
 from ..security.passwords import PasswordPolicy
+from ..store import Store, Tx
 from . import messages
 from .hashing import GatedHasher
 from .audit import audit
@@ -44,13 +44,13 @@ def refuse_current_password(hasher: GatedHasher, stored_hash: str, password: str
         )
 
 
-def lock_credentials(tx: Any, account_id: str) -> None:
+def lock_credentials(tx: Tx, account_id: str) -> None:
     """First thing in a transaction that sets a new password: two of them for one account
     (two resets completing at once) queue here instead of locking each other's rows."""
     tx.one("lock_credentials", account_id=account_id)
 
 
-def end_old_proofs(tx: Any, account_id: str) -> dict:
+def end_old_proofs(tx: Tx, account_id: str) -> dict:
     """Inside the transaction that sets a new password (after ``lock_credentials``), before the
     account row is touched: every pending mfa_token, step-up challenge, reset and password
     change token of the account dies (the caller's own reset or token is consumed already).
@@ -60,7 +60,7 @@ def end_old_proofs(tx: Any, account_id: str) -> dict:
 
 class PasswordChangeService:
     def __init__(
-        self, *, store: Any, hasher: GatedHasher, policy: PasswordPolicy, sessions: Sessions, outbox: Outbox
+        self, *, store: Store, hasher: GatedHasher, policy: PasswordPolicy, sessions: Sessions, outbox: Outbox
     ) -> None:
         self._store = store
         self._hasher = hasher
@@ -68,7 +68,7 @@ class PasswordChangeService:
         self._sessions = sessions
         self._outbox = outbox
 
-    def issue(self, tx: Any, account_id: str) -> str:
+    def issue(self, tx: Tx, account_id: str) -> str:
         token = crypto.new_token()
         tx.run("insert_password_change_token", id=str(uuid.uuid4()), account_id=account_id,
                token_hash=crypto.hash_token(token), ttl=TOKEN_TTL)

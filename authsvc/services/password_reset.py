@@ -23,6 +23,7 @@ from .. import errors
 from ..config import Settings
 from ..security import crypto
 from ..security.passwords import PasswordPolicy
+from ..store import Store, Tx
 from .hashing import GatedHasher
 from . import contacts, messages
 from .attempts import failed_attempt
@@ -44,7 +45,7 @@ class PasswordResetService:
         self,
         *,
         settings: Settings,
-        store: Any,
+        store: Store,
         cipher: crypto.Cipher,
         hasher: GatedHasher,
         policy: PasswordPolicy,
@@ -113,13 +114,13 @@ class PasswordResetService:
         self._outbox.kick()
         return reset_id, ttl
 
-    def _locked(self, tx: Any, reset_id: str) -> dict:
+    def _locked(self, tx: Tx, reset_id: str) -> dict:
         row = tx.one("lock_live_password_reset", id=reset_id)
         if row is None or row["account_id"] is None:
             raise errors.VerificationFailed("the reset is unknown, expired or used up")
         return row
 
-    def _fail(self, tx: Any, row: dict, *, count_for_account: bool) -> None:
+    def _fail(self, tx: Tx, row: dict, *, count_for_account: bool) -> None:
         failed_attempt(tx, "password_reset_failed", str(row["id"]), max_attempts=MAX_ATTEMPTS)
         if count_for_account:
             account = tx.one("lock_account", account_id=row["account_id"])

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from .. import errors
 from ..security.crypto import Cipher
+from ..store import Store, Tx
 from .audit import AuditChain, audit
 from .keys import _aad as signing_key_aad
 from .outbox import _AAD as OUTBOX_AAD
@@ -61,7 +61,7 @@ class ReencryptReport:
 
 
 class Reencryption:
-    def __init__(self, *, store: Any, cipher: Cipher, chain: AuditChain) -> None:
+    def __init__(self, *, store: Store, cipher: Cipher, chain: AuditChain) -> None:
         self._store = store
         self._cipher = cipher
         self._chain = chain
@@ -114,7 +114,7 @@ class Reencryption:
         return report
 
     @staticmethod
-    def _pending(tx: Any, kid: str) -> dict[str, int]:
+    def _pending(tx: Tx, kid: str) -> dict[str, int]:
         """Rows not yet under ``kid``, by kind."""
         pending: dict[str, int] = {}
         for r in tx.all("key_usage"):

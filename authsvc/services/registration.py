@@ -19,12 +19,12 @@ from __future__ import annotations
 import secrets
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from .. import errors, i18n
 from ..config import Settings
 from ..security import crypto
 from ..security.passwords import PasswordPolicy
+from ..store import Store
 from .hashing import GatedHasher
 from . import contacts, messages
 from .attempts import failed_attempt
@@ -59,7 +59,7 @@ class RegistrationService:
         self,
         *,
         settings: Settings,
-        store: Any,
+        store: Store,
         cipher: crypto.Cipher,
         hasher: GatedHasher,
         policy: PasswordPolicy,

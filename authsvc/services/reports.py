@@ -18,11 +18,11 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
 
 from .. import errors, i18n
 from ..config import Settings
 from ..security import crypto, useragent
+from ..store import Store, Tx
 from . import messages
 from .audit import audit
 from .devices import KnownDevices
@@ -47,7 +47,7 @@ class ReportSubject:
 
 class ReportService:
     def __init__(
-        self, *, settings: Settings, store: Any, sessions: Sessions, devices: KnownDevices, outbox: Outbox
+        self, *, settings: Settings, store: Store, sessions: Sessions, devices: KnownDevices, outbox: Outbox
     ) -> None:
         self._settings = settings
         self._store = store
@@ -55,7 +55,7 @@ class ReportService:
         self._devices = devices
         self._outbox = outbox
 
-    def report_link(self, tx: Any, account_id: str, reason: str, info: RequestInfo | None = None) -> str:
+    def report_link(self, tx: Tx, account_id: str, reason: str, info: RequestInfo | None = None) -> str:
         token = crypto.new_token()
         detail = {}
         if info is not None:
@@ -66,7 +66,7 @@ class ReportService:
                ttl=REPORT_TOKEN_TTL)
         return self._settings.report_url.replace("{token}", token)
 
-    def new_device(self, tx: Any, account: dict, session_id: str, info: RequestInfo) -> None:
+    def new_device(self, tx: Tx, account: dict, session_id: str, info: RequestInfo) -> None:
         """Notify the owner of a successful login from a device that was not known."""
         account_id = str(account["id"])
         link = self.report_link(tx, account_id, "new_device", info)

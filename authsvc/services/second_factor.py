@@ -29,6 +29,7 @@ from .. import errors
 from ..security import totp
 from ..security.crypto import Cipher
 from ..security.webauthn import WebAuthn, decoy_public_key, handles_equal
+from ..store import Tx
 from . import messages
 from .audit import audit
 from .outbox import Outbox
@@ -88,7 +89,7 @@ class SecondFactors:
         self._decoy_key = decoy_public_key()
 
     # ------------------------------------------------------------------ what the account has
-    def offer(self, tx: Any, account_id: str, challenge: bytes | None = None) -> Offer:
+    def offer(self, tx: Tx, account_id: str, challenge: bytes | None = None) -> Offer:
         """The methods the account can answer with, and WebAuthn request options when it has a
         key (with ``challenge`` as given, e.g. derived from a payment; else a random one)."""
         row = tx.one("factor_offer", account_id=account_id)  # one round trip for all three
@@ -103,7 +104,7 @@ class SecondFactors:
         options, used = self.webauthn.authentication_options(allow_credential_ids=credential_ids, challenge=challenge)
         return Offer(methods, options, used)
 
-    def issue_recovery_codes(self, tx: Any, account_id: str) -> list[str]:
+    def issue_recovery_codes(self, tx: Tx, account_id: str) -> list[str]:
         """A new set of codes; the old set dies in the same transaction."""
         tx.run("delete_recovery_codes", account_id=account_id)
         codes = new_recovery_codes()
@@ -115,7 +116,7 @@ class SecondFactors:
     # ------------------------------------------------------------------ checking an answer
     def verify(
         self,
-        tx: Any,
+        tx: Tx,
         account_id: str,
         *,
         method: str,
@@ -132,7 +133,7 @@ class SecondFactors:
             return self._webauthn(tx, account_id, credential, webauthn_challenge)
         return None
 
-    def _totp(self, tx: Any, account_id: str, code: str | None) -> FactorResult | None:
+    def _totp(self, tx: Tx, account_id: str, code: str | None) -> FactorResult | None:
         if not totp.is_well_formed(code):
             return None
         for factor in tx.all("active_totp_factors", account_id=account_id):
@@ -143,7 +144,7 @@ class SecondFactors:
                 return FactorResult("totp", ("pwd", "otp", "mfa"), "aal2", factor_id)
         return None
 
-    def _recovery(self, tx: Any, account_id: str, code: str | None) -> FactorResult | None:
+    def _recovery(self, tx: Tx, account_id: str, code: str | None) -> FactorResult | None:
         normalized = normalize_recovery_code(code) if isinstance(code, str) else None
         if normalized is None:
             return None
@@ -152,7 +153,7 @@ class SecondFactors:
             return FactorResult("recovery_code", ("pwd", "otp", "mfa"), "aal2", None)
         return None
 
-    def _webauthn(self, tx: Any, account_id: str, credential: Any, challenge: bytes | None) -> FactorResult | None:
+    def _webauthn(self, tx: Tx, account_id: str, credential: Any, challenge: bytes | None) -> FactorResult | None:
         if credential is None or challenge is None:
             return None
         try:
@@ -187,7 +188,7 @@ class SecondFactors:
             return None  # a concurrent use of the same assertion won
         return FactorResult("webauthn", ("pwd", "hwk", "mfa"), "aal3", str(factor["id"]))
 
-    def verify_passkey(self, tx: Any, credential: Any, challenge: bytes) -> tuple[str, FactorResult] | None:
+    def verify_passkey(self, tx: Tx, credential: Any, challenge: bytes) -> tuple[str, FactorResult] | None:
         """(account id, proof) for a valid passkey assertion, else None.
 
         The account comes from the credential id, and the assertion's ``userHandle`` must be
@@ -228,23 +229,23 @@ class SecondFactors:
         return str(factor["account_id"]), FactorResult("webauthn", ("hwk", "user", "mfa"), "aal2", str(factor["id"]))
 
     # ------------------------------------------------------------------ throttle
-    def lock_remaining(self, tx: Any, account_id: str) -> int:
+    def lock_remaining(self, tx: Tx, account_id: str) -> int:
         """Seconds the account's lock still holds for unknown devices (it is caused only by
         wrong answers from unknown devices)."""
         return tx.scalar("account_lock_remaining", account_id=account_id) or 0
 
-    def known_device_wait(self, tx: Any, account_id: str) -> int:
+    def known_device_wait(self, tx: Tx, account_id: str) -> int:
         """Seconds until fewer than ``FAILURES_BEFORE_LOCK`` wrong answers from known devices
         are left in the last ``FAILURE_WINDOW``: the limit on checks that ignore the lock
         (step-up from a known device's session), which unknown devices cannot use up."""
         return tx.scalar("known_device_failure_wait", account_id=account_id, window=FAILURE_WINDOW,
                          offset=FAILURES_BEFORE_LOCK - 1) or 0
 
-    def clear_escalation(self, tx: Any, account_id: str) -> None:
+    def clear_escalation(self, tx: Tx, account_id: str) -> None:
         """After a successful login the next lock starts again at the shortest delay."""
         tx.run("clear_lock_escalation", account_id=account_id)
 
-    def record_failure(self, tx: Any, account: dict, *, from_known_device: bool = False) -> None:
+    def record_failure(self, tx: Tx, account: dict, *, from_known_device: bool = False) -> None:
         """Count a wrong answer for the account. Past the limit, answers from unknown devices lock
         the account for unknown devices (growing, capped delays); a known device's wrong answers
         are recorded but never lock its owner out."""

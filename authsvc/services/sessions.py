@@ -15,15 +15,17 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from .. import errors
 from ..config import Settings
 from ..security import crypto
+from ..store import Store, Tx
 from .audit import audit
 from .devices import KnownDevices
 from .ids import require_uuid
+from .keys import KeyService
 from .outbox import Outbox
+from .second_factor import FactorResult
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,9 @@ def device_name(user_agent: str) -> str:
 
 
 class Sessions:
-    def __init__(self, *, settings: Settings, store: Any, keys: Any, outbox: Outbox, devices: KnownDevices) -> None:
+    def __init__(
+        self, *, settings: Settings, store: Store, keys: KeyService, outbox: Outbox, devices: KnownDevices
+    ) -> None:
         self._settings = settings
         self._store = store
         self._keys = keys
@@ -77,7 +81,7 @@ class Sessions:
 
     # ------------------------------------------------------------------ issuing
     def open(
-        self, tx: Any, account: dict, result: Any, info: RequestInfo, *, device_token_id: str | None = None
+        self, tx: Tx, account: dict, result: FactorResult, info: RequestInfo, *, device_token_id: str | None = None
     ) -> TokenPair:
         """A new session after a successful second factor (inside the caller's transaction);
         ``device_token_id`` is the known device it was opened from."""
@@ -98,7 +102,7 @@ class Sessions:
     def _lifetime(self) -> dict[str, int]:
         return {"max_age": self._settings.session_max_age, "idle": self._settings.session_idle_timeout}
 
-    def _issue(self, tx: Any, session: dict) -> TokenPair:
+    def _issue(self, tx: Tx, session: dict) -> TokenPair:
         refresh = crypto.new_token()
         tx.run(
             "insert_refresh_token",
@@ -138,7 +142,7 @@ class Sessions:
                 if not session["live"] or session["account_status"] != "active":
                     raise invalid
                 tx.run("session_refreshed", session_id=str(session["id"]))
-                outcome: Any = self._issue(tx, session)
+                outcome: TokenPair | errors.AuthsvcError = self._issue(tx, session)
             else:
                 known = tx.one("refresh_token_session", token_hash=token_hash)
                 if known is None or known["used_at"] is None:
@@ -228,7 +232,7 @@ class Sessions:
         self._outbox.kick()
         return len(rows)
 
-    def revoke_all(self, tx: Any, account_id: str, reason: str) -> int:
+    def revoke_all(self, tx: Tx, account_id: str, reason: str) -> int:
         """Revoke every session of the account and kill their refresh tokens (caller's transaction)."""
         rows = tx.all("revoke_all_sessions", account_id=account_id, reason=reason)
         for r in rows:
@@ -237,7 +241,7 @@ class Sessions:
                                {"account_id": account_id, "session_id": str(r["id"]), "reason": reason})
         return len(rows)
 
-    def _revoke(self, tx: Any, account_id: str, session_id: str, reason: str) -> bool:
+    def _revoke(self, tx: Tx, account_id: str, session_id: str, reason: str) -> bool:
         if tx.one("revoke_session", account_id=account_id, session_id=session_id, reason=reason) is None:
             return False
         tx.run("kill_refresh_tokens_of_session", session_id=session_id)

@@ -57,6 +57,7 @@ from .. import errors
 from ..adapters.sms import LineTypeLookup
 from ..config import Settings
 from ..metrics import Metrics
+from ..store import Store, Tx
 from .outbox import Outbox
 
 _log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class SmsPolicy:
         self,
         *,
         settings: Settings,
-        store: Any,
+        store: Store,
         outbox: Outbox,
         metrics: Metrics,
         lookup: LineTypeLookup | None = None,
@@ -182,7 +183,7 @@ class SmsPolicy:
         return line_type
 
     # ------------------------------------------------------------------ caps
-    def permit(self, tx: Any, *, to: str, purpose: str, account_id: str | None = None,
+    def permit(self, tx: Tx, *, to: str, purpose: str, account_id: str | None = None,
                ip: str | None = None) -> bool:
         """Whether an SMS to ``to`` may go out now; if so it is counted (in ``tx``, so it only
         counts when the caller commits). Past a cap: False, a metric, and at most once an hour
@@ -207,7 +208,7 @@ class SmsPolicy:
         self._metrics.sms.labels(purpose, "sent").inc()
         return True
 
-    def _capped(self, tx: Any, cap: str, purpose: str, country: str) -> None:
+    def _capped(self, tx: Tx, cap: str, purpose: str, country: str) -> None:
         self._metrics.sms.labels(purpose, f"cap_{cap}").inc()
         alert = f"country:{country}" if cap == "country" else cap
         if tx.one("sms_cap_alert_due", cap=alert) is not None:
@@ -218,14 +219,14 @@ class SmsPolicy:
                 data["country"] = country
             self._outbox.event(tx, "sms.cap_reached", data)
 
-    def decoy(self, tx: Any) -> None:
+    def decoy(self, tx: Tx) -> None:
         """The same lock and counting work as :meth:`permit`, sending nothing: for answers that
         must not tell (by their timing) whether an SMS went out, e.g. a reset for an unknown email."""
         tx.one("sms_caps_lock")
         tx.one("sms_sent_last_hour", phone="", country="", account_id=None, client_key=None, network_key=None,
                **self._cap_params)
 
-    def send(self, tx: Any, *, to: str, body: str, purpose: str, account_id: str | None = None,
+    def send(self, tx: Tx, *, to: str, body: str, purpose: str, account_id: str | None = None,
              ip: str | None = None) -> bool:
         """:meth:`permit`, then the SMS into the outbox (same transaction). True when queued."""
         if not self.permit(tx, to=to, purpose=purpose, account_id=account_id, ip=ip):

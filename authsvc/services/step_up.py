@@ -33,7 +33,9 @@ from typing import Any
 
 from .. import errors
 from ..config import Settings
+from ..metrics import Metrics
 from ..security import crypto
+from ..store import Store, Tx
 from .attempts import failed_attempt
 from .audit import audit
 from .devices import KnownDevices
@@ -93,7 +95,7 @@ class StepUpChallenge:
 
 class StepUpService:
     def __init__(
-        self, *, settings: Settings, store: Any, factors: SecondFactors, outbox: Outbox, metrics: Any,
+        self, *, settings: Settings, store: Store, factors: SecondFactors, outbox: Outbox, metrics: Metrics,
         devices: KnownDevices,
     ) -> None:
         self._settings = settings
@@ -123,7 +125,7 @@ class StepUpService:
                 max_age, f"payments need a sign-in within the last {max_age} seconds; sign in again"
             )
 
-    def _check_paused(self, tx: Any, principal: Principal) -> bool:
+    def _check_paused(self, tx: Tx, principal: Principal) -> bool:
         """Raise 429 while second-factor checks are paused for this session; return whether
         the session's device is known (then the account lock, caused by unknown devices, does
         not apply: only the known devices' own wrong answers do)."""
@@ -221,7 +223,7 @@ class StepUpService:
             raise rejected
         return answer
 
-    def _locked_token(self, tx: Any, token: str) -> dict | None:
+    def _locked_token(self, tx: Tx, token: str) -> dict | None:
         row = tx.one("lock_step_up_token", token_hash=crypto.hash_token(token),
                      max_age=self._settings.session_max_age, idle=self._settings.session_idle_timeout)
         if row is None or not row["live"] or not row["session_live"]:
@@ -256,7 +258,7 @@ class StepUpService:
             "verified_at": redeemed["verified_at"].isoformat(),
         }
 
-    def consume(self, tx: Any, *, account_id: str, session_id: str | None, action: str, token: str | None) -> None:
+    def consume(self, tx: Tx, *, account_id: str, session_id: str | None, action: str, token: str | None) -> None:
         """Use a step-up token for one of this service's own sensitive endpoints."""
         required = errors.StepUpRequired(f"this change needs a step-up token for {action} (X-Step-Up-Token)")
         if not token:
