@@ -9,7 +9,7 @@ uses.
 
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask
 from flask_limiter import Limiter
 
 from ..config import Settings
@@ -47,11 +47,14 @@ def install(app: Flask, settings: Settings) -> Limiter:
         swallow_errors=False,
     )
     limiter.init_app(app)
-    # flask-limiter checks every request in a before_request hook, and resolving the (empty)
-    # limits of an endpoint without any was ~11% of a worker's CPU for a cheap request such as
-    # an introspection (py-spy, benchmarks/perf.py); those endpoints are exempt outright.
-    limited = frozenset(ENDPOINT_LIMITS)
-    limiter.request_filter(lambda: request.endpoint not in limited)
+    # Only the endpoints in the table are limited, each by its decorator, which checks its own
+    # limits when the view is called. flask-limiter also checks every request in a
+    # before_request hook (for default and application limits, of which there are none);
+    # resolving the empty limits of an unlimited endpoint there was ~11% of a worker's CPU for
+    # a cheap request such as an introspection (py-spy, benchmarks/perf.py), so the hook goes.
+    hooks = app.before_request_funcs.get(None, [])
+    if limiter._check_request_limit in hooks:  # (not installed when limits are off)
+        hooks.remove(limiter._check_request_limit)
     for endpoint, limit in ENDPOINT_LIMITS.items():
         if endpoint in app.view_functions:
             app.view_functions[endpoint] = limiter.limit(limit)(app.view_functions[endpoint])
