@@ -16,7 +16,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -244,6 +244,36 @@ class Store:
 
         with self.connection() as conn:
             return migrate.status_of(conn, directory)
+
+    def listen(self, channel: str, on_notify: Callable[[str], None], on_state: Callable[[bool], None]) -> None:
+        """Deliver PostgreSQL notifications on ``channel`` (``pg_notify``) to ``on_notify(payload)``
+        from a daemon thread with a connection of its own.
+
+        ``on_state(True)`` is called once LISTEN is in place, ``on_state(False)`` whenever the
+        connection is lost or cannot be made (notifications may have been missed from then on);
+        the thread reconnects every ``probe_interval`` seconds until :meth:`close`. A cache
+        built on this must only be trusted between ``on_state(True)`` and ``on_state(False)``.
+        """
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", channel):
+            raise ValueError(f"bad channel name {channel!r}")
+
+        def run() -> None:
+            while not self._closing.is_set():
+                try:
+                    with psycopg.connect(self.url, connect_timeout=self._connect_timeout, autocommit=True) as conn:
+                        conn.execute(f"LISTEN {channel}")
+                        on_state(True)
+                        while not self._closing.is_set():
+                            for note in conn.notifies(timeout=1.0):
+                                on_notify(note.payload)
+                except psycopg.Error as exc:
+                    if not self._closing.is_set():
+                        _log.warning("notification listener on %s lost (%s); retrying", channel, type(exc).__name__)
+                finally:
+                    on_state(False)
+                self._closing.wait(self._probe_interval)
+
+        threading.Thread(target=run, name=f"authsvc-listen-{channel}", daemon=True).start()
 
     def close(self) -> None:
         self._closing.set()
