@@ -178,7 +178,9 @@ def main() -> None:
             acct = register(client, twilio, smtp)
             f = enroll_totp(client, acct["enrollment_token"])
             honest.append({**acct, "totp": f["totp"], "ip": f"192.0.2.{1 + i % 250}" if i < 250 else f"203.0.113.{i % 250}",
-                           "last_step": int(time.time() // 30) + 1})
+                           # at least the step the enrollment used up: a login may use the
+                           # next one (TOTP accepts one step either side, each step once)
+                           "last_step": int(time.time() // 30)})
         victims = []
         for _ in range(args.victims):
             acct = register(client, twilio, smtp)
