@@ -134,10 +134,14 @@ def run(cli_env):
     return lambda *args: CliRunner().invoke(cli.main, list(args), env=env, catch_exceptions=False)
 
 
-def test_unfreeze_requires_a_new_password_at_the_next_login(run, client, user, db):
+def test_unfreeze_requires_a_new_password_at_the_next_login(run, client, user, db, twilio, smtp):
     assert run("accounts", "freeze", user["email"], "--reason", "INC-9 takeover").exit_code == 0
     out = run("accounts", "unfreeze", user["email"], "--reason", "INC-9 owner verified")
     assert out.exit_code == 0 and "new password" in out.output
+    # the owner is told that a new password comes next, not merely that they can sign in
+    sms = twilio.wait_for(lambda m: m["to"] == user["phone"] and "active again" in m["body"])
+    assert "new password" in sms["body"]
+    assert "new password" in smtp.wait_for(lambda m: m["to"] == user["email"] and "active again" in m["body"])["body"]
     # the old password and factor (what the attacker had) lead only to a password change
     body = login_password(client, user).get_json()
     r = client.post("/v1/login/mfa", json={"mfa_token": body["mfa_token"], "method": "recovery_code",
@@ -147,10 +151,12 @@ def test_unfreeze_requires_a_new_password_at_the_next_login(run, client, user, d
     assert detail["password_change_required"] is True and detail["reason"] == "INC-9 owner verified"
 
 
-def test_unfreeze_keep_password_is_explicit_and_audited(run, client, user, db):
+def test_unfreeze_keep_password_is_explicit_and_audited(run, client, user, db, twilio):
     assert run("accounts", "freeze", user["email"], "--reason", "INC-10 false alarm").exit_code == 0
     out = run("accounts", "unfreeze", user["email"], "--keep-password", "--reason", "INC-10 false alarm")
     assert out.exit_code == 0
+    sms = twilio.wait_for(lambda m: m["to"] == user["phone"] and "active again" in m["body"])
+    assert "You can sign in" in sms["body"] and "new password" not in sms["body"]
     assert sign_in(client, user)["access_token"]
     detail = db.execute("SELECT detail FROM audit_log WHERE action = 'account.unfrozen'").fetchone()[0]
     assert detail["password_change_required"] is False and detail["keep_password"] is True

@@ -52,6 +52,7 @@ SMS: dict[str, str] = {
                           "Contact support to restore access."),
     "operator_frozen": N_("Your account was frozen by our security team. Contact support to restore access."),
     "operator_unfrozen": N_("Your account is active again. You can sign in."),
+    "operator_unfrozen_new_password": N_("Your account is active again. Sign in and choose a new password."),
     "operator_password_change": N_("For your security you must choose a new password at your next sign-in."),
     "operator_factors_reset": N_("Your second factors were reset by our security team. "
                                  "Sign in to set up a new one."),
@@ -150,6 +151,11 @@ EMAIL: dict[str, tuple[str, str]] = {
     "operator_unfrozen": (
         N_("A change to your account"),
         N_("Your account is active again. You can sign in."),
+    ),
+    "operator_unfrozen_new_password": (
+        N_("A change to your account"),
+        N_("Your account is active again. When you next sign in, you will choose a new password: "
+           "the old one may be known to someone else."),
     ),
     "operator_password_change": (
         N_("A change to your account"),

@@ -89,7 +89,7 @@ class AccountAdmin:
             return {"password_change_required": not keep_password, "keep_password": keep_password}
 
         return self._change(ref, "account.unfrozen", operator, reason, apply,
-                            "operator_unfrozen")
+                            "operator_unfrozen" if keep_password else "operator_unfrozen_new_password")
 
     def revoke_sessions(self, ref: str, *, operator: str, reason: str) -> str:
         return self._change(
