@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from authsvc import cli
 from tests.support.flows import bearer, enroll_totp, register
+from tests.support.metrics import metric
 from tests.support.messages import extract_code
 
 
@@ -199,6 +200,9 @@ def test_the_lock_still_pauses_step_up_of_a_session_whose_device_is_not_known(la
               answer(lax_client, session, before, "recovery_code", user["recovery_codes"][-1])):
         assert r.status_code == 429 and r.get_json()["code"] == "rate_limited"
         assert 0 < int(r.headers["Retry-After"]) <= 3600
+    # counted as login's refusals are
+    assert metric(lax_client.application, "authsvc_throttle_decisions_total",
+                  decision="throttled", reason="factor_lock") >= 2
 
 
 def test_wrong_step_up_answers_of_a_known_device_still_count_and_are_limited(lax_client, user, db):

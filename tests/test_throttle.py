@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from authsvc import cli
 from tests.support.flows import enroll_totp, register
+from tests.support.metrics import metric
 from tests.test_webhooks import SECRET, receiver  # noqa: F401 - the receiver fixture
 
 PROXY = (ipaddress.ip_network("127.0.0.1/32"),)
@@ -50,13 +51,6 @@ def attempt(client, email, password, ip, token=None):
     return client.post("/v1/login", json={"email": email, "password": password}, headers=headers)
 
 
-def metric(app, name: str, **labels) -> float:
-    text = app.extensions["authsvc"].metrics.render()[0].decode()
-    total = 0.0
-    for line in text.splitlines():
-        if (line.startswith(name + "{") or line.startswith(name + " ")) and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def comparable(resp) -> tuple:
