@@ -8,6 +8,7 @@ import ipaddress
 import pytest
 
 from authsvc.api.context import client_ip, resolve_client_address
+from tests.support.metrics import metric
 
 PROXY = (ipaddress.ip_network("10.0.0.0/8"),)
 
@@ -61,11 +62,7 @@ def test_unparseable_hops_get_distinct_buckets_not_the_proxys():
 
 
 def _metric(app, reason: str) -> float:
-    body, _ = app.extensions["authsvc"].metrics.render()
-    for line in body.decode().splitlines():
-        if line.startswith(f'authsvc_client_address_problems_total{{reason="{reason}"}}'):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return metric(app, "authsvc_client_address_problems_total", reason=reason)
 
 
 def test_requests_through_a_trusted_proxy(make_app, settings, caplog):
