@@ -86,6 +86,7 @@ class Container:
     def close(self) -> None:
         self.audit_log.stop()
         self.outbox.stop()
+        self.hasher.close()
         self.store.close()
 
 

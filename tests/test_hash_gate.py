@@ -253,3 +253,21 @@ def test_hashing_memory_is_bounded_and_reused_across_request_threads():
     assert sorted(results) == [False] * 6 + [True] * 6
     assert _rss_kib() - before < 19456  # six request threads added less than one block
     assert faults < 12 * 4865 // 10  # a tenth of what 12 freshly mapped 19 MiB blocks fault
+
+
+def test_closing_the_hasher_ends_its_hashing_threads():
+    from authsvc.security.passwords import PasswordHasher
+    from authsvc.services.hashing import GatedHasher
+
+    hasher = GatedHasher(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
+                         HashGate(2, budget=5.0, known_budget=5.0))
+    stored = hasher.hash("correct horse battery", known=True)
+    assert hasher.verify(stored, "correct horse battery")
+    mine = list(hasher._pool._threads)  # this hasher's hashing threads
+    assert mine and all(t.name.startswith("argon2") for t in mine)
+    hasher.close()
+    for t in mine:
+        t.join(JOIN)
+    assert not any(t.is_alive() for t in mine)
+    assert hasher.verify(stored, "correct horse battery")  # a late call still works (new threads)
+    hasher.close()

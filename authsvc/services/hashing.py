@@ -158,6 +158,13 @@ class GatedHasher:
                     self._pool_pid = os.getpid()
         return self._pool.submit(fn, *args).result()
 
+    def close(self) -> None:
+        """Let the hashing threads end (a computation in progress finishes first)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
+
     def hash(self, password: str, *, known: bool = False) -> str:
         with self.gate.slot(known=known):
             return self._run(self.hasher.hash, password)
