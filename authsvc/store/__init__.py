@@ -258,18 +258,25 @@ class Store:
             raise ValueError(f"bad channel name {channel!r}")
 
         def run() -> None:
+            listening, last_logged = False, float("-inf")
             while not self._closing.is_set():
                 try:
                     with psycopg.connect(self.url, connect_timeout=self._connect_timeout, autocommit=True) as conn:
                         conn.execute(f"LISTEN {channel}")
+                        listening = True
                         on_state(True)
                         while not self._closing.is_set():
                             for note in conn.notifies(timeout=1.0):
                                 on_notify(note.payload)
                 except psycopg.Error as exc:
-                    if not self._closing.is_set():
+                    # logged when a working listener is lost, then at most once a minute while
+                    # the database stays unreachable (the circuit breaker reports the outage)
+                    now = time.monotonic()
+                    if not self._closing.is_set() and (listening or now - last_logged >= 60):
+                        last_logged = now
                         _log.warning("notification listener on %s lost (%s); retrying", channel, type(exc).__name__)
                 finally:
+                    listening = False
                     on_state(False)
                 self._closing.wait(self._probe_interval)
 
