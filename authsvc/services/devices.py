@@ -65,9 +65,10 @@ class KnownDevices:
         token_id = tx.scalar("live_device_token_of_session", session_id=session_id)
         return str(token_id) if token_id else None
 
-    def grant(self, tx: Tx, account_id: str, raw_token: str | None, *, device_name: str | None) -> DeviceGrant:
-        """After a successful login: extend a live token of the account, or issue a new one."""
-        token_id = self.known_to(tx, raw_token, account_id)
+    def grant(self, tx: Tx, account_id: str, raw_token: str | None, token_id: str | None, *,
+              device_name: str | None) -> DeviceGrant:
+        """After a successful login: extend the live token of the account the device presented
+        (``token_id``, from :meth:`known_to` in the same transaction), or issue a new one."""
         if token_id and raw_token and tx.one("touch_device_token", id=token_id, account_id=account_id, ttl=self._ttl):
             return DeviceGrant(raw_token, token_id, True)
         token, token_id = self.issue(tx, account_id, device_name=device_name)

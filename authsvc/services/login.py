@@ -210,10 +210,10 @@ class LoginService:
                 audit(tx, "system", "login.throttled", str(account["id"]), scope="email")
         self._outbox.kick()
 
-    def _locked(self, tx: Tx, account_id: str, info: RequestInfo) -> int:
-        """Seconds the account's second-factor lock still holds for this device (known devices:
-        never locked)."""
-        if self._devices.known_to(tx, info.device_token, account_id) is not None:
+    def _locked(self, tx: Tx, account_id: str, known_token_id: str | None) -> int:
+        """Seconds the account's second-factor lock still holds for this device (known devices,
+        those presenting a live token of the account: never locked)."""
+        if known_token_id is not None:
             return 0
         remaining = self._factors.lock_remaining(tx, account_id)
         if remaining:
@@ -238,7 +238,8 @@ class LoginService:
                 bytes(row["password_fp"]), passwords.hash_fingerprint(account["password_hash"])
             ):
                 raise rejected  # issued for a password that has changed since
-            remaining = self._locked(tx, account_id, info)
+            known_token_id = self._devices.known_to(tx, info.device_token, account_id)
+            remaining = self._locked(tx, account_id, known_token_id)
             if remaining:
                 raise errors.RateLimited(remaining, "sign-in for this account is paused; try again later")
             result = None
@@ -255,8 +256,7 @@ class LoginService:
                     )
             if result is None and not enrollment:
                 failed_attempt(tx, "mfa_token_failed", str(row["id"]), max_attempts=MFA_MAX_ATTEMPTS)
-                known = self._devices.known_to(tx, info.device_token, account_id) is not None
-                self._factors.record_failure(tx, account, from_known_device=known)
+                self._factors.record_failure(tx, account, from_known_device=known_token_id is not None)
                 outcome: TokenPair | EnrollmentGrant | errors.AuthsvcError = rejected
             else:
                 if tx.one("consume_mfa_token", id=row["id"]) is None:
@@ -266,7 +266,7 @@ class LoginService:
                         raise rejected  # a factor was enrolled meanwhile: the SMS path is closed
                     outcome = self._enrollment_grant(tx, account_id)
                 else:
-                    outcome = self._complete(tx, account, result, info)
+                    outcome = self._complete(tx, account, result, info, known_token_id)
         return self.deliver(outcome)
 
     # ------------------------------------------------------------------ after a valid proof
@@ -276,13 +276,15 @@ class LoginService:
         """For a way in that proved both factors in one step (a passkey): the account's lock,
         then the same rules as after a second factor. Returns the outcome for ``deliver``."""
         account = tx.one("lock_account", account_id=account_id)
-        remaining = self._locked(tx, account_id, info)
+        known_token_id = self._devices.known_to(tx, info.device_token, account_id)
+        remaining = self._locked(tx, account_id, known_token_id)
         if remaining:
             return errors.RateLimited(remaining, "sign-in for this account is paused; try again later")
-        return self._complete(tx, account, result, info)
+        return self._complete(tx, account, result, info, known_token_id)
 
     def _complete(
-        self, tx: Tx, account: dict, result: FactorResult | None, info: RequestInfo
+        self, tx: Tx, account: dict, result: FactorResult | None, info: RequestInfo,
+        known_token_id: str | None,
     ) -> TokenPair | errors.AuthsvcError:
         account_id = str(account["id"])
         if account["status"] == "frozen":  # whichever path, after both proofs
@@ -294,10 +296,11 @@ class LoginService:
                 extra={"password_change_token": self._password_change.issue(tx, account_id)},
             )
         assert result is not None
-        device = self._devices.grant(tx, account_id, info.device_token, device_name=device_name(info.user_agent))
+        device = self._devices.grant(tx, account_id, info.device_token, known_token_id,
+                                     device_name=device_name(info.user_agent))
         outcome = self._sessions.open(tx, account, result, info, device_token_id=device.token_id)
         outcome = dataclasses.replace(outcome, device_token=device.token)
-        self._factors.clear_escalation(tx, account_id)
+        self._factors.clear_escalation(tx, account)
         self._throttle.succeeded([email_subject(account["email_normalized"], "")])
         new_device = not device.known
         if new_device:

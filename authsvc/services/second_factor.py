@@ -241,9 +241,12 @@ class SecondFactors:
         return tx.scalar("known_device_failure_wait", account_id=account_id, window=FAILURE_WINDOW,
                          offset=FAILURES_BEFORE_LOCK - 1) or 0
 
-    def clear_escalation(self, tx: Tx, account_id: str) -> None:
-        """After a successful login the next lock starts again at the shortest delay."""
-        tx.run("clear_lock_escalation", account_id=account_id)
+    def clear_escalation(self, tx: Tx, account: dict) -> None:
+        """After a successful login the next lock starts again at the shortest delay.
+        ``account`` is the row locked in this transaction (nothing to write when its
+        ``lock_count`` is already 0, the usual case)."""
+        if account.get("lock_count", 1):
+            tx.run("clear_lock_escalation", account_id=str(account["id"]))
 
     def record_failure(self, tx: Tx, account: dict, *, from_known_device: bool = False) -> None:
         """Count a wrong answer for the account. Past the limit, answers from unknown devices lock
