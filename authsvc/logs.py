@@ -147,6 +147,11 @@ def configure(level: str = "INFO") -> None:
         raise ValueError(f"unknown log level {level!r}")
     logging.config.dictConfig(logging_dict(level))
     logging.captureWarnings(True)
+    # The JSON lines carry no caller file/line, thread or process fields: skip collecting them
+    # for every record (the logging HOWTO's "Optimization"; measured: an access line 20.6 ->
+    # 17.4 us of CPU).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     # pgserver and platformdirs complain on every call when XDG_RUNTIME_DIR is unset.
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="pgserver")

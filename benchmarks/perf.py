@@ -3,6 +3,7 @@ the number of accounts. Over HTTP against the production server, in one run:
 
     python benchmarks/perf.py [--accounts 10000] [--scale 1000000] [--clients 8]
                               [--worker-class gthread|sync] [--workers 2] [--threads 8]
+                              [--profile DIR]
 
 1. Seeds a scratch database (AUTHSVC_DATABASE_URL's server, else an embedded PostgreSQL)
    directly in SQL: ``--accounts`` accounts sharing one precomputed argon2id hash, each with a
@@ -15,7 +16,11 @@ the number of accounts. Over HTTP against the production server, in one run:
    closed-loop clients, then introspection req/s with ``--clients`` keep-alive clients. The
    clients run in one separate process on raw sockets (a few percent of one core), so the
    cores stay with the service.
-4. With ``--scale N``: adds accounts up to N (SQL, same hash), ANALYZE, and measures login and
+4. With ``--profile DIR``: samples the workers with ``py-spy record --gil`` (when py-spy is
+   installed) during the login and introspection phases and prints where their Python time
+   goes (SQL client, HTTP server, Flask, access log, ...). Sampling slows the service (by
+   ~20% on 2 cores): take throughput figures from a run without it.
+5. With ``--scale N``: adds accounts up to N (SQL, same hash), ANALYZE, and measures login and
    introspection p99 again.
 
 Prints every figure with the command that made it and the load average; asserts nothing.
@@ -440,6 +445,61 @@ def in_client_process(target, *args) -> dict:
     return result
 
 
+# --------------------------------------------------------------------------- where the time goes
+# Python time in the workers (py-spy --gil: samples of threads holding the GIL, so argon2, which
+# releases it, is not counted), by what the sampled stack is doing; the first matching rule wins.
+PROFILE_RULES = [
+    ("SQL client (psycopg, pool)", ("psycopg",)),
+    ("Redis (failure budgets, rate limits)", ("redis/", "limits/", "counters.py")),
+    ("ES256 signing (PyJWT, cryptography)", ("jwt/", "tokens.py", "KeyService.sign")),
+    ("TOTP check and secret decryption", ("pyotp", "_totp", "Cipher.")),
+    ("access log", ("logging/", "logs.py")),
+    ("metrics (prometheus)", ("prometheus_client",)),
+    ("hash gate and hashing-thread handoff", ("hashing.py", "concurrent/futures/_base.py", "Condition.")),
+    ("JSON and body parsing", ("pydantic", "body.py", "json/")),
+]
+
+
+class Profiler:
+    """``py-spy record`` on the server's workers for one phase (``--profile``), if py-spy is
+    installed (``pip install py-spy``; it is not a dependency of the project)."""
+
+    def __init__(self, out_dir: str | None, server_pid: int, seconds: float, name: str) -> None:
+        self.path = Path(out_dir) / f"{name}.txt" if out_dir else None
+        self.proc: subprocess.Popen | None = None
+        exe = Path(sys.executable).with_name("py-spy")
+        if self.path is not None and exe.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.proc = subprocess.Popen(
+                [str(exe), "record", "-p", str(server_pid), "--subprocesses", "--gil", "-r", "250",
+                 "--format", "raw", "-o", str(self.path), "-d", str(max(1, int(seconds))), "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        elif self.path is not None:
+            print(f"(--profile: no py-spy next to {sys.executable}; pip install py-spy)")
+
+    def report(self) -> None:
+        if self.proc is None or self.path is None:
+            return
+        self.proc.wait()
+        shares: dict[str, int] = {}
+        total = 0
+        for line in self.path.read_text().splitlines():
+            stack, _, n = line.rpartition(" ")
+            if "Flask" not in stack and "gunicorn" not in stack or not n.isdigit():
+                continue
+            total += int(n)
+            for name, keys in PROFILE_RULES:
+                if any(k in stack for k in keys):
+                    break
+            else:
+                name = ("our service and API code" if "authsvc/services" in stack or "authsvc/api" in stack
+                        else "Flask/werkzeug" if "flask/" in stack or "werkzeug/" in stack else "gunicorn HTTP handling")
+            shares[name] = shares.get(name, 0) + int(n)
+        print(f"  workers' Python time by part ({total} samples, {self.path}):")
+        for name, n in sorted(shares.items(), key=lambda kv: -kv[1]):
+            print(f"    {n / max(1, total) * 100:5.1f}%  {name}")
+
+
 # --------------------------------------------------------------------------- reporting
 def pct(values: list[float], p: float) -> float:
     if not values:
@@ -475,6 +535,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--worker-class", default="gthread", choices=("gthread", "sync"))
     ap.add_argument("--seconds", type=float, default=20.0, help="length of each measured phase")
+    ap.add_argument("--profile", metavar="DIR", help="also sample the workers with py-spy (if installed) during"
+                    " the login and introspection phases and print where their Python time goes")
     args = ap.parse_args()
 
     settings = Settings()
@@ -509,6 +571,7 @@ def main() -> None:
             raw, verify_cpu = raw_argon2(params, stored, args.workers, args.seconds / 2)
             print(f"raw argon2id verify (m={params[1]} KiB t={params[0]} p={params[2]}), {args.workers} processes:"
                   f" {raw:7.1f} verifies/s  ({verify_cpu * 1000:.1f} ms CPU per verify)")
+            prof = Profiler(args.profile, server.pid, args.seconds - 1, "logins")
             with CpuMeter(server.pid, url) as login_cpu:
                 lg = measure_logins(port, pool, args.clients, args.seconds)
             print(f"full logins (password + TOTP), {args.clients} clients: {lg['per_s']:7.1f} logins/s"
@@ -521,9 +584,11 @@ def main() -> None:
                 print(f"CPU per full login: workers {w:.1f} ms (of which argon2 {verify_cpu * 1000:.1f} ms) + PostgreSQL"
                       f" {p:.1f} ms = {w + p:.1f} ms -> on {os.cpu_count()} idle cores at most"
                       f" {os.cpu_count() * 1000 / (w + p):.0f} logins/s, {verify_cpu * 1000 / (w + p) * 100:.0f}% of raw argon2")
+            prof.report()
             tokens = lg["tokens"]
 
             print(f"\n[{load()}]")
+            prof = Profiler(args.profile, server.pid, args.seconds - 1, "introspection")
             with CpuMeter(server.pid, url) as it_cpu:
                 it = measure_introspection(port, basic, tokens, args.clients, args.seconds)
             print(f"introspection, {args.clients} keep-alive clients: {it['per_s']:7.0f} req/s"
@@ -534,6 +599,7 @@ def main() -> None:
                 w, p = it_cpu.workers / n * 1000, it_cpu.postgres / n * 1000
                 print(f"CPU per introspection: workers {w:.2f} ms + PostgreSQL {p:.2f} ms = {w + p:.2f} ms"
                       f" -> on {os.cpu_count()} idle cores at most {os.cpu_count() * 1000 / (w + p):.0f} req/s")
+            prof.report()
             rss = worker_rss_mib(server.pid)
             print(f"memory per worker (RSS): {', '.join(f'{m:.0f} MiB' for m in rss)}")
             print(f"[{load()}]")
