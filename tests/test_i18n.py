@@ -180,6 +180,9 @@ def test_patch_account_changes_the_language_of_later_messages(client, twilio, sm
         return r.get_json()
 
     tokens = sign_in("phone-1", "recovery_code", factor["recovery_codes"][1])  # (the TOTP step is spent)
+    # that sign-in's own new-device notice (English) leaves through the outbox in the
+    # background: let it arrive before the messages under test are collected
+    twilio.wait_for(lambda m: m["to"] == account["phone"] and m["body"].startswith("New sign-in"))
     assert client.get("/v1/account", headers=bearer(tokens["access_token"])).get_json()["locale"] == "en"
     for bad in ({"locale": "fr"}, {"locale": 1}, {"locale": "ja", "is_admin": True}):
         r = client.patch("/v1/account", json=bad, headers=bearer(tokens["access_token"]))
