@@ -27,7 +27,6 @@ after the phases (plus set-up, typically under a minute). Asserts nothing.
 from __future__ import annotations
 
 import argparse
-import base64
 import http.client
 import ipaddress
 import json
@@ -44,10 +43,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from _harness import ROOT, bench_app
+from _harness import bench_app
 
 import redis
 
+from tests.support.env import settings_env
 from tests.support.flows import enroll_totp, register
 
 PASSWORD_HIT_SHARE = 0.01  # of list entries: a registered email with its real password
@@ -75,19 +75,10 @@ class Service:
     """``authsvc serve`` in a child process (gunicorn)."""
 
     def __init__(self, settings, port: int, redis_url: str, prefix: str, extra_env: dict[str, str]) -> None:
-        kid, key = settings.encryption_keys[0]
         env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
         env.update({
-            "AUTHSVC_DATABASE_URL": settings.database_url,
-            "AUTHSVC_ENCRYPTION_KEY": f"{kid}:{base64.b64encode(key).decode()}",
-            "AUTHSVC_SMS_PROVIDER": "twilio",
-            "AUTHSVC_TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
-            "AUTHSVC_TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
-            "AUTHSVC_TWILIO_FROM": settings.twilio_from,
-            "AUTHSVC_TWILIO_API_BASE": settings.twilio_api_base,
-            "AUTHSVC_SMTP_URL": settings.smtp_url,
+            **settings_env(settings),
             "AUTHSVC_PUBLIC_URL": "https://auth.bench.invalid",
-            "AUTHSVC_MIGRATIONS_DIR": str(ROOT / "migrations"),
             "AUTHSVC_REDIS_URL": redis_url,
             "AUTHSVC_RATE_LIMIT_PREFIX": prefix,
             "AUTHSVC_TRUSTED_PROXIES": "127.0.0.1/32",

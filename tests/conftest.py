@@ -118,21 +118,9 @@ def settings(db_url, twilio, smtp):
 @pytest.fixture
 def cli_env(settings):
     """The production environment variables that describe ``settings``, for CLI tests."""
-    import base64
+    from tests.support.env import settings_env
 
-    return {
-        "AUTHSVC_DATABASE_URL": settings.database_url,
-        "AUTHSVC_ENCRYPTION_KEY": "t1:" + base64.b64encode(settings.encryption_keys[0][1]).decode(),
-        "AUTHSVC_SMS_PROVIDER": "twilio",
-        "AUTHSVC_TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
-        "AUTHSVC_TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
-        "AUTHSVC_TWILIO_FROM": settings.twilio_from,
-        "AUTHSVC_TWILIO_API_BASE": settings.twilio_api_base,
-        "AUTHSVC_SMTP_URL": settings.smtp_url,
-        "AUTHSVC_PUBLIC_URL": "https://auth.test",
-        "AUTHSVC_SMS_COUNTRIES": ",".join(settings.sms_countries),
-        "AUTHSVC_MIGRATIONS_DIR": str(settings.migrations_dir),
-    }
+    return {**settings_env(settings), "AUTHSVC_PUBLIC_URL": "https://auth.test"}
 
 
 @pytest.fixture

@@ -66,23 +66,22 @@ def test_step_up_checks_the_user_handle_too(client, alice_and_bob):
     assert r.status_code == 401
 
 
+def _second_step_with_user_handle(client, user, user_handle):
+    """``user``'s valid assertion on /v1/login/mfa, its userHandle replaced by ``user_handle``."""
+    body = login_password(client, user).get_json()
+    assertion = user["key"].get(body["webauthn_options"])
+    assertion["response"]["userHandle"] = user_handle
+    return client.post("/v1/login/mfa", json={"mfa_token": body["mfa_token"], "method": "webauthn",
+                                              "credential": assertion})
+
+
 @pytest.mark.parametrize("empty", ["", None])
 def test_an_empty_user_handle_counts_as_absent(client, alice_and_bob, empty):
     alice, _ = alice_and_bob  # some authenticators send an empty handle for non-resident credentials
-    body = login_password(client, alice).get_json()
-    assertion = alice["key"].get(body["webauthn_options"])
-    assertion["response"]["userHandle"] = empty
-    r = client.post("/v1/login/mfa", json={"mfa_token": body["mfa_token"], "method": "webauthn",
-                                           "credential": assertion})
-    assert r.status_code == 200
+    assert _second_step_with_user_handle(client, alice, empty).status_code == 200
 
 
 @pytest.mark.parametrize("bad", ["not base64!", "AAAA=", 42, ["x"]])
 def test_a_malformed_user_handle_is_refused(client, alice_and_bob, bad):
     alice, _ = alice_and_bob
-    body = login_password(client, alice).get_json()
-    assertion = alice["key"].get(body["webauthn_options"])
-    assertion["response"]["userHandle"] = bad
-    r = client.post("/v1/login/mfa", json={"mfa_token": body["mfa_token"], "method": "webauthn",
-                                           "credential": assertion})
-    assert r.status_code == 401
+    assert _second_step_with_user_handle(client, alice, bad).status_code == 401
