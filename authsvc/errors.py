@@ -107,11 +107,17 @@ class InvalidToken(Unauthenticated):
 
 
 class InvalidClient(Unauthenticated):
+    """Client authentication failed. The problem document also carries RFC 6749 section 5.2's
+    ``error`` (and ``error_description``), so stock OAuth clients read it as they expect."""
+
     code = "invalid_client"
     title = "Invalid client credentials"
 
     def __init__(self, detail: str | None = None, **kw: Any) -> None:
         kw.setdefault("headers", {}).setdefault("WWW-Authenticate", 'Basic realm="authsvc"')
+        extra = kw.setdefault("extra", {})
+        extra.setdefault("error", "invalid_client")
+        extra.setdefault("error_description", detail or self.title)
         super().__init__(detail, **kw)
 
 

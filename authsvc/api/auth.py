@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from urllib.parse import unquote_plus
 
 from flask import current_app, request
 
@@ -48,12 +49,18 @@ def require_actor() -> Actor:
 
 
 def require_client() -> str:
+    """HTTP Basic client authentication as RFC 6749 section 2.3.1 has it: the client
+    form-urlencodes its id and its secret, then Base64-encodes ``id:secret``. Both parts are
+    form-urldecoded here after Base64 (an id or secret sent raw decodes to itself: ours hold
+    no ``%`` or ``+``); the secret is then compared in constant time by the service."""
     header = request.headers.get("Authorization", "")
     scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic":
         raise errors.InvalidClient("client credentials (HTTP Basic) required")
     try:
-        client_id, sep, secret = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
+        raw_id, sep, raw_secret = base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
+        client_id = unquote_plus(raw_id, errors="strict")
+        secret = unquote_plus(raw_secret, errors="strict")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise errors.InvalidClient("malformed client credentials") from None
     if not sep or not client_id or not secret:
