@@ -6,18 +6,23 @@ the proxy header named by ``AUTHSVC_PROXY_HEADER`` (``X-Forwarded-For`` by defau
 spoof) is read right to left, skipping trusted hops. A hop may be ``ip``, ``ip:port``, ``[v6]``
 or ``[v6]:port`` (``Forwarded``: ``for=`` with the same forms, quoted or not).
 
+Rule: the header is split on every ``,`` (and ``Forwarded`` elements on every ``;``) without
+honouring double quotes. A proxy that appends to the client's own header (nginx's
+``$proxy_add_x_forwarded_for``, AWS ALB, Envoy) writes its hop last; a client that opens a
+quote (``X-Forwarded-For: "x``, ``Forwarded: for="x``) must not be able to swallow that hop.
+No address a proxy writes contains a comma or a semicolon, so nothing valid is lost.
+
 A first untrusted hop that is still not an address (``for=unknown``, an obfuscated identifier,
-garbage) is logged and counted (``authsvc_client_address_problems_total``), and the client
-gets a stable synthetic address in ``fd00::/8`` made from the proxy and the hop text, so two
-different hops never share a rate-limit bucket (nor does every such client share the proxy's).
-A trusted proxy that sends no header at all is counted too (``reason="missing"``); its clients
-then share the proxy's address, as nothing tells them apart.
+garbage) is logged and counted (``authsvc_client_address_problems_total``), and the client gets
+the address of the nearest trusted hop (the proxy that wrote it): a fixed bucket, never one
+derived from the hop's text, so a client that controls that text cannot mint a fresh
+rate-limit bucket per request. A trusted proxy that sends no header at all is counted too
+(``reason="missing"``); its clients then share the proxy's address, as nothing tells them apart.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import ipaddress
 import logging
 import time
@@ -28,7 +33,6 @@ from flask import current_app, g, request
 from ..services.sessions import RequestInfo
 
 MAX_HEADER = 256
-SYNTHETIC_PREFIX = 0xFD  # fd00::/8, unique local addresses: never a real client on the internet
 _log = logging.getLogger(__name__)
 _LOG_EVERY = 60.0
 _last_logged: dict[str, float] = {}
@@ -101,7 +105,7 @@ def resolve_client_address(
     peer_ip = parse_hop(peer)
     if not trusted or peer_ip is None or not _is_trusted(peer_ip, trusted):
         return ClientAddress(peer)
-    hops = _forwarded_for(headers) if forwarded else [h for line in headers for h in _split(line, ",")]
+    hops = _forwarded_for(headers) if forwarded else [h for line in headers for h in line.split(",")]
     hops = [None if h is None else h.strip() for h in hops if h is None or h.strip()]
     if not hops:
         return ClientAddress(str(peer_ip), "missing")
@@ -109,7 +113,8 @@ def resolve_client_address(
     for hop in reversed(hops):
         ip = parse_hop(hop) if hop is not None else None
         if ip is None:
-            return ClientAddress(synthetic_address(str(peer_ip), hop or ""), "unparseable", hop or "")
+            # the nearest trusted hop (the proxy that wrote this one): one fixed bucket
+            return ClientAddress(client, "unparseable", hop or "")
         client = str(ip)
         if not _is_trusted(ip, trusted):
             break
@@ -148,12 +153,6 @@ def parse_hop(text: str) -> IPAddress | None:
     return ip
 
 
-def synthetic_address(peer: str, hop: str) -> str:
-    """A stable address in fd00::/8 for a hop that is not an address (distinct hops, distinct /48s)."""
-    digest = hashlib.sha256(f"{peer}\x00{hop}".encode("utf-8", "surrogateescape")).digest()
-    return str(ipaddress.IPv6Address(bytes([SYNTHETIC_PREFIX]) + digest[:15]))
-
-
 def _is_port(text: str) -> bool:
     return text.isascii() and text.isdigit() and 0 < len(text) <= 5 and int(text) <= 65535
 
@@ -162,34 +161,16 @@ def _is_trusted(ip: IPAddress, trusted: tuple[Network, ...]) -> bool:
     return any(ip.version == net.version and ip in net for net in trusted)
 
 
-def _split(text: str, sep: str) -> list[str]:
-    """Split on ``sep`` outside double-quoted strings (RFC 7230 quoted-string, with escapes)."""
-    parts, current, quoted, escaped = [], [], False, False
-    for ch in text:
-        if escaped:
-            escaped = False
-        elif quoted and ch == "\\":
-            escaped = True
-        elif ch == '"':
-            quoted = not quoted
-        elif ch == sep and not quoted:
-            parts.append("".join(current))
-            current = []
-            continue
-        current.append(ch)
-    parts.append("".join(current))
-    return parts
-
-
 def _forwarded_for(headers: list[str]) -> list[str | None]:
-    """RFC 7239: the ``for=`` value of each element (None for an element without one)."""
+    """RFC 7239: the ``for=`` value of each element (None for an element without one); split
+    on every ``,`` and ``;``, quotes or not (see the module's rule)."""
     hops: list[str | None] = []
     for line in headers:
-        for element in _split(line, ","):
+        for element in line.split(","):
             if not element.strip():
                 continue
             value = None
-            for pair in _split(element, ";"):
+            for pair in element.split(";"):
                 name, sep, raw = pair.partition("=")
                 if sep and name.strip().lower() == "for":
                     value = raw.strip()
