@@ -201,6 +201,7 @@ def test_per_number_cap_sends_nothing_past_it_and_alerts_once(make_app, settings
     # an hour later the cap alerts again
     db.execute("UPDATE sms_cap_alerts SET fired_at = now() - interval '61 minutes'")
     db.execute("UPDATE sms_sends SET created_at = now() - interval '61 minutes'")
+    db.execute("UPDATE sms_cap_counts SET minute = minute - interval '61 minutes'")  # the counters' hour
     db.execute("UPDATE registrations SET created_at = created_at - interval '61 minutes'")
     start_registration(client, phone=phone)
     start_registration(client, phone=phone)
@@ -298,6 +299,60 @@ def test_concurrent_requests_cannot_pass_a_cap_together(make_app, settings, twil
         time.sleep(0.05)
     assert len(smtp.snapshot()) == 10
     assert len(twilio.snapshot()) == 3
+
+
+def _permit_in_tx(container, phone: str, *, hold: float = 0.0, fail: bool = False) -> bool:
+    """One SMS decision in its own transaction, kept open ``hold`` seconds after deciding (so a
+    decision that did not wait for the others would overlap them), rolled back with ``fail``."""
+    try:
+        with container.store.transaction() as tx:
+            allowed = container.sms.permit(tx, to=phone, purpose="registration", ip="198.51.100.7")
+            time.sleep(hold)
+            if fail:
+                raise RuntimeError("the request failed after its SMS decision")
+            return allowed
+    except RuntimeError:
+        return allowed
+
+
+def test_racing_decisions_never_pass_the_global_cap_together(make_app, settings, db):
+    """20 decisions on distinct numbers at once, each holding its transaction open a moment after
+    deciding: exactly the global cap's worth go through, and only those are counted."""
+    container = _capped_app(make_app, settings, sms_hourly_cap=5).extensions["authsvc"]
+    results = race([lambda: _permit_in_tx(container, new_phone(), hold=0.05) for _ in range(20)])
+    assert sorted(results) == [False] * 15 + [True] * 5
+    assert _count(db, "sms_sends") == 5
+    assert db.execute("SELECT sent FROM sms_cap_counts WHERE scope = 'total:*'").fetchone()[0] == 5
+
+
+def test_a_rolled_back_decision_leaves_no_count(make_app, settings, db):
+    container = _capped_app(make_app, settings, sms_number_hourly_cap=1).extensions["authsvc"]
+    phone = new_phone()
+    assert _permit_in_tx(container, phone, fail=True) is True  # allowed, then the request failed
+    assert _count(db, "sms_sends") == 0
+    assert _permit_in_tx(container, phone) is True  # the cap of 1 is still free
+    assert _permit_in_tx(container, phone) is False
+
+
+def test_a_send_counts_for_a_whole_hour(make_app, settings, db):
+    container = _capped_app(make_app, settings, sms_number_hourly_cap=1).extensions["authsvc"]
+    phone = new_phone()
+    assert _permit_in_tx(container, phone) is True
+    db.execute("UPDATE sms_cap_counts SET minute = minute - interval '59 minutes'")
+    assert _permit_in_tx(container, phone) is False  # 59 minutes on: still within the hour
+    db.execute("UPDATE sms_cap_counts SET minute = minute - interval '2 minutes'")
+    assert _permit_in_tx(container, phone) is True  # 61 minutes on: a new hour
+
+
+def test_a_decision_takes_no_advisory_lock(make_app, settings, db):
+    """Only row locks on its own caps' scopes (the global lock it replaced serialised everything)."""
+    container = _capped_app(make_app, settings).extensions["authsvc"]
+    with container.store.transaction() as tx:
+        assert container.sms.permit(tx, to=new_phone(), purpose="registration", ip="198.51.100.7")
+        assert db.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0] == 0
+        held = db.execute("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                          "WHERE c.relname = 'sms_cap_scopes' AND l.mode = 'RowShareLock'").fetchone()[0]
+        assert held == 1
 
 
 def test_network_keys():

@@ -25,14 +25,18 @@ in one place. Rules (API contract, "Known devices and the list attack", SMS bull
   sent; the metric ``authsvc_sms{decision="cap_<which>"}`` counts it and the webhook
   ``sms.cap_reached`` fires, at most once an hour per cap (per country for the country cap),
   never once per blocked SMS. Only sends count, not blocked attempts.
-- Race-free. Counting and recording happen in the sender's own transaction under one
-  PostgreSQL advisory lock (held until it commits), so concurrent requests cannot all pass a
-  cap, a rolled-back request leaves no count behind, and with one lock there is no lock order
-  to get wrong. PostgreSQL rather than Redis: the count then commits or rolls back with the
-  SMS's outbox row (an SMS is never sent uncounted, nor counted unsent), and the caps hold
-  with no Redis configured. Callers ask as late in their transaction as they can (the lock
-  serialises SMS-sending requests until commit, a few milliseconds each) and before any
-  ``audit()`` (whose chain lock is the other global lock: one order, no deadlock).
+- Race-free, without a global lock. Each cap's scope ("total", "country:JP", "number:+81...")
+  has a row that the decision locks (in sorted order: no lock order to get wrong) and counters
+  per minute; one statement (``sms_take``, migration 0071) locks the scopes, sums each one's last
+  hour (at most 61 counter rows, so the cost does not grow with the traffic), and counts and
+  records the send unless a cap is reached. Two decisions wait for each other only on a scope
+  they share, until the first commits: concurrent requests cannot all pass a cap, and a
+  rolled-back request leaves no count behind. A send counts from its minute through the 60
+  whole minutes after it, so every window of an hour holds at most the cap. PostgreSQL rather
+  than Redis: the count then commits or rolls back with the SMS's outbox row (an SMS is never
+  sent uncounted, nor counted unsent), and the caps hold with no Redis configured. The global
+  cap's scope is shared by every decision, so callers still ask as late in their transaction as
+  they can (its row stays locked until they commit).
 - Sending is re-checked. A stored number (login, reset) that no longer passes the offline
   check, e.g. after ``AUTHSVC_SMS_COUNTRIES`` changed, gets nothing (``decision="refused_number"``).
 - Notices are not capped. Security notices (new sign-in, password or factor changed, account
@@ -128,7 +132,6 @@ class SmsPolicy:
             "account": settings.sms_account_hourly_cap,
             "number": settings.sms_number_hourly_cap,
         }
-        self._cap_params = {f"{cap}_cap": limit for cap, limit in self._limits.items()}
 
     # ------------------------------------------------------------------ numbers
     def verdict(self, phone: str) -> Verdict:
@@ -195,16 +198,14 @@ class SmsPolicy:
         client, network = network_keys(ip)
         keys = {"total": "*", "country": verdict.country, "network": network, "client": client,
                 "account": account_id, "number": to}
-        tx.one("sms_caps_lock")
-        tx.run("sms_sends_prune")
-        counts = tx.one("sms_sent_last_hour", phone=to, country=verdict.country, account_id=account_id,
-                        client_key=client, network_key=network, **self._cap_params)
-        for cap in CAPS:
-            if keys[cap] is not None and counts[cap] >= self._limits[cap]:
-                self._capped(tx, cap, purpose, verdict.country)
-                return False
-        tx.run("insert_sms_send", purpose=purpose, phone=to, country=verdict.country, account_id=account_id,
-               client_key=client, network_key=network)
+        caps = [cap for cap in CAPS if keys[cap] is not None]
+        capped = tx.scalar("sms_take", scopes=[f"{cap}:{keys[cap]}" for cap in caps],
+                           caps=[self._limits[cap] for cap in caps], count=True,
+                           purpose=purpose, phone=to, country=verdict.country, account_id=account_id,
+                           client_key=client, network_key=network)
+        if capped:
+            self._capped(tx, caps[capped - 1], purpose, verdict.country)
+            return False
         self._metrics.sms.labels(purpose, "sent").inc()
         return True
 
@@ -220,11 +221,12 @@ class SmsPolicy:
             self._outbox.event(tx, "sms.cap_reached", data)
 
     def decoy(self, tx: Tx) -> None:
-        """The same lock and counting work as :meth:`permit`, sending nothing: for answers that
-        must not tell (by their timing) whether an SMS went out, e.g. a reset for an unknown email."""
-        tx.one("sms_caps_lock")
-        tx.one("sms_sent_last_hour", phone="", country="", account_id=None, client_key=None, network_key=None,
-               **self._cap_params)
+        """The same kind of locking and counting work as :meth:`permit` (the global cap's scope
+        and five others), recording nothing: for answers that must not tell (by their timing)
+        whether an SMS went out, e.g. a reset for an unknown email."""
+        scopes = [f"{cap}:" + ("*" if cap == "total" else "") for cap in CAPS]
+        tx.scalar("sms_take", scopes=scopes, caps=[self._limits[cap] for cap in CAPS], count=False,
+                  purpose="decoy", phone="", country="", account_id=None, client_key=None, network_key=None)
 
     def send(self, tx: Tx, *, to: str, body: str, purpose: str, account_id: str | None = None,
              ip: str | None = None) -> bool:
