@@ -39,13 +39,15 @@ class Owner:
     def __init__(self, db) -> None:
         self.db = db
 
-    def __call__(self, sql: str, params=()) -> None:
+    def __call__(self, sql: str, params=()):
         with self.db.transaction():
-            self.db.execute("ALTER TABLE audit_log DISABLE TRIGGER USER")
-            self.db.execute("ALTER TABLE audit_checkpoints DISABLE TRIGGER USER")
-            self.db.execute(sql, params)
-            self.db.execute("ALTER TABLE audit_log ENABLE TRIGGER USER")
-            self.db.execute("ALTER TABLE audit_checkpoints ENABLE TRIGGER USER")
+            for table in ("audit_log", "audit_checkpoints", "audit_chain_keys"):
+                self.db.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+            result = self.db.execute(sql, params)
+            row = result.fetchone() if result.description else None
+            for table in ("audit_log", "audit_checkpoints", "audit_chain_keys"):
+                self.db.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
+        return row
 
     def rechain_as_legacy(self) -> None:
         """Recompute every row's hash with the old, unkeyed SHA-256 chain (all an attacker
@@ -114,17 +116,68 @@ def test_a_forged_checkpoint_is_detected(run, db):
     assert result.exit_code == 1 and "not authentic" in result.output
 
 
-def test_a_row_inserted_by_the_database_role_is_detected(run, db):
+def test_an_unkeyed_row_from_the_database_role_is_refused(run, db):
     make_rows(run, 2)
     last = db.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()[0]
     body = json.dumps({"reason": "routine"})
-    # appending needs no trigger bypass; the attacker can only compute the unkeyed digest
-    db.execute("INSERT INTO audit_log (actor, action, detail, prev_hash, hash) VALUES "
-               "('operator:alice', 'client.created', %s::jsonb, %s, %s)", (body, last, hashlib.sha256(last).digest()))
+    # the attacker can only compute the unkeyed digest: the database refuses such a row
+    for sql in ("INSERT INTO audit_log (actor, action, detail, prev_hash, hash) VALUES "
+                "('operator:alice', 'client.created', %s::jsonb, %s, %s)",
+                "INSERT INTO audit_log (actor, action, detail, prev_hash, hash, chain) VALUES "
+                "('operator:alice', 'client.created', %s::jsonb, %s, %s, 1)"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="keyed rows only"):
+            db.execute(sql, (body, last, hashlib.sha256(last).digest()))
+    # nor can the key be removed to reopen that path
+    for sql in ("DELETE FROM audit_chain_keys", "TRUNCATE audit_chain_keys"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+            db.execute(sql)
+    # a keyed-looking row without the key is stored, and found by verify
     db.execute("INSERT INTO audit_log (actor, action, detail, prev_hash, hash, chain) VALUES "
-               "('operator:alice', 'client.created', %s::jsonb, %s, %s, 1)", (body, last, hashlib.sha256(last).digest()))
+               "('operator:alice', 'client.created', %s::jsonb, %s, %s, 2)", (body, last, b"\x01" * 32))
     result = run("audit", "verify")
     assert result.exit_code == 1 and "BROKEN" in result.output
+
+
+def _forge_legacy_row(db, actor="operator:alice", action="client.created") -> int:
+    """What the owner (past the triggers) or an old database could hold: an unkeyed row
+    correctly chained onto the head with plain SHA-256."""
+    last = bytes(db.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()[0])
+    row = Owner(db)("INSERT INTO audit_log (actor, action, detail, prev_hash, chain) VALUES "
+                    "(%s, %s, '{\"reason\": \"routine\"}'::jsonb, %s, 1) "
+                    "RETURNING id, at, actor, action, account_id, detail", (actor, action, last))
+    Owner(db)("UPDATE audit_log SET hash = %s WHERE id = %s",
+              (hashlib.sha256(last + _body(*row[1:])).digest(), row[0]))
+    return row[0]
+
+
+def test_an_unkeyed_row_after_the_chain_key_stays_a_forgery_after_later_keyed_rows(app, client, db):
+    """The attack: a forged operator entry, then one anonymous reset request writes a keyed row
+    after it. The old verify then called the log intact."""
+    container = app.extensions["authsvc"]
+    container.clients.create("a", operator="alice", reason="first keyed row")
+    forged = _forge_legacy_row(db)
+    assert not container.audit_log.verify().intact
+    container.clients.create("b", operator="alice", reason="a later keyed row")
+    client.post("/v1/password-resets", json={"email": "nobody@example.com"})
+    result = container.audit_log.verify()
+    assert not result.intact and result.broken_at == forged and "forgery" in result.problem, result
+
+
+def test_a_future_checkpoint_is_refused_and_never_silences_later_ones(app, db):
+    container = app.extensions["authsvc"]
+    container.clients.create("a", operator="alice", reason="first keyed row")
+    last_id, head = db.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+    insert = "INSERT INTO audit_checkpoints (at, last_id, head, mac) VALUES (%s::timestamptz, %s, %s, %s)"
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="future"):
+        db.execute(insert, ("2099-01-01T00:00:00Z", last_id, head, b"\x00" * 32))
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="names no row"):
+        db.execute(insert, ("2020-01-01T00:00:00Z", last_id + 5, head, b"\x00" * 32))
+    # one that got in anyway (the owner, or from before migration 0060)
+    Owner(db)(insert, ("2099-01-01T00:00:00Z", last_id, head, b"\x00" * 32))
+    container.clients.create("b", operator="alice", reason="a later keyed row")
+    cp = container.audit_log.checkpoint(min_age=300)
+    assert cp is not None and cp.last_id > last_id
+    assert "not authentic" in container.audit_log.verify().problem
 
 
 def test_the_chain_key_is_not_in_the_database_in_clear(app, run, db, settings):
@@ -177,24 +230,6 @@ def test_checkpoints_go_to_the_webhook_and_the_log(make_app, settings, caplog, r
     assert container.audit_log.checkpoint() is None  # nothing new
 
 
-def test_a_row_from_the_previous_version_during_a_rolling_upgrade_is_fine_once_covered(app, db):
-    """The previous version appends plain SHA-256 rows (chain defaults to 1): accepted once the
-    next keyed row covers them; until then they are reported."""
-    container = app.extensions["authsvc"]
-    container.clients.create("a", operator="alice", reason="first keyed row")
-    last = bytes(db.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()[0])
-    row = db.execute("INSERT INTO audit_log (actor, action, detail, prev_hash) VALUES "
-                     "('system', 'login.new_device', '{}'::jsonb, %s) RETURNING id, at, actor, action, account_id, "
-                     "detail", (last,)).fetchone()
-    digest = hashlib.sha256(last + _body(*row[1:])).digest()
-    Owner(db)("UPDATE audit_log SET hash = %s WHERE id = %s", (digest, row[0]))  # the old code's INSERT had it
-    uncovered = container.audit_log.verify()
-    assert not uncovered.intact and "not keyed" in uncovered.problem
-    container.clients.create("b", operator="alice", reason="second keyed row")
-    result = container.audit_log.verify()
-    assert result.intact and result.checked == 3 and result.legacy == 1, result
-
-
 def test_a_removed_or_replaced_chain_key_is_reported(run, db):
     make_rows(run, 2)
     sealed = db.execute("SELECT key_enc FROM audit_chain_keys").fetchone()[0]
@@ -203,7 +238,8 @@ def test_a_removed_or_replaced_chain_key_is_reported(run, db):
     assert result.exit_code == 1 and "chain key cannot be read" in result.output
     db.execute("UPDATE audit_chain_keys SET key_enc = %s", (sealed,))
     assert run("audit", "verify").exit_code == 0
-    # removed: the next start makes a new key, under which the old rows do not verify
-    db.execute("DELETE FROM audit_chain_keys")
+    # removed (by the owner: the service role cannot): the next start makes a new key, under
+    # which the old rows do not verify
+    Owner(db)("DELETE FROM audit_chain_keys")
     result = run("audit", "verify")
     assert result.exit_code == 1 and "BROKEN at row" in result.output

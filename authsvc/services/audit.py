@@ -7,15 +7,19 @@ Rules:
   whoever can write the database but does not hold the encryption key cannot recompute the
   chain after editing, inserting or deleting a row. ``authsvc keys reencrypt`` re-wraps it under
   a new encryption key; the chain key itself never changes, so old rows stay verifiable.
-- Unkeyed rows (``chain = 1``: written before the keyed chain existed, or by an instance of the
-  previous version during a rolling upgrade) keep the plain SHA-256 link. Such a row is trusted
-  only once a later keyed row or an authentic checkpoint covers it (their MAC covers the whole
-  chain before them). Unkeyed rows at the end that nothing covers are a failure, unless they all
-  predate the chain key (``legacy_until``, sealed with the key): then ``verify`` notes that a
-  checkpoint is due.
+- Unkeyed rows (``chain = 1``: written before the keyed chain existed) keep the plain SHA-256
+  link. Such a row is trusted only if it predates the chain key (its id is at most
+  ``legacy_until``, sealed with the key) and once a later keyed row or an authentic checkpoint
+  covers it (their MAC covers the whole chain before them). An unkeyed row after
+  ``legacy_until`` is a forgery, whatever follows it; unkeyed rows at the end that nothing
+  covers make ``verify`` note that a checkpoint is due.
 - PostgreSQL itself refuses UPDATE, DELETE and TRUNCATE on the log and its checkpoints
-  (migration 0030); only the tables' owner could lift that, and the service does not run as
-  the owner (README, "Database roles").
+  (migration 0030), an unkeyed row once the chain key exists, deleting the chain key, and a
+  checkpoint dated in the future or naming no row with that hash (migration 0060); only the
+  tables' owner could lift that, and the service does not run as the owner (README,
+  "Database roles").
+- A stored checkpoint that is not authentic, or dated after the database's clock, never stops
+  the next one from being written (it is reported by ``verify``).
 - The chain head is published regularly as a checkpoint (row id, head hash, time, HMAC under
   the chain key): stored in ``audit_checkpoints``, written to the log and sent as the
   ``audit.checkpoint`` webhook through the outbox. ``verify`` checks every stored checkpoint
@@ -272,6 +276,11 @@ class AuditLog:
                         expected = self._chain.row_mac(tx, prev, body)
                         unanchored = None  # this row's MAC covers every row before it
                     elif r["chain"] == CHAIN_LEGACY:
+                        if r["id"] > legacy_until:
+                            result.broken_at = r["id"]
+                            result.problem = (f"row {r['id']} is not keyed but was written after the chain key "
+                                              "existed: a forgery")
+                            return result
                         expected = _legacy_digest(prev, body)
                         if unanchored is None:
                             unanchored = r["id"]
@@ -323,7 +332,7 @@ class AuditLog:
                 return None
             last = tx.one("audit_checkpoint_last")
             now = tx.scalar("audit_clock")
-            if last is not None and (
+            if last is not None and self._counts(tx, last, now) and (
                 last["last_id"] == head["id"] or (now - last["at"]).total_seconds() < min_age
             ):
                 return None
@@ -338,6 +347,14 @@ class AuditLog:
         _log.info("audit checkpoint #%s at %s: rows up to %s, head %s, mac %s", cp.id,
                   cp.at.isoformat(), cp.last_id, cp.head.hex(), cp.mac.hex())
         return cp
+
+    def _counts(self, tx: Tx, last: dict, now: datetime) -> bool:
+        """Whether the newest stored checkpoint may stand in for a new one: authentic and not
+        dated after ``now`` (a forged one must not silence every later checkpoint)."""
+        if last["at"] > now:
+            return False
+        expected = self._chain.checkpoint_mac(tx, last["at"], last["last_id"], bytes(last["head"]))
+        return hmac.compare_digest(bytes(last["mac"]), expected)
 
     def start(self, interval: float) -> None:
         """Publish a checkpoint every ``interval`` seconds (first one after ``interval``)."""
