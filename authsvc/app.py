@@ -44,6 +44,7 @@ from .services.reports import ReportService
 from .services.second_factor import SecondFactors
 from .services.sessions import Sessions
 from .services.sms_policy import SmsPolicy
+from .services.exemptions import PaymentExemptions, TrustedPayees
 from .services.step_up import StepUpService
 from .services.throttle import Throttle
 from .store import Store
@@ -64,6 +65,7 @@ class Container:
     sessions: Sessions
     factors: FactorService
     step_up: StepUpService
+    trusted_payees: TrustedPayees
     accounts: AccountService
     clients: ClientService
     reports: ReportService
@@ -146,7 +148,7 @@ def build_container(settings: Settings) -> Container:
         store=store, hasher=hasher, policy=policy, sessions=sessions, outbox=outbox
     )
     step_up = StepUpService(settings=settings, store=store, factors=second, outbox=outbox, metrics=metrics,
-                            devices=devices)
+                            devices=devices, exemptions=PaymentExemptions(settings=settings, throttle=throttle))
     factors = FactorService(
         settings=settings, store=store, cipher=cipher, factors=second, step_up=step_up, outbox=outbox
     )
@@ -170,6 +172,7 @@ def build_container(settings: Settings) -> Container:
         sessions=sessions,
         factors=factors,
         step_up=step_up,
+        trusted_payees=TrustedPayees(store=store, step_up=step_up),
         accounts=AccountService(store, factors),
         clients=ClientService(store),
         reports=reports,

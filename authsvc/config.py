@@ -17,6 +17,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -29,6 +30,7 @@ BUILTIN_STEP_UP_ACTIONS = (
     "factor.remove",
     "factor.recovery_codes",
     "contact.change",
+    "payee.trust",
 )
 DEV_SMS_COUNTRIES = ("JP", "US")  # --dev's default for AUTHSVC_SMS_COUNTRIES
 _WEAK_WORDS = ("changeme", "secret", "password", "example", "default", "test")
@@ -37,6 +39,43 @@ _ACTION_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 
 def _project_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class LowValueCap:
+    """``AUTHSVC_LOW_VALUE_EXEMPTION`` for one currency: a payment up to ``max_amount`` is exempt
+    while the exempt payments since the last full step-up, this one included, stay within
+    ``max_cumulative`` and ``max_count``."""
+
+    currency: str
+    max_amount: Decimal
+    max_cumulative: Decimal
+    max_count: int
+
+
+def parse_low_value_caps(raw: str) -> tuple[LowValueCap, ...]:
+    """``CUR:max_amount:max_cumulative:max_count,...`` (e.g. ``JPY:3000:10000:5,EUR:30:100:5``)."""
+    caps: list[LowValueCap] = []
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        parts = item.split(":")
+        if len(parts) != 4 or not re.fullmatch(r"[A-Z]{3}", parts[0]):
+            raise ConfigError(f"{item!r} is not CUR:max_amount:max_cumulative:max_count")
+        try:
+            amount, cumulative = Decimal(parts[1]), Decimal(parts[2])
+            count = int(parts[3])
+        except (InvalidOperation, ValueError):
+            raise ConfigError(f"{item!r}: amounts must be decimals and the count an integer") from None
+        if not (amount.is_finite() and cumulative.is_finite()) or amount <= 0 or count < 1:
+            raise ConfigError(f"{item!r}: amounts must be positive and the count at least 1")
+        if cumulative < amount:
+            raise ConfigError(f"{item!r}: the cumulative cap must be at least the per-payment cap")
+        if any(c.currency == parts[0] for c in caps):
+            raise ConfigError(f"{parts[0]} appears twice")
+        caps.append(LowValueCap(parts[0], amount, cumulative, count))
+    return tuple(caps)
 
 
 @dataclass(frozen=True)
@@ -116,6 +155,16 @@ class Settings:
     code_ttl: int = 600
     registration_ttl: int = 600  # the codes it carries live 10 minutes
     step_up_ttl: int = 300
+    # Payment exemptions (services/exemptions.py), all off by default: low value per currency,
+    # the user's trusted payees, recurring series. They wait exemption_cooldown seconds after a
+    # device becomes known, a password reset or an unfreeze.
+    low_value_exemptions: tuple[LowValueCap, ...] = ()
+    trusted_payee_exemption: bool = False
+    recurring_exemption: bool = False
+    exemption_cooldown: int = 7 * 24 * 3600
+    # Secure Payment Confirmation: the instrument the browser shows beside payee and total.
+    spc_instrument_name: str = "authsvc"
+    spc_instrument_icon: str = ""  # "" -> a built-in data: URL (services/spc.py)
     device_token_ttl: int = 365 * 24 * 3600  # a known device's token: one year from its last use
 
     # Failure budgets against the list attack (services.throttle): failures per window before
@@ -322,6 +371,7 @@ class Settings:
             ("THROTTLE_EMAIL_FAILURES", 10, 1),
             ("THROTTLE_DEVICE_FAILURES", 10, 1),
             ("ATTACK_FAILURES_PER_MINUTE", 300, 2),
+            ("EXEMPTION_COOLDOWN", 7 * 24 * 3600, 0),
         ):
             raw = get(name, str(default) if default is not None else get("SMS_HOURLY_CAP", "1000"))
             try:
@@ -336,6 +386,19 @@ class Settings:
         if per_process is None:
             problems.append("AUTHSVC_RATE_LIMITS_PER_PROCESS must be true or false")
         default_locale = get("DEFAULT_LOCALE", "en") or "en"
+        low_value: tuple[LowValueCap, ...] = ()
+        try:
+            low_value = parse_low_value_caps(get("LOW_VALUE_EXEMPTION", "") or "")
+        except ConfigError as exc:
+            problems.append(f"AUTHSVC_LOW_VALUE_EXEMPTION: {exc.detail}")
+        exemption_flags = {}
+        for name in ("TRUSTED_PAYEE_EXEMPTION", "RECURRING_EXEMPTION"):
+            exemption_flags[name] = _flag(get(name, "false") or "false")
+            if exemption_flags[name] is None:
+                problems.append(f"AUTHSVC_{name} must be true or false")
+        spc_icon = get("SPC_INSTRUMENT_ICON", "") or ""
+        if spc_icon and not re.match(r"^(https://|data:image/)", spc_icon):
+            problems.append("AUTHSVC_SPC_INSTRUMENT_ICON must be an https: or data:image/ URL")
         if default_locale not in ("en", "ja"):
             problems.append("AUTHSVC_DEFAULT_LOCALE must be 'en' or 'ja'")
 
@@ -410,6 +473,12 @@ class Settings:
             throttle_email_failures=ints["THROTTLE_EMAIL_FAILURES"],
             throttle_device_failures=ints["THROTTLE_DEVICE_FAILURES"],
             attack_failures_per_minute=ints["ATTACK_FAILURES_PER_MINUTE"],
+            low_value_exemptions=low_value,
+            trusted_payee_exemption=bool(exemption_flags["TRUSTED_PAYEE_EXEMPTION"]),
+            recurring_exemption=bool(exemption_flags["RECURRING_EXEMPTION"]),
+            exemption_cooldown=ints["EXEMPTION_COOLDOWN"],
+            spc_instrument_name=get("SPC_INSTRUMENT_NAME") or get("RP_NAME", "authsvc"),
+            spc_instrument_icon=spc_icon,
         )
 
 

@@ -125,6 +125,12 @@ Action = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 class StepUpIn(Strict):
     action: Action
     transaction: TransactionIn | None = None
+    recurring: bool = False
+    allow_exemption: bool = True
+
+
+class TrustedPayeeIn(Strict):
+    payee: Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
 StepUpVerifyIn = FactorAnswerIn

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
+from ..services.step_up import ExemptStepUp
 from . import auth, body
 from .schemas import RedeemIn, StepUpIn, StepUpVerifyIn
 
@@ -22,7 +23,13 @@ def _tx(model):
 def create():
     principal = auth.require_bearer()
     req = body.parse(StepUpIn)
-    ch = _svc().create(principal, req.action, _tx(req.transaction))
+    ch = _svc().create(principal, req.action, _tx(req.transaction), recurring=req.recurring,
+                       allow_exemption=req.allow_exemption)
+    if isinstance(ch, ExemptStepUp):
+        resp = jsonify({"exempt": ch.exempt, "step_up_token": ch.step_up_token, "expires_in": ch.expires_in,
+                        "acr": ch.acr, "amr": ch.amr, "transaction_hash": ch.transaction_hash})
+        resp.status_code = 201
+        return resp
     out = {"challenge_id": ch.challenge_id, "expires_in": ch.expires_in, "methods": ch.methods}
     if ch.webauthn_options is not None:
         out["webauthn_options"] = ch.webauthn_options

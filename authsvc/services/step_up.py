@@ -18,6 +18,13 @@ is unknown (its device token is no longer live); a session opened from a known d
 it, so an attacker who has only the password cannot stop the signed-in owner from paying. Its
 wrong answers count as a known device's, and its step-up waits while 10 of those fall in 15
 minutes (``SecondFactors.known_device_wait``).
+
+Payment exemptions (``services/exemptions.py``, off unless configured): a ``payment.authorize``
+that an exemption covers gets its step-up token at once, without a challenge (the token names
+its exemption, its ``amr`` is empty). A payment asked with ``recurring: true`` never does: it
+is the full step-up that starts a recurring series, and neither does one asked with
+``allow_exemption: false`` (a backend that refused an exempted payment). Any full step-up puts the account's
+low-value counters back at zero.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from ..store import Store, Tx
 from .attempts import failed_attempt
 from .audit import audit
 from .devices import KnownDevices
+from .exemptions import PaymentExemptions
 from .ids import require_uuid
 from .outbox import Outbox
 from .second_factor import SecondFactors
@@ -93,10 +101,22 @@ class StepUpChallenge:
     webauthn_options: dict | None
 
 
+@dataclass(frozen=True)
+class ExemptStepUp:
+    """A payment an exemption covers: its step-up token at once."""
+
+    exempt: str
+    step_up_token: str
+    expires_in: int
+    acr: str
+    amr: list[str]
+    transaction_hash: str
+
+
 class StepUpService:
     def __init__(
         self, *, settings: Settings, store: Store, factors: SecondFactors, outbox: Outbox, metrics: Metrics,
-        devices: KnownDevices,
+        devices: KnownDevices, exemptions: PaymentExemptions,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -104,6 +124,7 @@ class StepUpService:
         self._outbox = outbox
         self._metrics = metrics
         self._devices = devices
+        self._exemptions = exemptions
 
     def _check_action(self, action: str, transaction: dict | None) -> dict | None:
         if action not in self._settings.step_up_actions:
@@ -139,12 +160,24 @@ class StepUpService:
             raise errors.RateLimited(remaining, "second-factor checks for this account are paused")
         return known
 
-    def create(self, principal: Principal, action: str, transaction: dict | None) -> StepUpChallenge:
+    def create(
+        self, principal: Principal, action: str, transaction: dict | None, *, recurring: bool = False,
+        allow_exemption: bool = True,
+    ) -> StepUpChallenge | ExemptStepUp:
         canonical = self._check_action(action, transaction)
+        if recurring and action != "payment.authorize":
+            raise errors.InvalidRequest(
+                "only a payment can start a recurring series",
+                errors=[{"field": "recurring", "message": "only with payment.authorize"}],
+            )
         self._check_session_age(principal, action)
         tx_hash = transaction_hash(action, canonical)
         challenge_id = str(uuid.uuid4())
         ttl = self._settings.step_up_ttl
+        if action == "payment.authorize" and allow_exemption and not recurring and self._exemptions.enabled:
+            exempt = self._exempt(principal, canonical, tx_hash)
+            if exempt is not None:
+                return exempt
         with self._store.transaction() as tx:
             self._check_paused(tx, principal)
             offer = self._factors.offer(
@@ -164,8 +197,32 @@ class StepUpService:
                 methods=methods,
                 webauthn_challenge=challenge,
                 ttl=ttl,
+                recurring=recurring,
             )
         return StepUpChallenge(challenge_id, ttl, methods, options)
+
+    def _exempt(self, principal: Principal, canonical: dict, tx_hash: str) -> ExemptStepUp | None:
+        """The token of an exempted payment (the exemption's counter taken, the grant audited, the
+        token stored: one transaction), or None when no exemption covers it."""
+        token = crypto.new_token()
+        ttl = self._settings.step_up_ttl
+        with self._store.transaction() as tx:
+            grant = self._exemptions.take(tx, principal, canonical, tx_hash)
+            if grant is None:
+                return None
+            tx.run(
+                "insert_exempt_step_up_token",
+                id=str(uuid.uuid4()),
+                token_hash=crypto.hash_token(token),
+                account_id=principal.account_id,
+                session_id=principal.session_id,
+                transaction=json.dumps(canonical),
+                transaction_hash=tx_hash,
+                acr=principal.acr,
+                exemption=grant.kind,
+                ttl=ttl,
+            )
+        return ExemptStepUp(grant.kind, token, ttl, principal.acr, [], tx_hash)
 
     def verify(
         self, principal: Principal, challenge_id: str, *, method: str, code: str | None, credential: Any
@@ -209,6 +266,10 @@ class StepUpService:
                     amr=amr,
                     ttl=ttl,
                 )
+                self._exemptions.full_step_up(tx, principal.account_id)
+                if row["recurring"]:
+                    self._exemptions.start_series(tx, principal.account_id, row["transaction"],
+                                                  row["transaction_hash"])
                 audit(tx, "user", "step_up.verified", principal.account_id, action=row["action"],
                       transaction_hash=row["transaction_hash"])
                 self._outbox.event(tx, "step_up.verified", {
@@ -248,7 +309,8 @@ class StepUpService:
             redeemed = tx.one("redeem_step_up_token", id=row["id"], redeemed_by=client_id)
             if redeemed is None:
                 raise errors.AlreadyRedeemed("this step-up token was already used")
-            audit(tx, f"client:{client_id}", "step_up.redeemed", str(row["account_id"]), action=action)
+            audit(tx, f"client:{client_id}", "step_up.redeemed", str(row["account_id"]), action=action,
+                  exemption=row["exemption"])
         return {
             "account_id": str(row["account_id"]),
             "session_id": str(row["session_id"]),
@@ -257,6 +319,7 @@ class StepUpService:
             "acr": row["acr"],
             "amr": list(row["amr"]),
             "verified_at": redeemed["verified_at"].isoformat(),
+            "exemption": row["exemption"],
         }
 
     def consume(self, tx: Tx, *, account_id: str, session_id: str | None, action: str, token: str | None) -> None:

@@ -31,6 +31,7 @@ STEP_UP_ACTIONS = {
     ("POST", "/v1/factors/recovery-codes"): "factor.recovery_codes",
     ("POST", "/v1/account/phone"): "contact.change",
     ("POST", "/v1/account/email"): "contact.change",
+    ("POST", "/v1/payees/trusted"): "payee.trust",
 }
 
 

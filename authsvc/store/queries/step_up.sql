@@ -2,9 +2,9 @@
 
 -- name: insert_step_up_challenge
 INSERT INTO step_up_challenges (id, account_id, session_id, action, transaction, transaction_hash,
-                                methods, webauthn_challenge, expires_at)
+                                methods, webauthn_challenge, recurring, expires_at)
 VALUES (%(id)s, %(account_id)s, %(session_id)s, %(action)s, %(transaction)s, %(transaction_hash)s,
-        %(methods)s, %(webauthn_challenge)s, now() + make_interval(secs => %(ttl)s));
+        %(methods)s, %(webauthn_challenge)s, %(recurring)s, now() + make_interval(secs => %(ttl)s));
 
 -- name: lock_live_step_up_challenge
 SELECT * FROM step_up_challenges
