@@ -435,7 +435,8 @@ def keys() -> None:
 @keys.command("rotate")
 @click.option("--activate-in", default=360, show_default=True, type=click.IntRange(0, 86400),
               help="Seconds the new key is published before it signs: longer than JWKS caching "
-                   "(max-age 300 s) so verifiers know it before they see its tokens.")
+                   "(max-age 300 s) so verifiers know it before they see its tokens. At least 3 s in "
+                   "any case, so every replica publishes it before any signs with it.")
 @_reason
 @_dev
 def keys_rotate(activate_in: int, reason: str, dev: bool) -> None:
@@ -443,9 +444,11 @@ def keys_rotate(activate_in: int, reason: str, dev: bool) -> None:
     c = _container(dev)
     try:
         kid = c.keys.rotate(activate_in, actor=f"operator:{operator_name()}", reason=reason)
+        row = next(r for r in c.keys.list() if r["kid"] == kid)
     finally:
         c.close()
-    click.echo(f"new signing key {kid} (signs in {activate_in}s)")
+    lead = round((row["activate_at"] - row["created_at"]).total_seconds())
+    click.echo(f"new signing key {kid} (signs in {lead}s)")
 
 
 @keys.command("list")

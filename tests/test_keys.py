@@ -22,7 +22,8 @@ from authsvc import errors
 from authsvc.api import jwks as jwks_api
 from authsvc.security import tokens
 from authsvc.security.crypto import Cipher
-from authsvc.services.keys import KeyService
+from authsvc.services import keys as keys_module
+from authsvc.services.keys import PUBLISH_LEAD, UNHEARD_SECONDS, KeyService
 from authsvc.store import Store
 
 
@@ -74,6 +75,11 @@ def b64json(obj) -> str:
 
 def kid_of(token: str) -> str:
     return jwt.get_unverified_header(token)["kid"]
+
+
+def activate_now(db, kid):
+    """Let a pending key's activation time come now (a rotation signs after ``PUBLISH_LEAD``)."""
+    db.execute("UPDATE signing_keys SET activate_at = clock_timestamp() WHERE kid = %s", (kid,))
 
 
 def key_rows(db):
@@ -244,11 +250,13 @@ def test_wrong_typ_and_garbage_are_refused(ks, settings):
             ks.verify(garbage)
 
 
-def test_unknown_kid_refreshes_once_from_the_database(store, cipher, settings):
-    a = KeyService(store, cipher, settings)
+def test_unknown_kid_refreshes_once_from_the_database(store, cipher, settings, db, monkeypatch):
+    monkeypatch.setattr(keys_module, "UNHEARD_SECONDS", 60.0)  # a keeps its snapshot here
+    a = KeyService(store, cipher, settings, listen=False)
     b = KeyService(store, cipher, settings)
     a.verify(a.sign(claims(settings)))  # a has the keys cached now
-    b.rotate(activate_in=0)
+    activate_now(db, b.rotate(activate_in=0))
+    b.refresh()
     token = b.sign(claims(settings))
     assert token and kid_of(token) not in a._current().public_keys()
     assert a.verify(token)["iss"] == settings.issuer  # unknown kid -> reloaded
@@ -274,10 +282,13 @@ def test_rotation_publishes_ahead_of_use(ks, settings, db):
     assert kid_of(other.sign(claims(settings))) == new
 
 
-def test_rotation_switches_signing_and_old_tokens_still_verify(ks, settings):
+def test_rotation_switches_signing_and_old_tokens_still_verify(ks, settings, db):
     old_token = ks.sign(claims(settings))
     old = kid_of(old_token)
     new = ks.rotate(activate_in=0)
+    assert kid_of(ks.sign(claims(settings))) == old  # published first, signs after the lead
+    activate_now(db, new)
+    ks.refresh()
     token = ks.sign(claims(settings))
     assert kid_of(token) == new
     assert ks.verify(token)
@@ -287,10 +298,73 @@ def test_rotation_switches_signing_and_old_tokens_still_verify(ks, settings):
     assert fresh.verify(old_token) and fresh.verify(token)
 
 
-def test_rotate_again_before_activation_supersedes_pending_key(ks, settings):
+def _wait_for(predicate, seconds, message):
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.02)
+    return time.monotonic()
+
+
+def test_a_rotation_anywhere_reaches_every_replica_before_the_new_key_signs(settings, cipher, db):
+    """Three replicas (a store, its pool and its listener each) with keys cached, and an
+    operator's CLI process rotating with --activate-in 0: every replica publishes the new key
+    at once (the notification), none signs with it before the lead has passed, and every one
+    signs with it as soon as it has."""
+    stores = [Store(settings.database_url) for _ in range(4)]
+    try:
+        replicas = [KeyService(s, cipher, settings) for s in stores[:3]]
+        old = {kid_of(r.sign(claims(settings))) for r in replicas}.pop()
+        for r in replicas:  # each one caches the key set and listens
+            _wait_for(lambda r=r: r._listening, 5, "a replica's listener did not start")
+            r.jwks()
+        operator = KeyService(stores[3], cipher, settings, listen=False)
+        rotated = time.monotonic()
+        new = operator.rotate(activate_in=0)
+        row = next(r for r in key_rows(db) if r["kid"] == new)
+        created = db.execute("SELECT created_at FROM signing_keys WHERE kid = %s", (new,)).fetchone()[0]
+        assert (row["activate_at"] - created).total_seconds() >= PUBLISH_LEAD
+        for r in replicas:
+            published = _wait_for(lambda r=r: new in {k["kid"] for k in r.jwks()["keys"]}, 2,
+                                  "a replica did not publish the new key")
+            assert published - rotated < PUBLISH_LEAD
+            assert kid_of(r.sign(claims(settings))) == old  # not before the lead
+        for r in replicas:
+            _wait_for(lambda r=r: kid_of(r.sign(claims(settings))) == new, PUBLISH_LEAD + 2,
+                      "a replica kept signing with the old key")
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_a_replica_that_cannot_listen_reloads_within_the_short_bound(store, cipher, settings, db):
+    deaf = KeyService(store, cipher, settings, listen=False)
+    deaf.sign(claims(settings))
+    other = KeyService(store, cipher, settings, listen=False)
+    new = other.rotate(activate_in=60)
+    started = time.monotonic()
+    _wait_for(lambda: new in {k["kid"] for k in deaf.jwks()["keys"]}, UNHEARD_SECONDS + 2,
+              "a replica without notifications kept its old key set")
+    assert time.monotonic() - started <= UNHEARD_SECONDS + 1
+    assert UNHEARD_SECONDS < PUBLISH_LEAD
+
+
+def test_a_key_changed_by_hand_reaches_a_listening_replica(ks, settings, db):
+    """The notification comes from a trigger: even an operator's own SQL is heard."""
+    ks.sign(claims(settings))
+    _wait_for(lambda: ks._listening, 5, "the listener did not start")
+    pending = ks.rotate(activate_in=300)
+    ks.jwks()
+    activate_now(db, pending)
+    _wait_for(lambda: kid_of(ks.sign(claims(settings))) == pending, 2, "a hand-made change was not heard")
+
+
+def test_rotate_again_before_activation_supersedes_pending_key(ks, settings, db):
     ks.sign(claims(settings))
     pending = ks.rotate(activate_in=300)
     newest = ks.rotate(activate_in=0)
+    activate_now(db, newest)
+    ks.refresh()
     assert kid_of(ks.sign(claims(settings))) == newest
     assert pending in {k["kid"] for k in ks.jwks()["keys"]}
 
@@ -321,6 +395,7 @@ def test_expired_publication_removes_key_and_its_tokens(ks, settings, db):
     old_token = ks.sign(claims(settings))
     old = kid_of(old_token)
     new = ks.rotate(activate_in=0)
+    activate_now(db, new)
     db.execute("UPDATE signing_keys SET publish_until = now() - interval '1 second' WHERE kid = %s", (old,))
     ks.refresh()
     assert [k["kid"] for k in ks.jwks()["keys"]] == [new]

@@ -13,9 +13,20 @@ Rules (API contract, "Tokens"; table ``signing_keys``):
 - private halves are stored encrypted (``Cipher``, AAD ``signing-key:<kid>``) and decrypted
   only in memory.
 
-Each process caches the published keys for at most ``cache_seconds`` (and never past the next
-activation or expiry it knows of); a token whose ``kid`` is unknown forces one reload (at most
-once per ``FORCED_REFRESH_INTERVAL`` so random kids cannot hammer the database).
+Every process keeps the published keys in memory, and the fleet sees a change made anywhere
+(API contract, "A fleet of replicas"):
+
+- any change to ``signing_keys`` notifies channel ``authsvc_keys`` at commit (a trigger,
+  migration 0055), and a process drops its snapshot on the notification;
+- a snapshot is kept at most ``CACHE_SECONDS`` while the process listens, at most
+  ``UNHEARD_SECONDS`` while it does not (listener not started, lost, or no LISTEN possible
+  through a transaction pooler), and never past the next activation or expiry it knows of;
+- a new key is published at least ``PUBLISH_LEAD`` seconds (more than ``UNHEARD_SECONDS``)
+  before it signs, so every replica's JWKS lists a key before any replica signs with it, even
+  one that missed the notification. ``keys rotate --activate-in 0`` signs after that lead.
+
+A token whose ``kid`` is unknown forces one reload (at most once per
+``FORCED_REFRESH_INTERVAL`` so random kids cannot hammer the database).
 
 A verified token's claims are remembered (at most ``VERIFIED_CACHE_SIZE`` tokens) while the key
 snapshot that verified it is current and the token has not expired, so a backend introspecting
@@ -41,7 +52,10 @@ from ..security.crypto import Cipher
 from ..store import Store, Tx
 from .audit import audit
 
-CACHE_SECONDS = 30.0
+CHANNEL = "authsvc_keys"
+CACHE_SECONDS = 30.0  # while listening to CHANNEL
+UNHEARD_SECONDS = 1.0  # while not
+PUBLISH_LEAD = 3  # seconds a new key is published before it signs (> UNHEARD_SECONDS + a reload)
 FORCED_REFRESH_INTERVAL = 1.0
 RETIRE_MARGIN = 60  # seconds an old key outlives the last token it may have signed
 MAX_ACTIVATE_IN = 30 * 24 * 3600
@@ -75,7 +89,8 @@ class _Snapshot:
 
 class KeyService:
     def __init__(
-        self, store: Store, cipher: Cipher, settings: Settings, *, cache_seconds: float = CACHE_SECONDS
+        self, store: Store, cipher: Cipher, settings: Settings, *, cache_seconds: float = CACHE_SECONDS,
+        listen: bool = True,
     ) -> None:
         self._store = store
         self._cipher = cipher
@@ -83,6 +98,9 @@ class KeyService:
         self._cache_seconds = cache_seconds
         self._lock = threading.Lock()
         self._snapshot: _Snapshot | None = None
+        self._listen = listen  # started by the first use (a CLI process that never signs never listens)
+        self._listening = False
+        self._generation = 0  # bumped by every notification and listener state change
         self._private: dict[str, ec.EllipticCurvePrivateKey] = {}
         self._last_forced = float("-inf")
         # token -> (claims, snapshot that verified it, wall-clock expiry of the entry)
@@ -132,7 +150,8 @@ class KeyService:
         return {"keys": [tokens.public_jwk(k.jwk) for k in self._current().keys]}
 
     def rotate(self, activate_in: int = 0, *, actor: str | None = None, reason: str | None = None) -> str:
-        """Publish a new key now, sign with it from ``now + activate_in`` seconds; returns its kid.
+        """Publish a new key now, sign with it from ``now + activate_in`` seconds (at least
+        ``PUBLISH_LEAD`` when a key signs already); returns its kid.
 
         Older keys stay published until the tokens they may sign before then have expired.
         With ``actor`` the rotation is written to the audit log (with ``reason``) in the same
@@ -145,9 +164,12 @@ class KeyService:
             raise ValueError(f"activate_in must be between 0 and {MAX_ACTIVATE_IN} seconds")
         with self._store.transaction() as tx:
             tx.one("key_lock")
-            if activate_in > 0 and tx.one("key_signing", ttl=self._settings.access_token_ttl) is None:
-                # nobody could sign until the new key activates: make a key for the meantime
-                self._insert(tx, 0)
+            if tx.one("key_signing", ttl=self._settings.access_token_ttl) is None:
+                # nobody signs yet, so nobody can sign with a key others do not publish
+                if activate_in > 0:
+                    self._insert(tx, 0)  # a key for the meantime
+            else:
+                activate_in = max(activate_in, PUBLISH_LEAD)
             kid, activate_at = self._insert(tx, activate_in)
             if actor is not None:
                 audit(tx, actor, "keys.rotated", None, kid=kid, activate_at=activate_at, reason=reason)
@@ -181,10 +203,18 @@ class KeyService:
 
     def refresh(self) -> None:
         """Forget the cached keys (the next call reloads them from the database)."""
-        with self._lock:
-            self._snapshot = None
         with self._verified_lock:
+            self._generation += 1  # a load running now must not keep what it read
+            self._snapshot = None
             self._verified.clear()
+
+    def _changed(self, _payload: str) -> None:
+        self.refresh()
+
+    def _listener_state(self, listening: bool) -> None:
+        with self._verified_lock:
+            self._listening = listening
+        self.refresh()
 
     def prune(self, older_than: int = PRUNE_AFTER) -> list[str]:
         """Delete keys unpublished more than ``older_than`` seconds ago; returns their kids."""
@@ -230,6 +260,11 @@ class KeyService:
         return kid, row["activate_at"]
 
     def _current(self) -> _Snapshot:
+        if self._listen:
+            with self._lock:
+                if self._listen:
+                    self._listen = False
+                    self._store.listen(CHANNEL, self._changed, self._listener_state)
         snapshot = self._snapshot
         if snapshot is not None and snapshot.fresh():
             return snapshot
@@ -249,12 +284,14 @@ class KeyService:
             if not force and snapshot is not None and snapshot.fresh():
                 return snapshot  # another thread reloaded while we waited
             started = time.monotonic()
+            with self._verified_lock:
+                generation, listening = self._generation, self._listening
             with self._store.transaction() as tx:
                 rows = tx.all("key_published")
                 signing = tx.one("key_signing", ttl=self._settings.access_token_ttl)
                 db_now = tx.scalar("key_clock")
             keys = []
-            lifetime = self._cache_seconds
+            lifetime = self._cache_seconds if listening else min(self._cache_seconds, UNHEARD_SECONDS)
             for row in rows:
                 jwk = row["public_jwk"]
                 if isinstance(jwk, str):
@@ -274,8 +311,11 @@ class KeyService:
                 if signing["publish_until"] is not None:
                     stop = (signing["publish_until"] - db_now).total_seconds() - self._settings.access_token_ttl
                     lifetime = min(lifetime, max(stop, 0.0))
-            snapshot = _Snapshot(keys=tuple(keys), signing_kid=signing_kid, expires=started + lifetime)
-            self._snapshot = snapshot
+            with self._verified_lock:
+                if generation != self._generation:
+                    lifetime = 0.0  # changed while we read: answer this call, keep nothing
+                snapshot = _Snapshot(keys=tuple(keys), signing_kid=signing_kid, expires=started + lifetime)
+                self._snapshot = snapshot
             known = {k.kid for k in keys}
             for kid in [k for k in self._private if k not in known]:
                 del self._private[kid]

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,18 @@ def wrap_errors() -> Iterator[None]:
         raise errors.StoreUnavailable("database unavailable") from exc
     except psycopg.Error as exc:
         raise errors.StoreError(f"database error: {type(exc).__name__}") from exc
+
+
+# The listener's connection is idle for long stretches: keepalives find a silently dead peer
+# (a failed-over host, a dropped NAT entry) in about 20 s instead of the kernel's hours.
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 2}
+
+
+@dataclass(frozen=True, eq=False)
+class _Subscriber:
+    channel: str
+    on_notify: Callable[[str], None]
+    on_state: Callable[[bool], None]
 
 
 class Tx:
@@ -127,6 +140,8 @@ class Store:
         self._prober: threading.Thread | None = None
         self._failed_pool: ConnectionPool | None = None
         self.extensions: dict[str, Any] = {}
+        self._subscribers: list[_Subscriber] = []
+        self._listener: threading.Thread | None = None
         self.pool = self._new_pool()
         self.pool.open(wait=False)
 
@@ -246,41 +261,57 @@ class Store:
             return migrate.status_of(conn, directory)
 
     def listen(self, channel: str, on_notify: Callable[[str], None], on_state: Callable[[bool], None]) -> None:
-        """Deliver PostgreSQL notifications on ``channel`` (``pg_notify``) to ``on_notify(payload)``
-        from a daemon thread with a connection of its own.
+        """Deliver PostgreSQL notifications on ``channel`` (``pg_notify``) to ``on_notify(payload)``.
 
-        ``on_state(True)`` is called once LISTEN is in place, ``on_state(False)`` whenever the
-        connection is lost or cannot be made (notifications may have been missed from then on);
-        the thread reconnects every ``probe_interval`` seconds until :meth:`close`. A cache
-        built on this must only be trusted between ``on_state(True)`` and ``on_state(False)``.
+        Every channel of this store shares one listener thread and one connection of its own
+        (outside the pool). ``on_state(True)`` is called once LISTEN on the channel is in place,
+        ``on_state(False)`` whenever the connection is lost or cannot be made (notifications may
+        have been missed from then on); the thread reconnects every ``probe_interval`` seconds
+        until :meth:`close`. A cache built on this must only be trusted between
+        ``on_state(True)`` and ``on_state(False)``.
         """
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", channel):
             raise ValueError(f"bad channel name {channel!r}")
+        with self._lock:
+            self._subscribers.append(_Subscriber(channel, on_notify, on_state))
+            if self._listener is None:
+                self._listener = threading.Thread(target=self._listen_loop, name="authsvc-listen", daemon=True)
+                self._listener.start()
 
-        def run() -> None:
-            listening, last_logged = False, float("-inf")
-            while not self._closing.is_set():
-                try:
-                    with psycopg.connect(self.url, connect_timeout=self._connect_timeout, autocommit=True) as conn:
-                        conn.execute(f"LISTEN {channel}")
-                        listening = True
-                        on_state(True)
-                        while not self._closing.is_set():
-                            for note in conn.notifies(timeout=1.0):
-                                on_notify(note.payload)
-                except psycopg.Error as exc:
-                    # logged when a working listener is lost, then at most once a minute while
-                    # the database stays unreachable (the circuit breaker reports the outage)
-                    now = time.monotonic()
-                    if not self._closing.is_set() and (listening or now - last_logged >= 60):
-                        last_logged = now
-                        _log.warning("notification listener on %s lost (%s); retrying", channel, type(exc).__name__)
-                finally:
-                    listening = False
-                    on_state(False)
-                self._closing.wait(self._probe_interval)
-
-        threading.Thread(target=run, name=f"authsvc-listen-{channel}", daemon=True).start()
+    def _listen_loop(self) -> None:
+        last_logged = float("-inf")
+        while not self._closing.is_set():
+            active: list[_Subscriber] = []
+            try:
+                with psycopg.connect(
+                    self.url, connect_timeout=self._connect_timeout, autocommit=True, **_KEEPALIVES
+                ) as conn:
+                    channels: set[str] = set()
+                    while not self._closing.is_set():
+                        with self._lock:
+                            new = [s for s in self._subscribers if not any(s is a for a in active)]
+                        for sub in new:
+                            if sub.channel not in channels:
+                                conn.execute(f"LISTEN {sub.channel}")
+                                channels.add(sub.channel)
+                            active.append(sub)
+                            sub.on_state(True)
+                        # short waits, so that a channel added meanwhile is listened to quickly
+                        for note in conn.notifies(timeout=0.25):
+                            for sub in active:
+                                if sub.channel == note.channel:
+                                    sub.on_notify(note.payload)
+            except psycopg.Error as exc:
+                # logged when a working listener is lost, then at most once a minute while
+                # the database stays unreachable (the circuit breaker reports the outage)
+                now = time.monotonic()
+                if not self._closing.is_set() and (active or now - last_logged >= 60):
+                    last_logged = now
+                    _log.warning("notification listener lost (%s); retrying", type(exc).__name__)
+            finally:
+                for sub in active:
+                    sub.on_state(False)
+            self._closing.wait(self._probe_interval)
 
     def close(self) -> None:
         self._closing.set()

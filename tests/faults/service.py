@@ -56,10 +56,19 @@ class Service:
 
     def start(self, *, probe: str = "/readyz", timeout: float = 60) -> "Service":
         """Start ``authsvc serve`` and wait until ``probe`` answers 200."""
+        return self.launch().wait_ready(probe=probe, timeout=timeout)
+
+    def launch(self) -> "Service":
+        """Start ``authsvc serve`` without waiting (several replicas start at once)."""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "authsvc.cli", "serve"], env=self.env, cwd=ROOT,
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
+        return self
+
+    def wait_ready(self, *, probe: str = "/readyz", timeout: float = 60) -> "Service":
+        """Wait until ``probe`` answers 200 (the process must have been launched)."""
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -72,6 +81,12 @@ class Service:
             if time.monotonic() > deadline:
                 raise AssertionError(f"authsvc: {probe} not 200 within {timeout}s:\n{self.log()}")
             time.sleep(0.1)
+
+    def client(self, **kw):
+        """An HTTP client of this replica with the Flask test client's shape."""
+        from tests.support.http import HttpClient
+
+        return HttpClient("127.0.0.1", self.port, **kw)
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
                 timeout: float = 10) -> tuple[int, bytes, float]:
