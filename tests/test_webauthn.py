@@ -40,7 +40,7 @@ def verify(wa: WebAuthn, assertion, challenge: bytes, reg: RegisteredCredential,
         expected_challenge=challenge,
         public_key=reg.public_key,
         current_sign_count=stored,
-    )
+    ).sign_count
 
 
 def authenticate(wa: WebAuthn, authn: SoftAuthenticator, reg: RegisteredCredential, stored: int):

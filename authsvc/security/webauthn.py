@@ -78,6 +78,25 @@ class RegisteredCredential:
     backed_up: bool
     device_type: str  # "single_device" | "multi_device"
 
+    @property
+    def backup_eligible(self) -> bool:
+        """The BE flag: the credential may be synced to other devices (a syncable passkey)."""
+        return self.device_type == "multi_device"
+
+
+@dataclass(frozen=True)
+class Assertion:
+    """What a verified assertion proved: the new signature counter and its flags."""
+
+    sign_count: int
+    backup_eligible: bool  # BE: a syncable credential
+    backed_up: bool  # BS: currently backed up (synced)
+    user_verified: bool  # UV
+
+    @property
+    def synced(self) -> bool:
+        return self.backup_eligible or self.backed_up
+
 
 class WebAuthn:
     def __init__(self, *, rp_id: str, rp_name: str, origins: Sequence[str]) -> None:
@@ -175,8 +194,8 @@ class WebAuthn:
         expected_challenge: bytes,
         public_key: bytes,
         current_sign_count: int,
-    ) -> int:
-        """Verify an assertion for the stored credential; returns the new sign count."""
+    ) -> Assertion:
+        """Verify an assertion for the stored credential; returns its new sign count and flags."""
         try:
             verified = pywebauthn.verify_authentication_response(
                 credential=parse_authentication_credential_json(_as_object(credential)),
@@ -196,7 +215,12 @@ class WebAuthn:
             # Same client-facing detail as any rejection, and no counter values: telling the
             # holder of a cloned key where the counter stands would help them skip ahead.
             raise errors.SignCountRegression(_REJECTED)
-        return new
+        return Assertion(
+            sign_count=new,
+            backup_eligible=verified.credential_device_type.value == "multi_device",
+            backed_up=bool(verified.credential_backed_up),
+            user_verified=bool(verified.user_verified),
+        )
 
     @staticmethod
     def credential_id(credential: dict | str) -> bytes:

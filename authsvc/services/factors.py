@@ -233,6 +233,7 @@ class FactorService:
                     sign_count=cred.sign_count,
                     aaguid=cred.aaguid,
                     transports=list(cred.transports),
+                    backup_eligible=cred.backup_eligible,
                     backed_up=cred.backed_up,
                     passkey=made["passkey"],
                 )

@@ -3,7 +3,7 @@
 Rules (API contract, "Passkey sign-in"):
 - a passkey is a WebAuthn factor enrolled with ``{"passkey": true}`` (resident key and user
   verification required); with user verification it proves two factors alone: ``amr``
-  ``["hwk", "user", "mfa"]``, ``acr`` ``aal2``;
+  ``["hwk", "user", "mfa"]`` (``swk`` for a synced key), ``acr`` ``aal2``;
 - ``options`` makes a challenge with no ``allowCredentials`` (the browser offers the user's
   passkeys for this relying party); the challenge is single-use, lives 5 minutes and is bound
   to its ``challenge_id``: it is consumed, in its own committed transaction, before the

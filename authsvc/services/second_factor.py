@@ -28,7 +28,7 @@ from typing import Any
 from .. import errors
 from ..security import totp
 from ..security.crypto import Cipher
-from ..security.webauthn import WebAuthn, decoy_public_key, handles_equal
+from ..security.webauthn import Assertion, WebAuthn, decoy_public_key, handles_equal
 from ..store import Tx
 from . import messages
 from .audit import audit
@@ -51,6 +51,18 @@ class FactorResult:
     amr: tuple[str, ...]
     acr: str
     factor_id: str | None
+
+
+def webauthn_assurance(factor: dict, assertion: Assertion) -> tuple[str, str]:
+    """(``acr``, the key's RFC 8176 ``amr`` value) a WebAuthn assertion earns as a second
+    factor, per NIST SP 800-63B rev. 4: a syncable credential (backup-eligible or backed up,
+    by the flags stored at registration or seen in any assertion, this one included) is AAL2
+    and a software-secured key (``swk``: its private key can leave the device); only a
+    device-bound credential that verified its user here reaches AAL3 (``hwk``)."""
+    synced = assertion.synced or bool(factor.get("backup_eligible")) or bool(factor.get("backed_up"))
+    if synced:
+        return "aal2", "swk"
+    return ("aal3" if assertion.user_verified else "aal2"), "hwk"
 
 
 @dataclass(frozen=True)
@@ -171,7 +183,7 @@ class SecondFactors:
         if handle is not None and not handles_equal(handle, bytes(factor["webauthn_user_id"])):
             return None
         try:
-            new_count = self.webauthn.verify_authentication(
+            assertion = self.webauthn.verify_authentication(
                 credential=credential,
                 expected_challenge=challenge,
                 public_key=bytes(factor["public_key"]),
@@ -184,9 +196,16 @@ class SecondFactors:
             return None
         except errors.InvalidFactor:
             return None
-        if not tx.one("webauthn_accept_count", id=factor["id"], old_count=factor["sign_count"], new_count=new_count):
+        if not self._accept(tx, factor, assertion):
             return None  # a concurrent use of the same assertion won
-        return FactorResult("webauthn", ("pwd", "hwk", "mfa"), "aal3", str(factor["id"]))
+        acr, key = webauthn_assurance(factor, assertion)
+        return FactorResult("webauthn", ("pwd", key, "mfa"), acr, str(factor["id"]))
+
+    @staticmethod
+    def _accept(tx: Tx, factor: dict, assertion: Assertion) -> bool:
+        return tx.one("webauthn_accept_count", id=factor["id"], old_count=factor["sign_count"],
+                      new_count=assertion.sign_count, backup_eligible=assertion.backup_eligible,
+                      backed_up=assertion.backed_up) is not None
 
     def verify_passkey(self, tx: Tx, credential: Any, challenge: bytes) -> tuple[str, FactorResult] | None:
         """(account id, proof) for a valid passkey assertion, else None.
@@ -206,7 +225,7 @@ class SecondFactors:
             and handles_equal(handle, bytes(factor["webauthn_user_id"]))
         )
         try:
-            new_count = self.webauthn.verify_authentication(
+            assertion = self.webauthn.verify_authentication(
                 credential=credential,
                 expected_challenge=challenge,
                 public_key=bytes(factor["public_key"]) if matched else self._decoy_key,
@@ -223,10 +242,13 @@ class SecondFactors:
             return None
         if not matched:  # cannot happen (the decoy key has no private half); fail closed
             return None
-        if not tx.one("webauthn_accept_count", id=factor["id"], old_count=factor["sign_count"], new_count=new_count):
+        if not self._accept(tx, factor, assertion):
             return None  # a concurrent use of the same assertion won
-        # User verification is required, so the passkey alone is two factors (RFC 8176 "user").
-        return str(factor["account_id"]), FactorResult("webauthn", ("hwk", "user", "mfa"), "aal2", str(factor["id"]))
+        # User verification is required, so the passkey alone is two factors (RFC 8176 "user");
+        # a passkey sign-in is AAL2 whatever the key (the contract), and its amr still says
+        # whether the key is device-bound (hwk) or syncable (swk).
+        _, key = webauthn_assurance(factor, assertion)
+        return str(factor["account_id"]), FactorResult("webauthn", (key, "user", "mfa"), "aal2", str(factor["id"]))
 
     # ------------------------------------------------------------------ throttle
     def lock_remaining(self, tx: Tx, account_id: str) -> int:

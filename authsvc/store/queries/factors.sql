@@ -45,7 +45,7 @@ SELECT ARRAY(SELECT credential_id FROM factors
                 WHERE account_id = %(account_id)s AND used_at IS NULL) AS has_recovery_codes;
 
 -- name: webauthn_factor_by_credential
-SELECT f.id, f.public_key, f.sign_count, a.webauthn_user_id FROM factors f
+SELECT f.id, f.public_key, f.sign_count, f.backup_eligible, f.backed_up, a.webauthn_user_id FROM factors f
   JOIN accounts a ON a.id = f.account_id
  WHERE f.account_id = %(account_id)s AND f.credential_id = %(credential_id)s
    AND f.type = 'webauthn' AND f.status = 'active';
@@ -80,12 +80,16 @@ RETURNING id;
 
 -- name: insert_webauthn_factor
 INSERT INTO factors (id, account_id, type, name, status, credential_id, public_key, sign_count,
-                     aaguid, transports, backed_up, passkey, confirmed_at)
+                     aaguid, transports, backup_eligible, backed_up, passkey, confirmed_at)
 VALUES (%(id)s, %(account_id)s, 'webauthn', %(name)s, 'active', %(credential_id)s, %(public_key)s,
-        %(sign_count)s, %(aaguid)s, %(transports)s, %(backed_up)s, %(passkey)s, now());
+        %(sign_count)s, %(aaguid)s, %(transports)s, %(backup_eligible)s, %(backed_up)s, %(passkey)s, now());
 
 -- name: webauthn_accept_count
-UPDATE factors SET sign_count = %(new_count)s, last_used_at = now()
+-- Also remembers what the assertion's flags said: once backup-eligible or backed up, a
+-- credential stays synced (its key has been able to leave the device).
+UPDATE factors SET sign_count = %(new_count)s, last_used_at = now(),
+       backup_eligible = coalesce(backup_eligible, false) OR %(backup_eligible)s,
+       backed_up = coalesce(backed_up, false) OR %(backed_up)s
  WHERE id = %(id)s AND sign_count = %(old_count)s
 RETURNING id;
 

@@ -13,7 +13,7 @@ RETURNING challenge;
 DELETE FROM passkey_challenges WHERE expires_at < now() - interval '1 hour';
 
 -- name: passkey_by_credential
-SELECT f.id, f.account_id, f.public_key, f.sign_count, a.webauthn_user_id
+SELECT f.id, f.account_id, f.public_key, f.sign_count, f.backup_eligible, f.backed_up, a.webauthn_user_id
   FROM factors f JOIN accounts a ON a.id = f.account_id
  WHERE f.credential_id = %(credential_id)s AND f.type = 'webauthn' AND f.status = 'active' AND f.passkey;
 
