@@ -17,7 +17,7 @@ Every process keeps the published keys in memory, and the fleet sees a change ma
 (API contract, "A fleet of replicas"):
 
 - any change to ``signing_keys`` notifies channel ``authsvc_keys`` at commit (a trigger,
-  migration 0055), and a process drops its snapshot on the notification;
+  migration 0077), and a process drops its snapshot on the notification;
 - a snapshot is kept at most ``CACHE_SECONDS`` while the process listens, at most
   ``UNHEARD_SECONDS`` while it does not (listener not started, lost, or no LISTEN possible
   through a transaction pooler), and never past the next activation or expiry it knows of;
