@@ -111,7 +111,8 @@ class Settings:
     report_url: str = "http://localhost:8000/report?token={token}"
     default_locale: str = "en"  # for registrations without locale or a matching Accept-Language
 
-    # kid -> 32-byte AES key; the first one encrypts, all of them decrypt.
+    # kid -> 32-byte AES key; the first one encrypts (AUTHSVC_ENCRYPTION_KEY_ID, else the first
+    # listed), all of them decrypt.
     encryption_keys: tuple[tuple[str, bytes], ...] = ()
 
     sms_provider: str = "console"
@@ -239,6 +240,15 @@ class Settings:
                 keys = parse_encryption_keys(raw_key)
             except ConfigError as exc:
                 problems.append(f"AUTHSVC_ENCRYPTION_KEY: {exc.detail}")
+        encrypting = get("ENCRYPTION_KEY_ID")
+        if encrypting is not None and keys:
+            # Which key encrypts (default: the first). A key rolls out decrypt-only first, then a
+            # second roll-out makes it the encrypting one: no replica ever meets a ciphertext
+            # under a key it lacks (README, "A fleet of replicas").
+            if encrypting not in {kid for kid, _ in keys}:
+                problems.append(f"AUTHSVC_ENCRYPTION_KEY_ID: {encrypting!r} is not a key id of AUTHSVC_ENCRYPTION_KEY")
+            else:
+                keys = tuple(sorted(keys, key=lambda item: item[0] != encrypting))  # it first, others in order
 
         sms_provider = get("SMS_PROVIDER", "console" if dev else "twilio")
         if sms_provider not in ("twilio", "console"):

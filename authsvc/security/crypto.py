@@ -1,7 +1,8 @@
 """Encryption of stored secrets (AES-256-GCM with key rotation), MACs and random tokens.
 
 Token format: ``v1.<kid>.<base64url(nonce || ciphertext+tag)>`` (no padding). The first
-key encrypts; every configured key decrypts, so keys can be rotated by prepending a new one.
+key encrypts; every configured key decrypts, so a new key rolls out decrypt-only first, then
+as the encrypting one (README, "A fleet of replicas").
 """
 
 from __future__ import annotations
@@ -63,10 +64,13 @@ class Cipher:
             if kid in self._aead:
                 raise errors.ConfigError(f"key id {kid!r} appears twice")
             self._aead[kid] = AESGCM(key)
-        self.current_kid, current_key = keys[0]
-        self._mac_key = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=b"authsvc mac v1"
-        ).derive(current_key)
+        self.current_kid = keys[0][0]
+        # one MAC key per encryption key, the current one's first
+        self._mac_keys = [
+            HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"authsvc mac v1").derive(key)
+            for _, key in keys
+        ]
+        self._mac_key = self._mac_keys[0]
 
     def encrypt(self, plaintext: bytes, *, aad: bytes) -> str:
         nonce = os.urandom(_NONCE_LEN)
@@ -99,14 +103,28 @@ class Cipher:
     def mac(self, purpose: str, value: str | bytes) -> bytes:
         """HMAC-SHA256 of ``purpose || 0x00 || value`` under a key derived from the current key.
 
-        For short codes (6-digit SMS/email codes) kept in the database. Compare with
-        :func:`mac_equals`. Note: the MAC key follows the *current* encryption key, so MACs
-        made before a key rotation no longer verify after it (fine for codes living minutes).
+        For short codes (6-digit SMS/email codes) kept in the database. Check one with
+        :meth:`mac_matches`, which accepts a MAC made under any configured key: a code made by
+        a replica whose current key differs (during a key roll-out), or before a rotation,
+        still verifies.
         """
+        return self._mac_with(self._mac_key, purpose, value)
+
+    def mac_matches(self, stored: bytes, purpose: str, value: str | bytes) -> bool:
+        """Whether ``stored`` is the MAC of ``value`` under any configured key (every key is
+        tried, each compared in constant time)."""
+        stored = bytes(stored)
+        matched = False
+        for key in self._mac_keys:
+            matched |= mac_equals(stored, self._mac_with(key, purpose, value))
+        return matched
+
+    @staticmethod
+    def _mac_with(key: bytes, purpose: str, value: str | bytes) -> bytes:
         if "\x00" in purpose:
             raise ValueError("purpose must not contain NUL")
         data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
-        return hmac.new(self._mac_key, purpose.encode("utf-8") + b"\x00" + data, hashlib.sha256).digest()
+        return hmac.new(key, purpose.encode("utf-8") + b"\x00" + data, hashlib.sha256).digest()
 
 
 def hash_token(token: str) -> bytes:

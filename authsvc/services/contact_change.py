@@ -51,8 +51,12 @@ class ContactChangeService:
         self._reports = reports
         self._outbox = outbox
 
+    @staticmethod
+    def _purpose(change_id: str) -> str:
+        return f"contact-change:{change_id}"
+
     def _mac(self, change_id: str, code: str) -> bytes:
-        return self._cipher.mac(f"contact-change:{change_id}", code)
+        return self._cipher.mac(self._purpose(change_id), code)
 
     def start(self, principal: Principal, *, kind: str, value: str, step_up_token: str | None,
               ip: str | None = None) -> tuple[str, int]:
@@ -104,7 +108,9 @@ class ContactChangeService:
                 row = tx.one("lock_live_contact_change", id=change_id, account_id=principal.account_id)
                 if row is None:
                     raise failed
-                if row["value_taken"] or not crypto.mac_equals(bytes(row["code_mac"]), self._mac(change_id, code)):
+                if row["value_taken"] or not self._cipher.mac_matches(
+                    row["code_mac"], self._purpose(change_id), code
+                ):
                     failed_attempt(tx, "contact_change_failed", change_id, max_attempts=MAX_ATTEMPTS)
                     ok = False
                 else:

@@ -220,8 +220,12 @@ class LoginService:
             self._metrics.throttle.labels("throttled", "factor_lock").inc()
         return remaining
 
+    @staticmethod
+    def _sms_purpose(token_id: str) -> str:
+        return f"login-sms:{token_id}"
+
     def _sms_mac(self, token_id: str, code: str) -> bytes:
-        return self._cipher.mac(f"login-sms:{token_id}", code)
+        return self._cipher.mac(self._sms_purpose(token_id), code)
 
     # ------------------------------------------------------------------ step 2
     def second_factor(
@@ -246,8 +250,8 @@ class LoginService:
             enrollment = False
             if method in row["methods"]:
                 if method == "sms":
-                    enrollment = isinstance(code, str) and crypto.mac_equals(
-                        bytes(row["sms_code_mac"]), self._sms_mac(str(row["id"]), code)
+                    enrollment = isinstance(code, str) and self._cipher.mac_matches(
+                        row["sms_code_mac"], self._sms_purpose(str(row["id"])), code
                     )
                 else:
                     result = self._factors.verify(

@@ -66,8 +66,12 @@ class PasswordResetService:
         self._outbox = outbox
         self._devices = devices
 
+    @staticmethod
+    def _purpose(reset_id: str) -> str:
+        return f"password-reset:{reset_id}"
+
     def _mac(self, reset_id: str, code: str) -> bytes:
-        return self._cipher.mac(f"password-reset:{reset_id}", code)
+        return self._cipher.mac(self._purpose(reset_id), code)
 
     def start(self, email: str, *, ip: str | None = None, device_token: str | None = None) -> tuple[str, int]:
         try:
@@ -137,7 +141,7 @@ class PasswordResetService:
                 row["account_id"] is not None
                 and row["phone"] is not None
                 and row["sms_verified_at"] is None
-                and crypto.mac_equals(bytes(row["sms_code_mac"]), self._mac(reset_id, code))
+                and self._cipher.mac_matches(row["sms_code_mac"], self._purpose(reset_id), code)
             )
             if not ok:
                 self._fail(tx, row, count_for_account=False)

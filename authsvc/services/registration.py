@@ -76,8 +76,12 @@ class RegistrationService:
         self._policy = policy
         self._outbox = outbox
 
+    @staticmethod
+    def _purpose(registration_id: str, channel: str) -> str:
+        return f"registration:{registration_id}:{channel}"
+
     def _code_mac(self, registration_id: str, channel: str, code: str) -> bytes:
-        return self._cipher.mac(f"registration:{registration_id}:{channel}", code)
+        return self._cipher.mac(self._purpose(registration_id, channel), code)
 
     def start(self, *, email: str, phone: str, password: str, info: RequestInfo | None = None,
               locale: str | None = None) -> Started:
@@ -148,11 +152,11 @@ class RegistrationService:
                 reg = tx.one("lock_live_registration", id=registration_id)
                 if reg is None:
                     raise failed
-                phone_ok = crypto.mac_equals(
-                    reg["phone_code_mac"], self._code_mac(registration_id, "phone", phone_code)
+                phone_ok = self._cipher.mac_matches(
+                    reg["phone_code_mac"], self._purpose(registration_id, "phone"), phone_code
                 )
-                email_ok = crypto.mac_equals(
-                    reg["email_code_mac"], self._code_mac(registration_id, "email", email_code)
+                email_ok = self._cipher.mac_matches(
+                    reg["email_code_mac"], self._purpose(registration_id, "email"), email_code
                 )
                 if reg["email_taken"] or not (phone_ok and email_ok):
                     failed_attempt(tx, "registration_failed_attempt", registration_id, max_attempts=MAX_ATTEMPTS)
