@@ -104,6 +104,9 @@ class Settings:
 
     issuer: str = "http://localhost:8000"
     audience: str = "authsvc"
+    # RFC 9068 ``client_id`` of every access token: the payment frontend (app or web page) that
+    # signs users in through this service, a public client registered by this setting.
+    frontend_client_id: str = "frontend"
     rp_id: str = "localhost"
     rp_name: str = "authsvc"
     origins: tuple[str, ...] = ("http://localhost:8000",)
@@ -442,6 +445,7 @@ class Settings:
             metrics_dir=Path(get("METRICS_DIR")) if get("METRICS_DIR") else None,
             issuer=issuer,
             audience=get("AUDIENCE", "authsvc"),
+            frontend_client_id=get("FRONTEND_CLIENT_ID", "frontend"),
             rp_id=rp_id,
             rp_name=get("RP_NAME", "authsvc"),
             origins=origins,

@@ -1,7 +1,9 @@
-"""Stock OAuth clients nobody here wrote work against the service as their documentation shows:
-Authlib's ``introspect_token`` and Node ``openid-client`` v6 ``tokenIntrospection`` (client
-authentication as RFC 6749 section 2.3.1 has it: id and secret form-urlencoded, then Base64),
-and a refused client's answer carries OAuth's ``error`` member.
+"""Stock OAuth/JOSE clients nobody here wrote work against the service as their documentation
+shows: Authlib's ``introspect_token`` and Node ``openid-client`` v6 ``tokenIntrospection``
+(client authentication as RFC 6749 section 2.3.1 has it: id and secret form-urlencoded, then
+Base64), a refused client's answer carries OAuth's ``error`` member; ``oauth4webapi``'s
+``validateJwtAccessToken`` (RFC 9068) and Authlib's JOSE accept the access tokens found through
+the RFC 8414 metadata.
 
 The Node test needs ``node`` (>= 20) and the packages pinned in tests/node/package-lock.json
 (``npm ci --prefix tests/node``; ``.ci/run`` installs both when it can); it is skipped, saying
@@ -133,13 +135,68 @@ def node(script: str, args: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_openid_client_introspects_with_client_secret_basic(live, signed_in, backend):
+def test_openid_client_discovers_and_introspects_with_client_secret_basic(live, signed_in, backend):
     client_id, secret = backend
-    args = {"issuer": live["origin"], "introspection_endpoint": live["origin"] + "/v1/introspect",
-            "client_id": client_id, "client_secret": secret, "token": signed_in["access_token"]}
+    args = {"issuer": live["origin"], "client_id": client_id, "client_secret": secret,
+            "token": signed_in["access_token"]}
     answer = node("introspect.mjs", args)
     assert answer["ok"], answer
+    assert answer["metadata"]["introspection_endpoint"] == live["origin"] + "/v1/introspect"
     assert answer["result"]["active"] is True and answer["result"]["sid"] == signed_in["session_id"]
     refused = node("introspect.mjs", {**args, "client_secret": secret[:-2]})
     assert not refused["ok"]
     assert refused["error"]["status"] == 401, refused
+
+
+def test_oauth4webapi_validates_the_access_token_as_an_rfc_9068_resource_server(live, signed_in, settings):
+    args = {"issuer": live["origin"], "audience": settings.audience, "token": signed_in["access_token"]}
+    answer = node("resource-server.mjs", args)
+    assert answer["ok"], answer
+    claims = answer["claims"]
+    assert claims["client_id"] == settings.frontend_client_id and claims["sid"] == signed_in["session_id"]
+    assert claims["iss"] == live["origin"] and claims["acr"] == "aal2"
+    # the same checks refuse a token for another audience and a tampered one
+    assert not node("resource-server.mjs", {**args, "audience": "someone-else"})["ok"]
+    head, body, sig = signed_in["access_token"].split(".")
+    assert not node("resource-server.mjs", {**args, "token": f"{head}.{body}.{sig[:-4]}AAAA"})["ok"]
+
+
+# ------------------------------------------------------------------ RFC 8414 and RFC 9068
+def test_metadata_names_the_issuer_keys_and_introspection(live, signed_in, settings):
+    import requests
+
+    r = requests.get(live["origin"] + "/.well-known/oauth-authorization-server", timeout=10)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json")
+    meta = r.json()
+    origin = live["origin"]
+    assert meta["issuer"] == origin
+    assert meta["jwks_uri"] == origin + "/.well-known/jwks.json"
+    assert meta["introspection_endpoint"] == origin + "/v1/introspect"
+    assert meta["introspection_endpoint_auth_methods_supported"] == ["client_secret_basic"]
+    assert meta["access_token_signing_alg_values_supported"] == ["ES256"]
+    assert meta["response_types_supported"] == []
+    assert "token_endpoint" not in meta and "authorization_endpoint" not in meta  # none exists
+    # what it points at works: the JWKS verifies the token with joserfc (Authlib's JOSE)
+    from joserfc import jwt as jose_jwt
+    from joserfc.jwk import KeySet
+
+    keys = KeySet.import_key_set(requests.get(meta["jwks_uri"], timeout=10).json())
+    token = jose_jwt.decode(signed_in["access_token"], keys, algorithms=meta["access_token_signing_alg_values_supported"])
+    jose_jwt.JWTClaimsRegistry(iss={"essential": True, "value": meta["issuer"]},
+                               aud={"essential": True, "value": settings.audience},
+                               client_id={"essential": True, "value": settings.frontend_client_id},
+                               jti={"essential": True}, sub={"essential": True}).validate(token.claims)
+    assert token.header["typ"] == "at+jwt"
+    assert {"iss", "aud", "sub", "sid", "iat", "exp", "auth_time", "acr", "amr", "jti", "client_id"} <= token.claims.keys()
+
+
+def test_client_id_is_the_configured_frontend(twilio, smtp, settings, make_app):
+    app = make_app(settings.replace(frontend_client_id="wallet-ios"))
+    client = app.test_client()
+    account = register(client, twilio, smtp)
+    factor = enroll_totp(client, account["enrollment_token"])
+    mfa = login_password(client, account).get_json()["mfa_token"]
+    r = client.post("/v1/login/mfa", json={"mfa_token": mfa, "method": "totp", "code": factor["totp"].at(time.time() + 30)})
+    import jwt
+
+    assert jwt.decode(r.get_json()["access_token"], options={"verify_signature": False})["client_id"] == "wallet-ios"

@@ -42,7 +42,8 @@ CONTRACT_CODES = {
     "step_up_required",
 }
 # Operations that are not JSON APIs: no rate-limit / problem answers required.
-PLUMBING = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/.well-known/jwks.json"), ("GET", "/openapi.yaml")}
+PLUMBING = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/.well-known/jwks.json"),
+            ("GET", "/.well-known/oauth-authorization-server"), ("GET", "/openapi.yaml")}
 
 
 # --------------------------------------------------------------------------- helpers

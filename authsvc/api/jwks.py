@@ -1,8 +1,11 @@
-"""``GET /.well-known/jwks.json``: the public signing keys (current, announced and previous)."""
+"""``GET /.well-known/jwks.json``: the public signing keys (current, announced and previous);
+``GET /.well-known/oauth-authorization-server``: RFC 8414 metadata that points at them."""
 
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
+
+from ..services.metadata import authorization_server_metadata
 
 bp = Blueprint("jwks", __name__)
 
@@ -11,5 +14,12 @@ bp = Blueprint("jwks", __name__)
 def jwks():
     resp = jsonify(current_app.extensions["authsvc"].keys.jwks())
     # Rotations publish new keys ahead of use, so caches may keep this for 5 minutes.
+    resp.headers["Cache-Control"] = "public, max-age=300"
+    return resp
+
+
+@bp.get("/.well-known/oauth-authorization-server")
+def oauth_authorization_server():
+    resp = jsonify(authorization_server_metadata(current_app.extensions["authsvc"].settings))
     resp.headers["Cache-Control"] = "public, max-age=300"
     return resp

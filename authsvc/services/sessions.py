@@ -124,6 +124,7 @@ class Sessions:
             "acr": session["acr"],
             "amr": list(session["amr"]),
             "jti": str(uuid.uuid4()),
+            "client_id": self._settings.frontend_client_id,  # RFC 9068: the frontend's client
         }
         return TokenPair(self._keys.sign(claims), refresh, ttl, str(session["id"]), session["acr"], list(session["amr"]))
 
