@@ -57,8 +57,36 @@ def wrap_errors() -> Iterator[None]:
         raise errors.UniqueViolation(exc.diag.constraint_name) from exc
     except psycopg.OperationalError as exc:  # also the pool's PoolTimeout, TooManyRequests, PoolClosed
         raise errors.StoreUnavailable("database unavailable") from exc
+    except _NOT_WRITABLE as exc:  # a standby, a recovery conflict: a failover under way
+        raise errors.StoreUnavailable("database unavailable (not a writable primary)") from exc
     except psycopg.Error as exc:
         raise errors.StoreError(f"database error: {type(exc).__name__}") from exc
+
+
+# What a server that is not (or no longer) a writable primary answers: a standby or a
+# read-only primary refusing a write (25006), a query cancelled by a recovery conflict on a
+# standby (40001 with that message; any 40001 is retryable), a server shutting down for a
+# failover (57P01-57P03 are OperationalError already). These are a 503, never a 500.
+_NOT_WRITABLE = (psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.SerializationFailure)
+
+
+def writable(conn: psycopg.Connection) -> bool:
+    """Whether ``conn`` is on a primary that accepts writes, whatever the URL asked for
+    (``target_session_attrs``). PostgreSQL >= 14 reports both settings when the session starts
+    (no round trip); otherwise, or through a pooler that does not pass them on, it is asked."""
+    standby = conn.info.parameter_status("in_hot_standby")
+    read_only = conn.info.parameter_status("default_transaction_read_only")
+    if standby is None or read_only is None:
+        row = conn.execute(
+            "SELECT pg_is_in_recovery() AS standby, current_setting('transaction_read_only') AS ro"
+        ).fetchone()
+        standby = "on" if (row["standby"] if isinstance(row, dict) else row[0]) else "off"
+        read_only = row["ro"] if isinstance(row, dict) else row[1]
+    return standby != "on" and read_only != "on"
+
+
+class NotWritable(psycopg.OperationalError):
+    """A connection reached a server that does not accept writes (a standby, a read-only primary)."""
 
 
 # The listener's connection is idle for long stretches: keepalives find a silently dead peer
@@ -115,9 +143,13 @@ class Store:
       ``transaction()`` raises ``StoreUnavailable`` at once, without touching the network.
     * A prober thread closes the failed pool (waiting requests fail at once, its doubling
       reconnect back-off is dropped) and tries a fresh connection every ``probe_interval``
-      seconds. When one succeeds it opens a NEW pool and closes the circuit, so service
-      resumes within about ``probe_interval`` of the database answering again, however long
-      the outage was.
+      seconds. When one succeeds on a writable primary it opens a NEW pool and closes the
+      circuit, so service resumes within about ``probe_interval`` of the database answering
+      again, however long the outage was.
+    * Failover: only a writable primary closes the circuit or joins the pool, whatever the URL
+      says (without ``target_session_attrs=read-write`` libpq takes the first host that
+      answers, a standby included); a write refused as read-only opens the circuit, and such
+      errors are ``StoreUnavailable`` (503), never a 500.
     """
 
     def __init__(
@@ -153,10 +185,18 @@ class Store:
             @classmethod
             def connect(cls, *args: Any, **kwargs: Any) -> Any:
                 try:
-                    return super().connect(*args, **kwargs)
+                    conn = super().connect(*args, **kwargs)
                 except psycopg.OperationalError:
                     store._trip("connection attempt failed")
                     raise
+                try:
+                    if not writable(conn):
+                        raise NotWritable("the server does not accept writes (a standby?)")
+                except psycopg.Error:
+                    conn.close()
+                    store._trip("the server is not a writable primary")
+                    raise
+                return conn
 
         return ConnectionPool(
             self.url,
@@ -192,6 +232,11 @@ class Store:
                     if conn.broken or conn.closed:
                         self._trip("connection lost")
                     raise
+                except psycopg.errors.ReadOnlySqlTransaction:
+                    # this pool's server turned read-only (demoted, or a read-only primary):
+                    # fail fast until a writable primary answers
+                    self._trip("the server refused a write (read-only)")
+                    raise
         except (PoolTimeout, TooManyRequests):
             self._trip("no connection within the pool timeout")
             raise
@@ -215,7 +260,8 @@ class Store:
         while not self._closing.is_set():
             try:
                 with psycopg.connect(self.url, connect_timeout=self._connect_timeout, autocommit=True) as c:
-                    c.execute("SELECT 1")
+                    if not writable(c):  # a standby before its promotion: not yet
+                        raise NotWritable("the server does not accept writes")
                 fresh = self._new_pool()
                 fresh.open(wait=True, timeout=self._connect_timeout)
             except (psycopg.Error, PoolTimeout, OSError):

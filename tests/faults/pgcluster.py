@@ -60,6 +60,34 @@ class PgCluster:
             )
         return self
 
+    def standby(self, *, synchronous: bool = True) -> "PgCluster":
+        """A streaming standby of this (running) cluster, made with ``pg_basebackup -R`` on a
+        port of its own, not started. With ``synchronous`` this cluster waits for it at every
+        commit (``synchronous_standby_names``), so an acknowledged write is on both."""
+        other = PgCluster()
+        if self._user:
+            import pwd
+
+            from pgserver.utils import ensure_prefix_permissions
+
+            other._user = self._user
+            ensure_prefix_permissions(other.dir)
+            entry = pwd.getpwnam(self._user)
+            os.chown(other.dir, entry.pw_uid, entry.pw_gid)
+        other._run("pg_basebackup", "-D", str(other.pgdata), "-R", "-X", "stream", "-c", "fast",
+                   "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres")
+        with (other.pgdata / "postgresql.conf").open("a") as conf:
+            conf.write(f"\nport = {other.port}\nhot_standby = on\n")
+        if synchronous:
+            with (self.pgdata / "postgresql.conf").open("a") as conf:
+                conf.write("\nsynchronous_standby_names = '*'\nsynchronous_commit = on\n")
+            self._run("pg_ctl", "-D", str(self.pgdata), "reload")
+        return other
+
+    def promote(self) -> None:
+        """``pg_ctl promote``: a standby becomes a primary (waits until it accepts writes)."""
+        self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-t", "30", "promote")
+
     def start(self) -> None:
         self._run("pg_ctl", "-D", str(self.pgdata), "-l", str(self.dir / "log"), "-w", "-t", "30", "start")
         self.running = True
