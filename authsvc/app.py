@@ -148,7 +148,8 @@ def build_container(settings: Settings) -> Container:
         store=store, hasher=hasher, policy=policy, sessions=sessions, outbox=outbox
     )
     step_up = StepUpService(settings=settings, store=store, factors=second, outbox=outbox, metrics=metrics,
-                            devices=devices, exemptions=PaymentExemptions(settings=settings, throttle=throttle))
+                            devices=devices, exemptions=PaymentExemptions(settings=settings, throttle=throttle),
+                            reports=reports)
     factors = FactorService(
         settings=settings, store=store, cipher=cipher, factors=second, step_up=step_up, outbox=outbox
     )
@@ -177,7 +178,7 @@ def build_container(settings: Settings) -> Container:
         clients=ClientService(store),
         reports=reports,
         admin=AccountAdmin(store=store, sessions=sessions, outbox=outbox, devices=devices),
-        incidents=Incidents(store=store, sessions=sessions, outbox=outbox),
+        incidents=Incidents(store=store, sessions=sessions, outbox=outbox, devices=devices),
         audit_log=AuditLog(store, audit_chain, outbox),
         password_change=password_change,
         password_reset=PasswordResetService(

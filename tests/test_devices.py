@@ -232,3 +232,78 @@ def _hash(token: str) -> bytes:
     from authsvc.security import crypto
 
     return crypto.hash_token(token)
+
+
+# --------------------------------------------------------------------------- a stolen device token or session
+def test_a_stolen_device_token_guesses_at_most_10_codes_in_15_minutes_and_the_owner_is_told(
+        lax_client, user, db, twilio, smtp):
+    """The attacker has the password and a copy of the owner's X-Device-Token: the device is
+    never locked, but its own wrong answers are bounded, and the owner hears of it."""
+    token = user["device_token"]
+    smtp.clear()
+    twilio.clear()
+    wrong_answers(lax_client, user, 10, token=token)
+    first = password_step(lax_client, user, token)
+    assert first.status_code == 200  # the password step is the device budget's business
+    r = lax_client.post("/v1/login/mfa", json={"mfa_token": first.get_json()["mfa_token"], "method": "totp",
+                                               "code": user["totp"].now()}, headers={"X-Device-Token": token})
+    assert r.status_code == 429 and r.get_json()["code"] == "rate_limited", r.get_json()
+    assert 0 < int(r.headers["Retry-After"]) <= 900
+    # even the right answer waits; the mfa_token is not used up by the refusal
+    mail = smtp.wait_for(lambda m: m["to"] == user["email"] and m["subject"] == "Wrong codes on one of your devices")
+    assert "10 wrong second-factor answers" in mail["body"] and "/report?token=" in mail["body"]
+    twilio.wait_for(lambda m: m["to"] == user["phone"] and "Wrong codes were entered" in m["body"])
+    assert db.execute("SELECT count(*) FROM audit_log WHERE action = 'login.known_device_paused'").fetchone()[0] == 1
+    # the account is not locked: another device of the owner (here: a new one) signs in
+    assert db.execute("SELECT locked_until FROM accounts").fetchone()[0] is None
+    assert sign_in(lax_client, user).status_code == 200
+    # once the window has passed, the device may answer again
+    db.execute("UPDATE factor_failures SET at = at - interval '16 minutes'")
+    again = lax_client.post("/v1/login/mfa", json={"mfa_token": first.get_json()["mfa_token"],
+                                                   "method": "recovery_code", "code": user["recovery_codes"].pop()},
+                            headers={"X-Device-Token": token})
+    assert again.status_code == 200, again.get_json()
+
+
+def test_deleting_a_session_makes_its_device_unknown(lax_client, user, db):
+    stolen = sign_in(lax_client, user, user["device_token"]).get_json()  # the session an attacker copied
+    owner = sign_in(lax_client, user).get_json()  # the owner, on another device
+    assert owner["device_token"] != user["device_token"]
+    assert lax_client.delete(f"/v1/sessions/{stolen['session_id']}",
+                             headers=bearer(owner["access_token"])).status_code == 204
+    revoked = db.execute("SELECT revoked_reason FROM device_tokens WHERE revoked_at IS NOT NULL").fetchall()
+    assert revoked == [("session_deleted",)]
+    # the token of the deleted session no longer makes a device known: a sign-in with it is new
+    again = sign_in(lax_client, user, user["device_token"]).get_json()
+    assert again["device_token"] != user["device_token"]
+    # a logout is not a deletion: the device stays known
+    assert lax_client.post("/v1/logout", headers=bearer(again["access_token"])).status_code == 204
+    assert sign_in(lax_client, user, again["device_token"]).get_json()["device_token"] == again["device_token"]
+
+
+def test_forcing_a_password_change_makes_every_device_unknown(lax_client, user, db, cli_env):
+    sign_in(lax_client, user)  # a second device
+    assert live_tokens(db) == 2
+    result = CliRunner().invoke(cli.main, ["accounts", "require-password-change", user["email"],
+                                           "--reason", "password seen in a breach corpus"],
+                                env=cli_env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert live_tokens(db) == 0
+
+
+def test_a_stolen_sessions_wrong_step_up_answers_pause_only_that_session(lax_client, user, db):
+    stolen = sign_in(lax_client, user, user["device_token"]).get_json()  # a known device's session, copied
+    other = sign_in(lax_client, user).get_json()  # the owner's other device (known from now on)
+    for _ in range(2):
+        ch = challenge(lax_client, stolen).get_json()["challenge_id"]
+        for _ in range(5):
+            assert answer(lax_client, stolen, ch, "totp", "000000").status_code == 401
+    r = challenge(lax_client, stolen)
+    assert r.status_code == 429 and 0 < int(r.headers["Retry-After"]) <= 900
+    # the owner pays from the other session at once
+    ch = challenge(lax_client, other)
+    assert ch.status_code == 201, ch.get_json()
+    done = answer(lax_client, other, ch.get_json()["challenge_id"], "recovery_code", user["recovery_codes"].pop())
+    assert done.status_code == 200 and done.get_json()["step_up_token"]
+    # and the owner's devices still sign in
+    assert sign_in(lax_client, user, user["device_token"]).status_code == 200

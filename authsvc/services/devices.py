@@ -7,7 +7,9 @@ Rules (API contract, "Known devices and the list attack"):
 - a device is *known* to an account only while it presents a live token of that account: a
   client-chosen value (``X-Device-Id``, ``User-Agent``) never makes a device known;
 - a token lives one year from its last use and dies with a password reset, "sign out
-  everywhere", a freeze or a security report;
+  everywhere", a freeze, a security report, a forced password change, or when a session opened
+  with it is deleted (``DELETE /v1/sessions/{id}``: a stolen session's device stays known no
+  longer);
 - a successful login from a device that did not present a live token of the account is a new
   device: it gets a new token and the owner is notified (see ``reports``); a known device keeps
   its token (its life is extended).
@@ -85,6 +87,10 @@ class KnownDevices:
     def revoke_all(self, tx: Tx, account_id: str, reason: str, *, keep: str | None = None) -> int:
         """Every device of the account becomes unknown (but ``keep``, a token id)."""
         return len(tx.all("revoke_device_tokens", account_id=account_id, reason=reason, keep=keep))
+
+    def revoke(self, tx: Tx, account_id: str, token_id: str, reason: str) -> bool:
+        """One device becomes unknown (e.g. the device of a session its owner deleted)."""
+        return tx.one("revoke_device_token", id=token_id, account_id=account_id, reason=reason) is not None
 
     def live_count(self, tx: Tx, account_id: str) -> int:
         return int(tx.scalar("live_device_token_count", account_id=account_id) or 0)

@@ -13,7 +13,8 @@ Rules (API contract, "Login"):
 - the mfa_token is good for one correct answer and dies after 5 wrong ones; wrong answers from
   unknown devices also count for the account (see ``second_factor``), which then locks unknown
   devices only, with growing delays; the owner's known devices are never locked out, and a
-  successful login clears the escalation; the token is bound to the password hash it was
+  successful login clears the escalation; a known device's own wrong answers are bounded per
+  device token (10 in 15 minutes, then it waits, and the owner is told once the wait starts); the token is bound to the password hash it was
   issued for, so a password change or reset ends it;
 - a successful login answers with a device token: the known device's own (its life extended),
   or a new one, and then the owner is notified of the new device;
@@ -48,7 +49,7 @@ from .factors import issue_enrollment_token
 from .outbox import Outbox
 from .password_change import PasswordChangeService
 from .reports import ReportService
-from .second_factor import FactorResult, SecondFactors
+from .second_factor import FAILURES_BEFORE_LOCK, FactorResult, SecondFactors
 from .sessions import RequestInfo, Sessions, TokenPair, device_name
 from .throttle import Blocked, Subject, Throttle, client_subjects, device_subject, email_subject
 from .sms_policy import SmsPolicy
@@ -244,6 +245,11 @@ class LoginService:
                 raise rejected  # issued for a password that has changed since
             known_token_id = self._devices.known_to(tx, info.device_token, account_id)
             remaining = self._locked(tx, account_id, known_token_id)
+            if not remaining and known_token_id is not None:
+                # a known device is never locked, but its own wrong answers are bounded
+                remaining = self._factors.known_device_wait(tx, device_token_id=known_token_id)
+                if remaining:
+                    self._metrics.throttle.labels("throttled", "device").inc()
             if remaining:
                 raise errors.RateLimited(remaining, "sign-in for this account is paused; try again later")
             result = None
@@ -260,7 +266,9 @@ class LoginService:
                     )
             if result is None and not enrollment:
                 failed_attempt(tx, "mfa_token_failed", str(row["id"]), max_attempts=MFA_MAX_ATTEMPTS)
-                self._factors.record_failure(tx, account, from_known_device=known_token_id is not None)
+                if self._factors.record_failure(tx, account, from_known_device=known_token_id is not None,
+                                                device_token_id=known_token_id):
+                    self._reports.factor_guessing(tx, account, info, failures=FAILURES_BEFORE_LOCK)
                 outcome: TokenPair | EnrollmentGrant | errors.AuthsvcError = rejected
             else:
                 if tx.one("consume_mfa_token", id=row["id"]) is None:

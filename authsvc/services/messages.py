@@ -48,6 +48,7 @@ SMS: dict[str, str] = {
     "password_reset": N_("Your password was reset and every session signed out. "
                          "If this was not you, contact support now."),
     "login_locked": N_("Sign-in to your account is paused for {minutes} minutes after repeated wrong codes."),
+    "known_device_guessing": N_("Wrong codes were entered on a signed-in device of yours. Not you? {link}"),
     "reported_frozen": N_("Your account is frozen after your report and every session was signed out. "
                           "Contact support to restore access."),
     "operator_frozen": N_("Your account was frozen by our security team. Contact support to restore access."),
@@ -137,6 +138,14 @@ EMAIL: dict[str, tuple[str, str]] = {
         N_("There were {failures} wrong second-factor answers for your account in the last 15 "
            "minutes, so sign-in is paused for {minutes} minutes.\n\nIf this was not you, someone "
            "knows your password: change it as soon as sign-in resumes."),
+    ),
+    "known_device_guessing": (
+        N_("Wrong codes on one of your devices"),
+        N_("There were {failures} wrong second-factor answers in the last 15 minutes from a device "
+           "that was signed in to your account:\n\n  {device}, IP address {ip}\n  {time}\n\n"
+           "That device is paused for a while. If this was not you, someone has your password or "
+           "one of your devices: open this link at once. It freezes the account and signs out "
+           "every session.\n\n  {link}\n"),
     ),
     "reported_frozen": (
         N_("Your account is frozen"),

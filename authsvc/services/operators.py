@@ -102,7 +102,8 @@ class AccountAdmin:
     def require_password_change(self, ref: str, *, operator: str, reason: str) -> str:
         def apply(tx: Tx, account_id: str) -> dict:
             tx.run("require_password_change", account_id=account_id)
-            return {"sessions": self._sessions.revoke_all(tx, account_id, "password_change_required")}
+            return {"sessions": self._sessions.revoke_all(tx, account_id, "password_change_required"),
+                    "devices": self._devices.revoke_all(tx, account_id, "password_change_required")}
 
         return self._change(ref, "password.change_required", operator, reason, apply,
                             "operator_password_change")
@@ -140,10 +141,11 @@ class Incidents:
 
     KIND = "require-password-change"
 
-    def __init__(self, *, store: Store, sessions: Sessions, outbox: Outbox) -> None:
+    def __init__(self, *, store: Store, sessions: Sessions, outbox: Outbox, devices: KnownDevices) -> None:
         self._store = store
         self._sessions = sessions
         self._outbox = outbox
+        self._devices = devices
 
     def require_password_change_all(
         self, *, operator: str, reason: str, batch_size: int = 500, on_batch: Callable[[int], None] | None = None
@@ -175,6 +177,7 @@ class Incidents:
                 for r in rows:
                     account_id = str(r["id"])
                     self._sessions.revoke_all(tx, account_id, "incident")
+                    self._devices.revoke_all(tx, account_id, "incident")  # no device stays known
                     self._outbox.email(tx, r["email"], *messages.email(messages.locale_of(r),
                                                                        "incident_password_change"))
                 # RETURNING has no order: the cursor is the highest id of the batch

@@ -36,7 +36,7 @@ REPORT_TOKEN_TTL = 7 * 24 * 3600
 class ReportSubject:
     """What a live report link is about, for the page that asks the owner to confirm."""
 
-    reason: str  # new_device, phone_changed, email_changed
+    reason: str  # new_device, phone_changed, email_changed, factor_guessing
     at: datetime
     locale: str
     browser: str | None
@@ -77,6 +77,19 @@ class ReportService:
             locale, "new_device", device=device, ip=info.ip, link=link,
             time=i18n.format_time(datetime.now(timezone.utc), locale)))
         audit(tx, "system", "login.new_device", account_id, session_id=session_id, ip=info.ip)
+
+    def factor_guessing(self, tx: Tx, account: dict, info: RequestInfo | None, *, failures: int) -> None:
+        """Notify the owner that a known device (or a session opened on one) gave so many wrong
+        second-factor answers that it now waits: its token or session may be stolen."""
+        account_id = str(account["id"])
+        link = self.report_link(tx, account_id, "factor_guessing", info)
+        locale = messages.locale_of(account)
+        device = messages.device(locale, info.user_agent if info else None)
+        self._outbox.sms(tx, account["phone"], messages.sms(locale, "known_device_guessing", link=link))
+        self._outbox.email(tx, account["email"], *messages.email(
+            locale, "known_device_guessing", failures=failures, device=device,
+            ip=(info.ip if info else None) or "-", link=link,
+            time=i18n.format_time(datetime.now(timezone.utc), locale)))
 
     def describe(self, token: str) -> ReportSubject | None:
         """What a live link is about (None for an unknown, used or expired one); changes nothing."""

@@ -6,9 +6,14 @@ permanent) and the owner is notified; known devices are not locked, and a succes
 resets the escalation. The password-reset factor step is not blocked by this lock (it is
 already behind the SMS code to the verified phone).
 
-Step-up from a session opened from a known device ignores the lock as well; its wrong answers
-count as a known device's, and such checks wait once 10 of those fall in 15 minutes
-(``known_device_wait``), a limit unknown devices cannot reach.
+Wrong answers from known devices never lock the account, but they are bounded where they come
+from (``known_device_wait``): a login's second factor from a known device waits once 10 wrong
+answers *of that device token* fall in 15 minutes, and step-up from a session opened on a known
+device (which ignores the account lock) waits once 10 wrong answers *of that session* do. So a
+stolen device token (or session) cannot guess codes without bound, unknown devices cannot use
+that budget up, and a stolen session's wrong answers never pause the owner's other sessions and
+devices. When such a wait starts the owner is told (``record_failure`` returns True; the caller
+sends the notice, see ``reports.factor_guessing``).
 
 Shared by login, step-up and password reset: one place decides what a TOTP
 code, a WebAuthn assertion or a recovery code proves, and every acceptance is an atomic
@@ -256,12 +261,17 @@ class SecondFactors:
         wrong answers from unknown devices)."""
         return tx.scalar("account_lock_remaining", account_id=account_id) or 0
 
-    def known_device_wait(self, tx: Tx, account_id: str) -> int:
-        """Seconds until fewer than ``FAILURES_BEFORE_LOCK`` wrong answers from known devices
-        are left in the last ``FAILURE_WINDOW``: the limit on checks that ignore the lock
-        (step-up from a known device's session), which unknown devices cannot use up."""
-        return tx.scalar("known_device_failure_wait", account_id=account_id, window=FAILURE_WINDOW,
-                         offset=FAILURES_BEFORE_LOCK - 1) or 0
+    def known_device_wait(self, tx: Tx, *, device_token_id: str | None = None, session_id: str | None = None) -> int:
+        """Seconds until fewer than ``FAILURES_BEFORE_LOCK`` wrong answers of this session
+        (step-up; ``session_id``) or of this known device's logins (``device_token_id``) are left
+        in the last ``FAILURE_WINDOW``: the bound on checks that ignore the account lock."""
+        if session_id is not None:
+            return tx.scalar("session_failure_wait", session_id=session_id, window=FAILURE_WINDOW,
+                             offset=FAILURES_BEFORE_LOCK - 1) or 0
+        if device_token_id is not None:
+            return tx.scalar("device_failure_wait", device_token_id=device_token_id, window=FAILURE_WINDOW,
+                             offset=FAILURES_BEFORE_LOCK - 1) or 0
+        return 0
 
     def clear_escalation(self, tx: Tx, account: dict) -> None:
         """After a successful login the next lock starts again at the shortest delay.
@@ -270,17 +280,34 @@ class SecondFactors:
         if account.get("lock_count", 1):
             tx.run("clear_lock_escalation", account_id=str(account["id"]))
 
-    def record_failure(self, tx: Tx, account: dict, *, from_known_device: bool = False) -> None:
+    def record_failure(
+        self, tx: Tx, account: dict, *, from_known_device: bool = False,
+        device_token_id: str | None = None, session_id: str | None = None,
+    ) -> bool:
         """Count a wrong answer for the account. Past the limit, answers from unknown devices lock
         the account for unknown devices (growing, capped delays); a known device's wrong answers
-        are recorded but never lock its owner out."""
+        never lock its owner out, but count for its device token (login) or its session
+        (step-up). Returns True when this answer starts a known device's wait (the caller
+        tells the owner)."""
         account_id = str(account["id"])
-        tx.run("record_factor_failure", account_id=account_id, from_known_device=from_known_device)
+        tx.run("record_factor_failure", account_id=account_id, from_known_device=from_known_device,
+               device_token_id=device_token_id if from_known_device else None,
+               session_id=session_id if from_known_device else None)
         if from_known_device:
-            return
+            if session_id is not None:
+                n = tx.scalar("session_failures_in_window", session_id=session_id, window=FAILURE_WINDOW)
+            elif device_token_id is not None:
+                n = tx.scalar("device_failures_in_window", device_token_id=device_token_id, window=FAILURE_WINDOW)
+            else:
+                return False
+            if n != FAILURES_BEFORE_LOCK:
+                return False
+            audit(tx, "system", "login.known_device_paused", account_id,
+                  scope="session" if session_id is not None else "device", failures=n)
+            return True
         failures = tx.scalar("recent_factor_failures", account_id=account_id, window=FAILURE_WINDOW)
         if failures < FAILURES_BEFORE_LOCK:
-            return
+            return False
         seconds = min(MAX_LOCK_SECONDS, 60 * 2 ** min(account["lock_count"], 10))
         tx.one("lock_account_until", account_id=account_id, seconds=seconds)
         minutes = max(1, seconds // 60)
@@ -290,3 +317,4 @@ class SecondFactors:
         self._outbox.email(tx, account["email"],
                            *messages.email(locale, "login_locked", failures=failures, minutes=minutes))
         self._outbox.sms(tx, account["phone"], messages.sms(locale, "login_locked", minutes=minutes))
+        return False

@@ -208,10 +208,17 @@ class Sessions:
         ]
 
     def revoke(self, principal: Principal, session_id: str, *, reason: str = "user") -> None:
+        """End one session. Deleted by its owner (``reason="user"``, not a logout), the device
+        it was opened from becomes unknown too: a session deleted as not one's own may be a
+        stolen one, and its device token with it."""
         require_uuid(session_id, errors.NotFound("no such session"))
         with self._store.transaction() as tx:
             if not self._revoke(tx, principal.account_id, session_id, reason):
                 raise errors.NotFound("no such session")
+            if reason == "user":
+                token_id = tx.scalar("session_device_token", session_id=session_id)
+                if token_id:
+                    self._devices.revoke(tx, principal.account_id, str(token_id), "session_deleted")
         self._outbox.kick()
 
     def logout(self, principal: Principal) -> None:

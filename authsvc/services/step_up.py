@@ -16,8 +16,10 @@ the request fails) and count for the account as in login. The account's second-f
 which only wrong answers from unknown devices cause, pauses step-up of a session whose device
 is unknown (its device token is no longer live); a session opened from a known device ignores
 it, so an attacker who has only the password cannot stop the signed-in owner from paying. Its
-wrong answers count as a known device's, and its step-up waits while 10 of those fall in 15
-minutes (``SecondFactors.known_device_wait``).
+wrong answers count as a known device's and for that session: the session's step-up waits while
+10 of its own wrong answers fall in 15 minutes (``SecondFactors.known_device_wait``), and the
+owner is told when that wait starts. A stolen session's wrong answers therefore pause only that
+session, never the owner's other sessions and devices.
 
 Payment exemptions (``services/exemptions.py``, off unless configured): a ``payment.authorize``
 that an exemption covers gets its step-up token at once, without a challenge (the token names
@@ -36,7 +38,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..config import Settings
@@ -49,8 +51,11 @@ from .devices import KnownDevices
 from .exemptions import PaymentExemptions
 from .ids import require_uuid
 from .outbox import Outbox
-from .second_factor import SecondFactors
+from .second_factor import FAILURES_BEFORE_LOCK, SecondFactors
 from .sessions import Principal
+
+if TYPE_CHECKING:
+    from .reports import ReportService
 
 MAX_ATTEMPTS = 5
 _AMOUNT = re.compile(r"^(0|[1-9][0-9]{0,17})(\.[0-9]{1,6})?$")
@@ -117,7 +122,9 @@ class StepUpService:
     def __init__(
         self, *, settings: Settings, store: Store, factors: SecondFactors, outbox: Outbox, metrics: Metrics,
         devices: KnownDevices, exemptions: PaymentExemptions,
+        reports: "ReportService | None" = None,
     ) -> None:
+        self._reports = reports
         self._settings = settings
         self._store = store
         self._factors = factors
@@ -146,13 +153,13 @@ class StepUpService:
                 max_age, f"payments need a sign-in within the last {max_age} seconds; sign in again"
             )
 
-    def _check_paused(self, tx: Tx, principal: Principal) -> bool:
-        """Raise 429 while second-factor checks are paused for this session; return whether
-        the session's device is known (then the account lock, caused by unknown devices, does
-        not apply: only the known devices' own wrong answers do)."""
-        known = self._devices.of_session(tx, principal.session_id) is not None
-        if known:
-            remaining = self._factors.known_device_wait(tx, principal.account_id)
+    def _check_paused(self, tx: Tx, principal: Principal) -> str | None:
+        """Raise 429 while second-factor checks are paused for this session; return the
+        session's device token id when its device is known (then the account lock, caused by
+        unknown devices, does not apply: only this session's own wrong answers do)."""
+        known = self._devices.of_session(tx, principal.session_id)
+        if known is not None:
+            remaining = self._factors.known_device_wait(tx, session_id=principal.session_id)
         else:
             remaining = self._factors.lock_remaining(tx, principal.account_id)
         if remaining:
@@ -246,7 +253,10 @@ class StepUpService:
                 )
             if result is None:
                 failed_attempt(tx, "step_up_challenge_failed", challenge_id, max_attempts=MAX_ATTEMPTS)
-                self._factors.record_failure(tx, account, from_known_device=known)
+                if self._factors.record_failure(tx, account, from_known_device=known is not None,
+                                                device_token_id=known, session_id=principal.session_id):
+                    if self._reports is not None:
+                        self._reports.factor_guessing(tx, account, None, failures=FAILURES_BEFORE_LOCK)
                 answer: dict | None = None
             else:
                 if tx.one("step_up_challenge_verified", id=challenge_id) is None:

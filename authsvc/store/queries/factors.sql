@@ -128,21 +128,41 @@ UPDATE recovery_codes SET used_at = now()
 RETURNING id;
 
 -- name: record_factor_failure
-INSERT INTO factor_failures (account_id, from_known_device) VALUES (%(account_id)s, %(from_known_device)s);
+INSERT INTO factor_failures (account_id, from_known_device, device_token_id, session_id)
+VALUES (%(account_id)s, %(from_known_device)s, %(device_token_id)s, %(session_id)s);
 
 -- name: recent_factor_failures
 SELECT count(*) AS n FROM factor_failures
  WHERE account_id = %(account_id)s AND at > now() - make_interval(secs => %(window)s)
    AND NOT from_known_device;
 
--- name: known_device_failure_wait
--- Seconds until fewer than `limit` wrong answers from known devices are left in the window
--- (no row: fewer already). The row is the limit-th most recent one (offset = limit - 1).
+-- name: device_failure_wait
+-- Seconds until fewer than `limit` wrong login answers from this known device token are left
+-- in the window (no row: fewer already). The row is the limit-th most recent one
+-- (offset = limit - 1). Step-up answers (session_id set) count for their session only.
 SELECT GREATEST(1, ceil(extract(epoch FROM at + make_interval(secs => %(window)s) - now())))::int AS seconds
   FROM factor_failures
- WHERE account_id = %(account_id)s AND from_known_device AND at > now() - make_interval(secs => %(window)s)
+ WHERE device_token_id = %(device_token_id)s AND session_id IS NULL
+   AND at > now() - make_interval(secs => %(window)s)
  ORDER BY at DESC
 OFFSET %(offset)s LIMIT 1;
+
+-- name: session_failure_wait
+-- The same for the wrong step-up answers of one session.
+SELECT GREATEST(1, ceil(extract(epoch FROM at + make_interval(secs => %(window)s) - now())))::int AS seconds
+  FROM factor_failures
+ WHERE session_id = %(session_id)s AND at > now() - make_interval(secs => %(window)s)
+ ORDER BY at DESC
+OFFSET %(offset)s LIMIT 1;
+
+-- name: device_failures_in_window
+SELECT count(*) AS n FROM factor_failures
+ WHERE device_token_id = %(device_token_id)s AND session_id IS NULL
+   AND at > now() - make_interval(secs => %(window)s);
+
+-- name: session_failures_in_window
+SELECT count(*) AS n FROM factor_failures
+ WHERE session_id = %(session_id)s AND at > now() - make_interval(secs => %(window)s);
 
 -- name: clear_lock_escalation
 UPDATE accounts SET lock_count = 0 WHERE id = %(account_id)s AND lock_count <> 0;

@@ -146,6 +146,11 @@ UPDATE device_tokens SET revoked_at = now(), revoked_reason = %(reason)s
    AND (%(keep)s::uuid IS NULL OR id <> %(keep)s::uuid)
 RETURNING id;
 
+-- name: revoke_device_token
+UPDATE device_tokens SET revoked_at = now(), revoked_reason = %(reason)s
+ WHERE id = %(id)s AND account_id = %(account_id)s AND revoked_at IS NULL
+RETURNING id;
+
 -- name: live_device_token_count
 SELECT count(*) AS n FROM device_tokens
  WHERE account_id = %(account_id)s AND revoked_at IS NULL AND expires_at > now();
