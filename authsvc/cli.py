@@ -642,8 +642,9 @@ def _checkpoint(value: str) -> tuple[int, bytes]:
                    "still contain that row with that hash. Repeatable.")
 @_dev
 def audit_verify(checkpoints: tuple[str, ...], dev: bool) -> None:
-    """Recompute the keyed chain and check the checkpoints; exit 1 at the first row that was
-    changed, added or removed, or when rows were cut off the end."""
+    """Seal what is committed, recompute the keyed chains and check the checkpoints; exit 1 at
+    the first row or seal that was changed, added or removed, when rows were cut off the end, or
+    when a row is still not sealed a minute after it was written."""
     external = [_checkpoint(v) for v in checkpoints]
     c = _container(dev)
     try:
@@ -654,8 +655,9 @@ def audit_verify(checkpoints: tuple[str, ...], dev: bool) -> None:
         where = f" at row {result.broken_at}" if result.broken_at is not None else ""
         click.echo(f"audit log BROKEN{where} (after {result.checked} good rows): {result.problem}")
         sys.exit(1)
-    legacy = f" ({result.legacy} from before the keyed chain)" if result.legacy else ""
-    click.echo(f"audit log intact: {result.checked} rows{legacy}, {result.checkpoints} checkpoints")
+    legacy = f", {result.legacy} from before the keyed chain" if result.legacy else ""
+    click.echo(f"audit log intact: {result.checked} rows ({result.sealed} sealed{legacy}), "
+               f"{result.checkpoints} checkpoints")
     if result.last_checkpoint:
         cp = result.last_checkpoint
         click.echo(f"last checkpoint #{cp['checkpoint_id']} at {cp['at']}: rows up to {cp['last_id']}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 
 import psycopg
 import pytest
@@ -15,7 +16,8 @@ from click.testing import CliRunner
 
 from authsvc import cli
 from authsvc.security.crypto import Cipher
-from authsvc.services.audit import GENESIS, _body
+from authsvc.services.audit import GENESIS, _body, audit
+from tests.support.concurrency import race
 from tests.test_webhooks import SECRET, receiver  # noqa: F401 - fixture
 
 
@@ -41,11 +43,11 @@ class Owner:
 
     def __call__(self, sql: str, params=()):
         with self.db.transaction():
-            for table in ("audit_log", "audit_checkpoints", "audit_chain_keys"):
+            for table in ("audit_log", "audit_checkpoints", "audit_chain_keys", "audit_seals", "audit_sealing"):
                 self.db.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
             result = self.db.execute(sql, params)
             row = result.fetchone() if result.description else None
-            for table in ("audit_log", "audit_checkpoints", "audit_chain_keys"):
+            for table in ("audit_log", "audit_checkpoints", "audit_chain_keys", "audit_seals", "audit_sealing"):
                 self.db.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
         return row
 
@@ -97,6 +99,9 @@ def test_rows_cut_off_the_end_are_detected_through_checkpoints(run, db):
 
     owner = Owner(db)
     owner("DELETE FROM audit_log WHERE id = (SELECT max(id) FROM audit_log)")
+    result = run("audit", "verify")
+    assert result.exit_code == 1 and "was removed" in result.output, result.output
+    owner("DELETE FROM audit_seals WHERE seq = (SELECT max(seq) FROM audit_seals)")  # and its seal
     result = run("audit", "verify")
     assert result.exit_code == 1 and "cut off the end" in result.output, result.output
 
@@ -243,3 +248,141 @@ def test_a_removed_or_replaced_chain_key_is_reported(run, db):
     Owner(db)("DELETE FROM audit_chain_keys")
     result = run("audit", "verify")
     assert result.exit_code == 1 and "BROKEN at row" in result.output
+
+
+# --------------------------------------------------------------------------- the sealed chain (issue 17)
+def _seals(db) -> list[tuple[int, int]]:
+    return db.execute("SELECT seq, row_id FROM audit_seals ORDER BY seq").fetchall()
+
+
+def test_an_audited_write_takes_no_lock_and_is_sealed_after_commit(app, db):
+    container = app.extensions["authsvc"]
+    with container.store.transaction() as tx:
+        audit(tx, "system", "test.event", None, n=1)
+        assert db.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0] == 0
+    row_id = db.execute("SELECT max(id) FROM audit_log").fetchone()[0]
+    deadline = time.monotonic() + 5  # the replica's sealer thread links it within a round or two
+    while not _seals(db) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [r for _, r in _seals(db)] == [row_id]
+    assert db.execute("SELECT count(*) FROM audit_unsealed").fetchone()[0] == 0
+    assert container.audit_log.verify(seal_first=False).intact
+
+
+def test_a_row_committed_but_not_sealed_before_a_crash_is_sealed_later(make_app, settings, db):
+    """The writer's process dies between its commit and the seal: the row waits in the queue,
+    verify reports it (a note while young, a failure past the bound), and any replica's sealer
+    links it on its next round."""
+    crashed = make_app(settings, start_outbox=False).extensions["authsvc"]  # no sealer thread
+    crashed.clients.create("a", operator="alice", reason="written just before the crash")
+    crashed.clients.create("b", operator="alice", reason="written just before the crash")
+    assert _seals(db) == [] and db.execute("SELECT count(*) FROM audit_unsealed").fetchone()[0] == 2
+    young = crashed.audit_log.verify(seal_first=False)
+    assert young.intact and young.unsealed == 2 and "not sealed yet" in young.notes[-1], young
+    stale = crashed.audit_log.verify(seal_first=False, unsealed_bound=0)
+    assert not stale.intact and "not sealed" in stale.problem, stale
+    survivor = make_app(settings).extensions["authsvc"]  # another replica, its sealer running
+    deadline = time.monotonic() + 5
+    while len(_seals(db)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [seq for seq, _ in _seals(db)] == [1, 2]
+    result = survivor.audit_log.verify(seal_first=False, unsealed_bound=0)
+    assert result.intact and result.sealed == 2 and result.unsealed == 0, result
+
+
+def test_concurrent_writes_on_three_replicas_verify(make_app, settings, db):
+    replicas = [make_app(settings).extensions["authsvc"] for _ in range(3)]
+    calls = [lambda c=replicas[i % 3], i=i: c.clients.create(f"c{i}", operator="alice", reason=f"ticket {i} x")
+             for i in range(30)]
+    race(calls)
+    deadline = time.monotonic() + 10
+    while len(_seals(db)) < 30 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [seq for seq, _ in _seals(db)] == list(range(1, 31))  # one chain, no gap, no row twice
+    result = replicas[0].audit_log.verify(seal_first=False, unsealed_bound=0)
+    assert result.intact and result.sealed == 30, result
+
+
+def test_tampering_with_sealed_rows_and_seals_is_detected(app, db):
+    container = app.extensions["authsvc"]
+    for i in range(3):
+        container.clients.create(f"c{i}", operator="alice", reason=f"ticket {i} x")
+    container.audit_log.seal_all()
+    assert container.audit_log.verify().intact
+    first, second = [r for _, r in _seals(db)][:2]
+    owner = Owner(db)
+    detail = db.execute("SELECT detail::text FROM audit_log WHERE id = %s", (first,)).fetchone()[0]
+    owner("UPDATE audit_log SET detail = jsonb_set(detail, '{reason}', '\"nothing\"') WHERE id = %s", (first,))
+    result = container.audit_log.verify()
+    assert not result.intact and result.broken_at == first and "changed" in result.problem, result
+    owner("UPDATE audit_log SET detail = %s::jsonb WHERE id = %s", (detail, first))
+    assert container.audit_log.verify().intact
+
+    seal = db.execute("SELECT seq, row_id, hash, sealed_at FROM audit_seals WHERE row_id = %s", (second,)).fetchone()
+    owner("DELETE FROM audit_seals WHERE row_id = %s", (second,))  # a seal removed from the middle
+    result = container.audit_log.verify()
+    assert not result.intact and "seal 2 is missing" in result.problem, result
+    owner("INSERT INTO audit_seals (seq, row_id, hash, sealed_at) VALUES (%s, %s, %s, %s)", seal)
+    assert container.audit_log.verify().intact
+
+    owner("DELETE FROM audit_log WHERE id = %s", (second,))  # a sealed row removed
+    result = container.audit_log.verify()
+    assert not result.intact and result.broken_at == second and "removed" in result.problem, result
+
+
+def test_rows_forged_or_copied_by_the_database_role(app, db):
+    container = app.extensions["authsvc"]
+    container.clients.create("a", operator="alice", reason="a real entry")
+    container.audit_log.seal_all()
+    # a copy of a real row: refused (its MAC is unique)
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        db.execute("INSERT INTO audit_log (at, actor, action, account_id, detail, nonce, hash, chain) "
+                   "SELECT at, actor, action, account_id, detail, nonce, hash, chain FROM audit_log "
+                   "WHERE chain = 3 LIMIT 1")
+    # an unlinked row without the key: accepted by the database, sealed, and found by verify
+    forged = db.execute("INSERT INTO audit_log (actor, action, detail, nonce, hash, chain) VALUES "
+                        "('operator:alice', 'client.created', '{\"reason\": \"routine\"}'::jsonb, %s, %s, 3) "
+                        "RETURNING id", (b"\x00" * 16, b"\x01" * 32)).fetchone()[0]
+    result = container.audit_log.verify(seal_first=False)
+    assert not result.intact and result.broken_at == forged, result  # before its seal
+    container.audit_log.seal_all()
+    result = container.audit_log.verify()
+    assert not result.intact and result.broken_at == forged and "without the chain key" in result.problem
+
+
+def test_a_row_of_the_previous_version_during_a_rolling_upgrade_is_sealed(app, db):
+    """The previous version still links its keyed rows itself (chain 2, under its lock): they
+    are sealed like the others and verified against the link they stored."""
+    container = app.extensions["authsvc"]
+    container.clients.create("a", operator="alice", reason="written by the new version")
+    prev, = db.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetchone()
+    row = db.execute("INSERT INTO audit_log (actor, action, detail, prev_hash, chain) VALUES "
+                     "('system', 'login.new_device', '{}'::jsonb, %s, 2) RETURNING id, at, actor, action, "
+                     "account_id, detail", (prev,)).fetchone()
+    with container.store.transaction() as tx:
+        mac = container.audit_log._chain.row_mac(tx, bytes(prev), _body(*row[1:]))
+    Owner(db)("UPDATE audit_log SET hash = %s WHERE id = %s", (mac, row[0]))  # its INSERT had it
+    result = container.audit_log.verify()
+    assert result.intact and result.sealed == 2, result
+    Owner(db)("UPDATE audit_log SET detail = '{\"x\": 1}'::jsonb WHERE id = %s", (row[0],))
+    assert container.audit_log.verify().broken_at == row[0]
+
+
+def test_sealed_checkpoints_find_seals_cut_off_the_end(app, db):
+    container = app.extensions["authsvc"]
+    for i in range(3):
+        container.clients.create(f"c{i}", operator="alice", reason=f"ticket {i} x")
+    cp = container.audit_log.checkpoint()
+    assert cp is not None and cp.seq == 3 and cp.public()["seal"] == 3
+    assert container.audit_log.verify(external=[(cp.last_id, cp.head)]).intact
+    # the role cannot store a checkpoint naming a seal that does not exist
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="names no row"):
+        db.execute("INSERT INTO audit_checkpoints (at, last_id, seq, head, mac) VALUES (now(), %s, 9, %s, %s)",
+                   (cp.last_id, cp.head, cp.mac))
+    owner = Owner(db)
+    owner("DELETE FROM audit_log WHERE id = %s", (cp.last_id,))
+    owner("DELETE FROM audit_seals WHERE seq = 3")
+    owner("DELETE FROM audit_checkpoints")
+    assert container.audit_log.verify().intact  # nothing left in the database to compare with
+    result = container.audit_log.verify(external=[(cp.last_id, cp.head)])
+    assert not result.intact and "cut off the end" in result.problem, result
