@@ -579,12 +579,14 @@ class AuditLog:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop the thread, then seal what is committed: a replica shutting down, or a CLI
+        command (which runs no thread) leaves its rows sealed rather than waiting for another
+        process's next round."""
         self._stop.set()
-        if self._thread is None:
-            return
-        self._thread.join(timeout=5)
-        self._thread = None
-        try:  # what this process committed last is sealed now rather than by another replica
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        try:
             self.seal_all()
         except Exception:  # noqa: BLE001 - best effort at shutdown (the next round anywhere seals it)
             pass
