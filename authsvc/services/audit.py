@@ -13,7 +13,7 @@ Rules:
   covers it (their MAC covers the whole chain before them). An unkeyed row after
   ``legacy_until`` is a forgery, whatever follows it; unkeyed rows at the end that nothing
   covers make ``verify`` note that a checkpoint is due.
-- No global lock on a request's path (migration 0072). A request inserts its row unlinked
+- No global lock on a request's path (migration 0078). A request inserts its row unlinked
   (``chain = 3``): the row's ``hash`` is an HMAC under the chain key of a random ``nonce`` and
   the row's content, so the database role still cannot write a row that verifies, and a copy of
   a row is refused (unique index) and found by ``verify``. After commit a *sealer* links the
@@ -24,15 +24,15 @@ Rules:
   (``audit_unsealed``); a row committed but not sealed yet (a crash, an outage, a lost queue
   entry) is sealed by the next round, and ``verify`` finds any row no seal covers, reporting it
   once it is older than a bound (``UNSEALED_BOUND`` seconds).
-- The rows written before migration 0072 (``audit_sealing.linked_until``, or the chain key's
+- The rows written before migration 0078 (``audit_sealing.linked_until``, or the chain key's
   ``legacy_until`` if later) keep their linked chain and are verified as before; the first seal
   links onto the newest of them. During a rolling upgrade the previous version still writes
   linked keyed rows (``chain = 2``) under its lock: they are sealed like the others, their MAC
   checked against the link they stored.
 - PostgreSQL itself refuses UPDATE, DELETE and TRUNCATE on the log, its seals and its
-  checkpoints (migrations 0030, 0072), an unkeyed row once the chain key exists, deleting the
+  checkpoints (migrations 0030, 0078), an unkeyed row once the chain key exists, deleting the
   chain key, and a checkpoint dated in the future or naming no row or seal with that hash
-  (migrations 0060, 0072); only the tables' owner could lift that, and the service does not run
+  (migrations 0060, 0078); only the tables' owner could lift that, and the service does not run
   as the owner (README, "Database roles").
 - A stored checkpoint that is not authentic, or dated after the database's clock, never stops
   the next one from being written (it is reported by ``verify``).
