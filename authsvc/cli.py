@@ -56,6 +56,57 @@ class _Main(click.Group):
             args = hoist_global_options(list(args))
         return super().parse_args(ctx, args)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Every failure of a command ends as one line saying what to do, exit status 1 (the
+        traceback only with ``--log-level DEBUG``)."""
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit,
+                KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - turned into the one line below
+            if logging.getLogger("authsvc").isEnabledFor(logging.DEBUG):
+                logging.getLogger("authsvc.cli").exception("command failed")
+            raise click.ClickException(_explain(exc, ctx.meta.get(_DB_URL))) from None
+
+
+_DB_URL = "authsvc.database_url"  # ctx.meta key: the database the command uses (for messages)
+
+
+def _explain(exc: BaseException, database_url: str | None) -> str:
+    """One line for an operator: what went wrong and what to do about it."""
+    from .store import diagnose
+
+    where = f" at {logs.redact(database_url)}" if database_url else ""
+    dev = " --dev" if _root_dev() else ""
+    if isinstance(exc, errors.SchemaNotCurrent):
+        return (f"the database{where} is not migrated for this version ({exc.what}): "
+                f"run `authsvc db upgrade{dev}`, then retry")
+    if isinstance(exc, errors.StoreUnavailable):
+        cause = diagnose(database_url) if database_url else None
+        return (f"cannot use the database{where} ({cause or 'it stopped answering'}): start PostgreSQL "
+                f"or fix AUTHSVC_DATABASE_URL, then retry")
+    if isinstance(exc, errors.UniqueViolation):
+        return f"the database refused a duplicate ({exc.constraint}): check what already exists, then retry"
+    if isinstance(exc, errors.StoreError):
+        cause = exc.__cause__
+        text = f"{type(cause).__name__}: {' '.join(str(cause).split())[:200]}" if cause else exc.detail
+        hint = ("the database role lacks a privilege: use the migration role for `db upgrade`, the service "
+                "role otherwise (README, Database roles)") if "InsufficientPrivilege" in text else \
+               "check the database's state and logs, then retry"
+        return f"database error{where} ({text}): {hint}"
+    if isinstance(exc, errors.DecryptionError):
+        return (f"{exc.detail}: AUTHSVC_ENCRYPTION_KEY must include every key id stored secrets were "
+                f"encrypted with (see `authsvc keys usage`)")
+    if isinstance(exc, errors.ConfigError):
+        return f"refusing to start: {exc.detail}"
+    if isinstance(exc, errors.AuthsvcError):
+        return exc.detail
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}: check the path and its permissions"
+    return (f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:200]} "
+            f"(run again with --log-level DEBUG for the traceback, and report it)")
+
 
 def _root_dev() -> bool:
     ctx = click.get_current_context(silent=True)
@@ -73,10 +124,13 @@ def _dev(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _settings(dev: bool, *, database_only: bool = False, bind: str | None = None) -> Settings:
+def _settings(dev: bool, *, database_only: bool = False, bind: str | None = None,
+              new_dev_data: bool = False) -> Settings:
+    """``new_dev_data``: only ``serve --dev`` may make a new dev database; every other command
+    uses the project's (``config.find_dev_data_dir``) or refuses, saying what to do."""
     dev = dev or _root_dev()
     try:
-        settings = Settings.from_env(dev=dev, database_only=database_only, bind=bind)
+        settings = Settings.from_env(dev=dev, database_only=database_only, bind=bind, new_dev_data=new_dev_data)
     except errors.ConfigError as exc:
         raise click.ClickException(f"refusing to start: {exc.detail}") from None
     if not settings.database_url and dev:
@@ -85,6 +139,9 @@ def _settings(dev: bool, *, database_only: bool = False, bind: str | None = None
         except errors.ConfigError as exc:
             raise click.ClickException(exc.detail) from None
         settings = settings.replace(database_url=url)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.meta[_DB_URL] = settings.database_url
     return settings
 
 
@@ -102,6 +159,12 @@ def main(log_level: str, dev: bool) -> None:
     changes are written to the audit log with their --reason.
     """
     logs.configure(log_level)
+    ctx = click.get_current_context()
+    if ctx.invoked_subcommand not in (None, "serve", "worker") and log_level.upper() != "DEBUG":
+        # An operator command that fails says why in its one error line; the pool's and the
+        # circuit breaker's warnings on the way there would only repeat it.
+        for name in ("psycopg.pool", "authsvc.store"):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 @main.command()
@@ -111,7 +174,7 @@ def main(log_level: str, dev: bool) -> None:
 @_dev
 def serve(bind: str | None, dev: bool) -> None:
     """Serve the HTTP API (gunicorn; the Werkzeug server with --dev)."""
-    settings = _settings(dev, bind=bind)
+    settings = _settings(dev, bind=bind, new_dev_data=True)
     host, port = split_bind(settings.bind)
     if not dev:
         problems = settings.serving_problems()

@@ -218,8 +218,14 @@ class Settings:
         dev: bool = False,
         database_only: bool = False,
         bind: str | None = None,
+        new_dev_data: bool = True,
+        cwd: Path | None = None,
     ) -> "Settings":
         """``database_only`` (migrations): only the database settings are required.
+
+        With ``dev`` and no ``AUTHSVC_DATA_DIR`` the dev data folder is the project's (see
+        :func:`find_dev_data_dir`); ``new_dev_data=False`` (every command but ``serve --dev``)
+        refuses, saying what to do, rather than make a new empty one.
 
         ``bind`` (``serve --bind``) overrides ``AUTHSVC_BIND``; with ``dev`` the public URL (and
         so the issuer, origins and report link) follows the bound port unless set explicitly.
@@ -231,7 +237,17 @@ class Settings:
             return value if value not in (None, "") else default
 
         problems: list[str] = []
-        data_dir = Path(get("DATA_DIR", ".authsvc-dev") or ".authsvc-dev")
+        if get("DATA_DIR"):
+            data_dir = Path(get("DATA_DIR") or "")
+        elif dev:
+            data_dir = find_dev_data_dir(cwd or Path.cwd())
+        else:
+            data_dir = Path(DEV_DATA_DIR)
+        if dev and not new_dev_data and not data_dir.is_dir():
+            raise ConfigError(
+                f"no dev data folder ({DEV_DATA_DIR}/) in {cwd or Path.cwd()} or its parents, nor in the "
+                f"project checkout: run `authsvc serve --dev` in the project folder first, or set AUTHSVC_DATA_DIR"
+            )
         dev_secrets = _dev_secrets(data_dir) if dev else {}
 
         raw_key = get("ENCRYPTION_KEY") or dev_secrets.get("encryption_key")
@@ -568,6 +584,25 @@ def _weak_secret(value: str, *, min_len: int) -> bool:
         or len(set(value)) < 10
         or any(word in lowered for word in _WEAK_WORDS)
     )
+
+
+DEV_DATA_DIR = ".authsvc-dev"
+_CHECKOUT = Path(__file__).resolve().parent.parent  # the source checkout, for an editable install
+
+
+def find_dev_data_dir(cwd: Path) -> Path:
+    """The project's dev data folder (``.authsvc-dev/``: embedded PostgreSQL, dev secrets), so
+    ``--dev`` finds the same database from any folder: the nearest one in ``cwd`` or its
+    parents; else the one of the source checkout this package runs from (an editable
+    install); else where a new one goes: in that checkout, or in ``cwd`` for an installed
+    package. Callers decide whether a new one may be made there."""
+    for folder in (cwd, *cwd.parents):
+        if (folder / DEV_DATA_DIR).is_dir():
+            return folder / DEV_DATA_DIR
+    checkout = _CHECKOUT
+    if (checkout / "pyproject.toml").is_file() and (checkout / "authsvc").is_dir():
+        return checkout / DEV_DATA_DIR
+    return cwd / DEV_DATA_DIR
 
 
 def _dev_secrets(data_dir: Path) -> dict[str, str]:

@@ -240,6 +240,16 @@ class StoreUnavailable(StoreError):
         super().__init__(detail, **kw)
 
 
+class SchemaNotCurrent(StoreUnavailable):
+    """The database answers but lacks this version's tables or columns: its migrations were
+    not applied (``authsvc db upgrade``). ``what`` is PostgreSQL's own words, for operators;
+    clients see only the generic 503."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__("database unavailable")
+        self.what = what
+
+
 class Busy(AuthsvcError):
     """Password hashing is saturated: this request would wait past its budget (shed at once)."""
 

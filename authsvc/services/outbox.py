@@ -36,6 +36,7 @@ from typing import Protocol
 
 from ..adapters.email import EmailSender
 from ..adapters.sms import SmsSender
+from .. import errors
 from ..errors import AuthsvcError
 from ..security.crypto import Cipher
 from ..store import Store, Tx
@@ -223,13 +224,24 @@ class Outbox:
         self._thread.start()
 
     def run_forever(self, idle_seconds: float = 5.0) -> None:
+        """Drain, then wait for a kick or ``idle_seconds``. A failing drain is logged with its
+        cause once (and again only when the cause changes), then once more when it works again,
+        not every round: an unmigrated or unreachable database says so a single time."""
+        failing: str | None = None
         while not self._stop.is_set():
             self._wake.clear()
             try:
                 while self.deliver_due() and not self._stop.is_set():
                     pass
+                if failing is not None:
+                    _log.warning("outbox drain works again")
+                    failing = None
             except Exception as exc:  # noqa: BLE001 - the thread must outlive any failure (database down...)
-                _log.warning("outbox drain failed: %s", type(exc).__name__)
+                cause = _drain_failure(exc)
+                if cause != failing:
+                    _log.warning("outbox drain failed: %s; retrying every %g s, quietly until the cause changes",
+                                 cause, idle_seconds)
+                    failing = cause
             self._wake.wait(idle_seconds)
 
     def request_stop(self) -> None:
@@ -259,3 +271,14 @@ def _keyed(message: dict, row_id: int, index: int) -> dict:
     if message.get("kind", "email") == "email" and "subject" in message and not message.get("key"):
         return {**message, "key": f"outbox{row_id}x{index}"}
     return message
+
+
+def _drain_failure(exc: Exception) -> str:
+    """What an operator needs to know about a failed drain, in one line (no message content)."""
+    if isinstance(exc, errors.SchemaNotCurrent):
+        return f"the database is not migrated ({exc.what}): run `authsvc db upgrade`"
+    if isinstance(exc, errors.StoreUnavailable):
+        return "the database is unavailable"
+    if isinstance(exc, errors.AuthsvcError):
+        return f"{type(exc).__name__}: {exc.detail}"
+    return type(exc).__name__

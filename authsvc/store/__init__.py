@@ -59,6 +59,8 @@ def wrap_errors() -> Iterator[None]:
         raise errors.StoreUnavailable("database unavailable") from exc
     except _NOT_WRITABLE as exc:  # a standby, a recovery conflict: a failover under way
         raise errors.StoreUnavailable("database unavailable (not a writable primary)") from exc
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedFunction) as exc:
+        raise errors.SchemaNotCurrent(exc.diag.message_primary or type(exc).__name__) from exc
     except psycopg.Error as exc:
         raise errors.StoreError(f"database error: {type(exc).__name__}") from exc
 
@@ -361,7 +363,8 @@ class Store:
 
     def close(self) -> None:
         self._closing.set()
-        prober = self._prober
+        with self._lock:  # _trip makes and starts the prober under the lock: never join it unstarted
+            prober = self._prober
         if prober is not None:
             prober.join(timeout=self._connect_timeout + 2)
         with self._lock:
@@ -378,3 +381,22 @@ def query_once(url: str, query: str, /, *, timeout: int = 3, **params: Any) -> d
     connections across ``fork`` (the gunicorn master serving metrics)."""
     with wrap_errors(), psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=timeout) as conn:
         return conn.execute(QUERIES[query], params).fetchone()
+
+
+def diagnose(url: str, *, timeout: int = 2) -> str | None:
+    """Why ``url`` cannot be reached, in PostgreSQL's or libpq's words (first line), or None
+    when a connection works: for operator messages after a ``StoreUnavailable``."""
+    try:
+        with psycopg.connect(url, connect_timeout=timeout, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return describe(exc)
+    return None
+
+
+def describe(exc: BaseException) -> str:
+    """A psycopg error as one short line (no secrets: libpq never echoes the password)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = " ".join(lines[0].split()) if lines else type(exc).__name__
+    text = text.removeprefix("connection failed: ")
+    return text[:300]
