@@ -618,12 +618,13 @@ _account_command("freeze", "freeze", "Freeze the account and revoke every sessio
 @accounts.command("unfreeze")
 @click.argument("account")
 @click.option("--keep-password", is_flag=True,
-              help="Do not require a new password at the next login (audited). Only when the freeze "
-                   "was a false alarm: after a takeover the attacker knows the password.")
+              help="Do not require a password reset before the next sign-in (audited). Only when the "
+                   "freeze was a false alarm: after a takeover the attacker knows the password.")
 @_reason
 @_dev
 def accounts_unfreeze(account: str, keep_password: bool, reason: str, dev: bool) -> None:
-    """Make a frozen account active again; the next login must choose a new password."""
+    """Make a frozen account active again; the way back in is a password reset (SMS code to the
+    verified phone and a second factor)."""
     c = _container(dev)
     try:
         account_id = c.admin.unfreeze(account, operator=operator_name(), reason=reason, keep_password=keep_password)
@@ -631,7 +632,8 @@ def accounts_unfreeze(account: str, keep_password: bool, reason: str, dev: bool)
         raise click.ClickException(exc.detail) from None
     finally:
         c.close()
-    after = "the password is kept" if keep_password else "a new password is required at the next sign-in"
+    after = ("the password is kept" if keep_password
+             else "a password reset (SMS code + second factor) is required before the next sign-in")
     click.echo(f"unfreeze: {account_id} ({after})")
 
 

@@ -170,6 +170,11 @@ class PasswordChangeRequired(Forbidden):
     title = "Password change required"
 
 
+class PasswordResetRequired(Forbidden):
+    code = "password_reset_required"
+    title = "Password reset required"
+
+
 # --- 404 / 409 ----------------------------------------------------------------------------
 class NotFound(AuthsvcError):
     status = 404

@@ -1,6 +1,6 @@
 """What a password reset, a password change and an unfreeze leave behind: pending mfa_tokens,
 step-up challenges and resets die with the old password; a newer reset kills an older one; the
-new password differs from the current one; an unfreeze asks for a new password."""
+new password differs from the current one; an unfreeze asks for a password reset."""
 
 from __future__ import annotations
 
@@ -134,21 +134,34 @@ def run(cli_env):
     return lambda *args: CliRunner().invoke(cli.main, list(args), env=env, catch_exceptions=False)
 
 
-def test_unfreeze_requires_a_new_password_at_the_next_login(run, client, user, db, twilio, smtp):
+def test_unfreeze_sends_the_owner_through_a_reset_not_a_password_change(run, client, user, db, twilio, smtp):
+    """Whoever caused the freeze may still have the password and a factor: after an unfreeze
+    they earn no password_change_token; only a reset (the SMS code to the verified phone and a
+    factor) opens the account again."""
+    stale = login_password(client, user).get_json()["mfa_token"]  # taken before the unfreeze
     assert run("accounts", "freeze", user["email"], "--reason", "INC-9 takeover").exit_code == 0
     out = run("accounts", "unfreeze", user["email"], "--reason", "INC-9 owner verified")
-    assert out.exit_code == 0 and "new password" in out.output
-    # the owner is told that a new password comes next, not merely that they can sign in
+    assert out.exit_code == 0 and "password reset" in out.output
+    # the owner is told that a reset comes next, not merely that they can sign in
     sms = twilio.wait_for(lambda m: m["to"] == user["phone"] and "active again" in m["body"])
-    assert "new password" in sms["body"]
-    assert "new password" in smtp.wait_for(lambda m: m["to"] == user["email"] and "active again" in m["body"])["body"]
-    # the old password and factor (what the attacker had) lead only to a password change
+    assert "Reset your password" in sms["body"]
+    assert "reset your password" in smtp.wait_for(lambda m: m["to"] == user["email"]
+                                                  and "active again" in m["body"])["body"]
+    # the old password and factor (what the attacker had) lead nowhere
+    r = client.post("/v1/login/mfa", json={"mfa_token": stale, "method": "recovery_code", "code": user["codes"][-1]})
+    assert r.status_code == 401  # a proof from before the unfreeze died with it
     body = login_password(client, user).get_json()
     r = client.post("/v1/login/mfa", json={"mfa_token": body["mfa_token"], "method": "recovery_code",
                                            "code": user["codes"].pop()})
-    assert r.status_code == 403 and r.get_json()["code"] == "password_change_required"
+    assert r.status_code == 403 and r.get_json()["code"] == "password_reset_required", r.get_json()
+    assert "password_change_token" not in r.get_json()
+    assert db.execute("SELECT count(*) FROM password_change_tokens").fetchone()[0] == 0
     detail = db.execute("SELECT detail FROM audit_log WHERE action = 'account.unfrozen'").fetchone()[0]
-    assert detail["password_change_required"] is True and detail["reason"] == "INC-9 owner verified"
+    assert detail["password_reset_required"] is True and detail["reason"] == "INC-9 owner verified"
+    # the reset (phone + factor) is the way back in; then the new password signs in
+    rid, token = reset_to_token(client, twilio, user, set())
+    assert complete(client, rid, token).status_code == 204
+    assert sign_in(client, user, NEW_PASSWORD)["access_token"]
 
 
 def test_unfreeze_keep_password_is_explicit_and_audited(run, client, user, db, twilio):
@@ -159,7 +172,7 @@ def test_unfreeze_keep_password_is_explicit_and_audited(run, client, user, db, t
     assert "You can sign in" in sms["body"] and "new password" not in sms["body"]
     assert sign_in(client, user)["access_token"]
     detail = db.execute("SELECT detail FROM audit_log WHERE action = 'account.unfrozen'").fetchone()[0]
-    assert detail["password_change_required"] is False and detail["keep_password"] is True
+    assert detail["password_reset_required"] is False and detail["keep_password"] is True
 
 
 def test_a_reset_racing_an_old_mfa_answer_leaves_no_live_session(app, twilio, user, db):

@@ -18,7 +18,10 @@ Rules (API contract, "Login"):
   issued for, so a password change or reset ends it;
 - a successful login answers with a device token: the known device's own (its life extended),
   or a new one, and then the owner is notified of the new device;
-- a frozen account learns so only after both factors;
+- a frozen account learns so only after both factors; so does an account an operator unfroze,
+  which must take the password reset path (403 ``password_reset_required``: the SMS code to
+  the verified phone and a factor), never a ``password_change_token`` that the password and a
+  factor alone would earn;
 - an account without an active factor gets an SMS code to its verified phone (only after the
   password verified, and within the caps of ``SmsPolicy``: past one the answer is the same and
   no SMS goes out), and a correct code yields an enrollment token, never a session;
@@ -302,6 +305,11 @@ class LoginService:
         if account["status"] == "frozen":  # whichever path, after both proofs
             audit(tx, "user", "login.refused_frozen", account_id)
             return errors.AccountFrozen("this account is frozen; contact support")
+        if account["reset_required"]:  # after an unfreeze: the reset proves the phone too
+            audit(tx, "user", "login.refused_reset_required", account_id)
+            return errors.PasswordResetRequired(
+                "reset the password first (POST /v1/password-resets: a code to the verified phone and "
+                "a second factor)")
         if account["password_change_required"]:
             return errors.PasswordChangeRequired(
                 "the password must be changed before signing in",

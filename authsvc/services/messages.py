@@ -53,7 +53,7 @@ SMS: dict[str, str] = {
                           "Contact support to restore access."),
     "operator_frozen": N_("Your account was frozen by our security team. Contact support to restore access."),
     "operator_unfrozen": N_("Your account is active again. You can sign in."),
-    "operator_unfrozen_new_password": N_("Your account is active again. Sign in and choose a new password."),
+    "operator_unfrozen_reset": N_("Your account is active again. Reset your password to sign in: we text a code to this phone."),
     "operator_password_change": N_("For your security you must choose a new password at your next sign-in."),
     "operator_factors_reset": N_("Your second factors were reset by our security team. "
                                  "Sign in to set up a new one."),
@@ -161,10 +161,11 @@ EMAIL: dict[str, tuple[str, str]] = {
         N_("A change to your account"),
         N_("Your account is active again. You can sign in."),
     ),
-    "operator_unfrozen_new_password": (
+    "operator_unfrozen_reset": (
         N_("A change to your account"),
-        N_("Your account is active again. When you next sign in, you will choose a new password: "
-           "the old one may be known to someone else."),
+        N_("Your account is active again. To sign in, first reset your password (\"Forgot "
+           "password\"): we text a code to your phone, then ask for your second factor. The old "
+           "password may be known to someone else, so it no longer opens the account."),
     ),
     "operator_password_change": (
         N_("A change to your account"),

@@ -15,6 +15,7 @@ from .audit import audit
 from .devices import KnownDevices
 from .throttle import mask_email
 from .outbox import Outbox
+from .password_change import end_old_proofs, lock_credentials
 from .sessions import Sessions
 
 
@@ -45,6 +46,7 @@ class AccountAdmin:
             "phone": contacts.mask_phone(row["phone"]),
             "status": row["status"],
             "password_change_required": row["password_change_required"],
+            "reset_required": row["reset_required"],
             "locked_until": row["locked_until"].isoformat() if row["locked_until"] else None,
             "live_sessions": row["live_sessions"],
             "factors": [f"{f['type']}:{f['name']}" for f in factors],
@@ -80,16 +82,22 @@ class AccountAdmin:
     def unfreeze(self, ref: str, *, operator: str, reason: str, keep_password: bool = False) -> str:
         """Make a frozen account active again. A freeze usually means someone else had the
         password and a factor: unless the operator explicitly keeps the password
-        (``keep_password``, audited), the next login must choose a new one."""
+        (``keep_password``, audited), the way back in is a password reset, which also needs the
+        SMS code to the verified phone (sign-in answers 403 ``password_reset_required``); every
+        pending proof (mfa_token, password change token, step-up challenge, reset) dies."""
         def apply(tx: Tx, account_id: str) -> dict:
+            if not keep_password:
+                lock_credentials(tx, account_id)
+                ended = end_old_proofs(tx, account_id)
             if tx.one("unfreeze_account", account_id=account_id) is None:
                 raise errors.Conflict("the account is not frozen")
-            if not keep_password:
-                tx.run("require_password_change", account_id=account_id)
-            return {"password_change_required": not keep_password, "keep_password": keep_password}
+            if keep_password:
+                return {"password_reset_required": False, "keep_password": True}
+            tx.run("require_password_reset", account_id=account_id)
+            return {"password_reset_required": True, "keep_password": False, "ended": ended}
 
         return self._change(ref, "account.unfrozen", operator, reason, apply,
-                            "operator_unfrozen" if keep_password else "operator_unfrozen_new_password")
+                            "operator_unfrozen" if keep_password else "operator_unfrozen_reset")
 
     def revoke_sessions(self, ref: str, *, operator: str, reason: str) -> str:
         return self._change(

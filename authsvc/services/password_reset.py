@@ -208,6 +208,7 @@ class PasswordResetService:
                 raise invalid
             ended = end_old_proofs(tx, account_id)
             tx.run("set_password", account_id=account_id, password_hash=password_hash)
+            tx.run("clear_reset_required", account_id=account_id)
             revoked = self._sessions.revoke_all(tx, account_id, "password_reset")
             devices = self._devices.revoke_all(tx, account_id, "password_reset")
             audit(tx, "user", "password.reset", account_id, sessions=revoked, devices=devices, ended=ended)

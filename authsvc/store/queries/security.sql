@@ -52,6 +52,13 @@ SELECT a.*, (SELECT count(*) FROM sessions s WHERE s.account_id = a.id AND s.rev
 UPDATE accounts SET status = 'active', updated_at = now() WHERE id = %(account_id)s AND status = 'frozen'
 RETURNING id;
 
+-- name: require_password_reset
+UPDATE accounts SET reset_required = true, password_change_required = false, updated_at = now()
+ WHERE id = %(account_id)s;
+
+-- name: clear_reset_required
+UPDATE accounts SET reset_required = false, updated_at = now() WHERE id = %(account_id)s AND reset_required;
+
 -- name: require_password_change
 UPDATE accounts SET password_change_required = true, updated_at = now() WHERE id = %(account_id)s;
 
