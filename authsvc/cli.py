@@ -264,7 +264,8 @@ def _close_worker(server: Any, worker: Any) -> None:
 def _gunicorn(settings: Settings) -> None:
     from gunicorn.app.base import BaseApplication
 
-    from .workers import WORKER_CLASSES, AppAccessLogger
+    from .api.body import MAX_BODY
+    from .workers import WORKER_CLASSES, AppAccessLogger, configure as configure_workers
 
     from . import metrics_server
 
@@ -316,6 +317,10 @@ def _gunicorn(settings: Settings) -> None:
             # ... as gunicorn's own classes, but on SIGTERM they first take in the connections
             # already queued on the socket (authsvc/workers.py).
             self.cfg.set("worker_class", WORKER_CLASSES[settings.worker_class])
+            # Each worker's event loop reads whole requests (head and body) within the read
+            # deadline before a thread serves them: slow clients cost no thread (README,
+            # "Slow clients"; authsvc/workers.py).
+            configure_workers(read_timeout=settings.request_read_timeout, max_body=MAX_BODY)
             if settings.worker_class == "gthread":  # (threads > 1 would turn sync into gthread)
                 self.cfg.set("threads", settings.threads)
             # The access log is the app's own JSON line (authsvc.access); gunicorn's error log

@@ -92,6 +92,9 @@ class Settings:
     graceful_timeout: int = 30  # seconds gunicorn gives workers to finish after SIGTERM
     worker_class: str = "gthread"  # gunicorn: gthread (keep-alive, threads) or sync
     threads: int = 8  # gunicorn gthread threads per worker (keep-alive connections)
+    # seconds a client has to send a whole request (head and body) from its connection's
+    # accept (kept-alive: from the request's first byte); then 408 and close (authsvc/workers.py)
+    request_read_timeout: int = 10
     # Bounded password hashing (services/hashing.py): argon2 computations at once per worker
     # (0: the cores divided among the workers), and how long an unknown / a known device's
     # request may wait for one before a 503 busy.
@@ -384,6 +387,7 @@ class Settings:
             ("WORKERS", 2, 1),
             ("GRACEFUL_TIMEOUT", 30, 1),
             ("THREADS", 8, 1),
+            ("REQUEST_READ_TIMEOUT", 10, 1),
             ("HASH_CONCURRENCY", 0, 0),
             ("HASH_QUEUE_BUDGET_MS", 250, 1),
             ("HASH_KNOWN_BUDGET_MS", 5000, 1),
@@ -452,6 +456,7 @@ class Settings:
             workers=ints["WORKERS"],
             graceful_timeout=ints["GRACEFUL_TIMEOUT"],
             threads=ints["THREADS"],
+            request_read_timeout=ints["REQUEST_READ_TIMEOUT"],
             worker_class=worker_class,
             hash_concurrency=ints["HASH_CONCURRENCY"],
             hash_queue_budget=ints["HASH_QUEUE_BUDGET_MS"] / 1000,

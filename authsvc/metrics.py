@@ -89,6 +89,11 @@ class Metrics:
         self.throttle_fallback = Counter(
             "authsvc_throttle_store_fallback", "Throttle counter operations answered from process memory "
             "because Redis failed", registry=self.registry)
+        # Requests the HTTP front answered itself before the app saw them (authsvc/workers.py):
+        # reason timeout (the read deadline passed), malformed (framing), too_large, head_too_large.
+        self.unread_requests = Counter(
+            "authsvc_http_unread_requests", "Requests refused while being read, before the app saw them",
+            ["reason"], registry=self.registry)
         self._outbox_depth = outbox_depth
 
     def shed(self, device: str) -> None:

@@ -1,28 +1,305 @@
-"""gunicorn workers that finish what was accepted: on SIGTERM, the connections already queued
-on the listening socket (the kernel's backlog: accepted by TCP, not yet by gunicorn) are taken
-in and answered before the worker stops accepting, instead of being reset when it exits.
+"""gunicorn workers for authsvc: whole requests only, and nothing accepted is lost.
 
-gunicorn's own workers stop accepting at once on SIGTERM; whatever arrived a moment before is
-lost with the listening socket. Kubernetes' preStop sleep keeps new traffic away during the
-shutdown (README, "Faults"); these workers take care of what was already on its way.
+**Whole requests.** gunicorn's gthread worker hands a connection to a thread as soon as its
+first byte arrives; the thread then blocks reading the rest of the head and the body, so a
+client sending one byte a second holds a thread for as long as it likes (issue 21: 20 such
+connections left 0-60% of honest requests answered, 32 left none). Here the worker's event loop
+reads every request, head and body, without blocking, and only a complete request reaches the
+thread pool, whose threads then never wait for a client. A request that is not complete within
+``AUTHSVC_REQUEST_READ_TIMEOUT`` seconds of its connection being accepted (or, on a kept-alive
+connection, of its first byte) is answered 408 and closed (a connection that sent nothing is
+closed silently); a malformed chunked body is answered 400 and a body announced or chunked
+over 64 KiB 413, before the application sees anything (:mod:`authsvc.http_framing`). A slow
+client thus costs a file descriptor and its buffer, never a thread; each worker holds at most
+gunicorn's ``worker_connections`` (1,000) connections, then leaves the rest in the listen
+backlog until deadlines free some (README, "Slow clients").
+
+The socket a thread serves has kernel send and receive timeouts of the same length, so a
+client that stops reading its response (or a request the event loop and gunicorn framed
+differently, which should not happen) cannot hold the thread longer than that. Connections
+are closed without blocking the event loop: the write side is shut and the socket lingers in
+the loop (at most ``LINGER_SECONDS``) until the client closes its side, instead of gunicorn's
+blocking drain in the loop.
+
+**Nothing accepted is lost.** On SIGTERM gunicorn's own workers stop accepting at once;
+whatever arrived a moment before is lost with the listening socket. These first take in the
+connections already queued on the socket (the kernel's backlog: accepted by TCP, not yet by
+gunicorn) and answer them with the requests in flight. Kubernetes' preStop sleep keeps new
+traffic away during the shutdown (README, "Faults").
 """
 
 from __future__ import annotations
 
+import errno
+import json
+import logging
+import select
+import selectors
+import socket
+import struct
 import time
+from collections import deque
+from functools import partial
 from typing import Any
 
 from gunicorn import glogging
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.gthread import TConn, ThreadWorker
 from gunicorn.workers.sync import SyncWorker
 
+from . import logs
+from .http_framing import Refused, RequestFramer
+
 DRAIN_SECONDS = 5.0  # at most this long taking in queued connections after SIGTERM
+LINGER_SECONDS = 2.0  # a closed connection waits this long at most for the client's FIN
+RECV_SIZE = 65536
+MAX_HEAD = 32 * 1024  # request line and headers: ours are a few hundred bytes
+
+# Set by ``configure`` in the master before the workers fork.
+_options: dict[str, float] = {"read_timeout": 10.0, "max_body": 64 * 1024}
+
+_access = logging.getLogger(logs.ACCESS_LOGGER)
+
+_REASONS = {400: "Bad Request", 408: "Request Timeout", 413: "Content Too Large",
+            431: "Request Header Fields Too Large"}
+_CODES = {400: ("invalid_request", "Invalid request"), 408: ("request_timeout", "Request timeout"),
+          413: ("payload_too_large", "Request body too large"),
+          431: ("request_header_fields_too_large", "Request header fields too large")}
+_METRIC_REASONS = {400: "malformed", 408: "timeout", 413: "too_large", 431: "head_too_large"}
+
+
+def configure(*, read_timeout: float, max_body: int) -> None:
+    """The read deadline (seconds) and the largest body accepted (bytes), for every worker."""
+    _options["read_timeout"] = float(read_timeout)
+    _options["max_body"] = int(max_body)
+
+
+def problem_response(status: int, detail: str) -> bytes:
+    """A complete HTTP/1.1 response with an RFC 9457 problem document, closing the connection."""
+    code, title = _CODES[status]
+    body = json.dumps({"type": f"https://authsvc.dev/problems/{code}", "title": title, "status": status,
+                       "code": code, "detail": detail}).encode()
+    head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: application/problem+json\r\n"
+            f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n")
+    return head.encode() + body
+
+
+def _set_socket_timeouts(sock: socket.socket, seconds: float) -> None:
+    """Kernel timeouts for blocking reads and writes on ``sock`` (the thread's side)."""
+    whole = int(seconds)
+    timeval = struct.pack("ll", whole, int((seconds - whole) * 1e6))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+
+
+def _log_refusal(framer: RequestFramer | None, status: int, detail: str, peer: Any, started: float,
+                 app: Any) -> None:
+    """The access line (and metric) of a request the front answered itself; ``client`` is the
+    TCP peer (the app's trusted-proxy rules need headers this request never finished sending)."""
+    try:
+        container = getattr(app, "extensions", {}).get("authsvc")
+        if container is not None:
+            container.metrics.unread_requests.labels(_METRIC_REASONS[status]).inc()
+    except Exception:  # noqa: BLE001 - counting must never break serving
+        pass
+    if not _access.isEnabledFor(logging.INFO):
+        return
+    method = framer.method if framer else None
+    path = framer.path if framer else None
+    client = peer[0] if isinstance(peer, tuple) and peer else str(peer)
+    _access.info("%s %s %s", method or "-", path or "-", status, extra={
+        "request_id": logs.request_id_from(None),
+        "fields": {"method": method, "route": None, "path": path, "status": status,
+                   "latency_ms": round((time.monotonic() - started) * 1000, 2), "client": client,
+                   "user_agent": None, "unread": _METRIC_REASONS[status], "detail": detail},
+    })
 
 
 class DrainingThreadWorker(ThreadWorker):  # type: ignore[misc]
-    """gthread: queued connections join the requests in flight, which the worker finishes
-    within ``graceful_timeout`` as usual."""
+    """gthread whose event loop reads whole requests before a thread serves them (above), and
+    which takes in the queued connections on SIGTERM and answers them within
+    ``graceful_timeout`` like the requests in flight."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.read_timeout = _options["read_timeout"]
+        self.max_body = int(_options["max_body"])
+        self.reading: deque[TConn] = deque()  # connections reading a request, oldest deadline first
+        self.lingering: deque[tuple[float, socket.socket]] = deque()
+
+    # --- taking connections in --------------------------------------------------------------
+    def accept(self, listener: socket.socket) -> None:
+        try:
+            sock, addr = listener.accept()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        _set_socket_timeouts(sock, self.read_timeout)
+        conn = TConn(self.cfg, sock, addr, listener.getsockname())  # non-blocking
+        self._start_reading(conn, b"", try_now=False)
+
+    def on_client_socket_readable(self, conn: TConn, client: Any) -> None:
+        """A kept-alive connection has a new request coming: read it here, not in a thread."""
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        self._start_reading(conn, b"", try_now=True)
+
+    def _start_reading(self, conn: TConn, pending: bytes, *, try_now: bool) -> None:
+        now = time.monotonic()
+        conn.framer = RequestFramer(max_head=MAX_HEAD, max_body=self.max_body)
+        conn.read_started = now
+        conn.read_deadline = now + self.read_timeout
+        conn.continue_sent = False
+        if pending and self._feed(conn, pending):
+            return
+        if try_now and self._read_available(conn):
+            return
+        conn.registered = True
+        self.reading.append(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+
+    def _on_readable(self, conn: TConn, _sock: Any) -> None:
+        if self._read_available(conn):
+            self._unregister(conn)
+
+    def _unregister(self, conn: TConn) -> None:
+        if getattr(conn, "registered", False):
+            conn.registered = False
+            try:
+                self.poller.unregister(conn.sock)
+            except (KeyError, ValueError, OSError):
+                pass
+            try:
+                self.reading.remove(conn)
+            except ValueError:
+                pass
+
+    def _read_available(self, conn: TConn) -> bool:
+        """Read what the socket holds; True once the connection has left the reading state
+        (handed to a thread, refused or closed)."""
+        while True:
+            try:
+                data = conn.sock.recv(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return False
+            except OSError:
+                self._unregister(conn)
+                self._close(conn)
+                return True
+            if not data:  # the client went away before finishing its request
+                self._unregister(conn)
+                self._close(conn)
+                return True
+            if self._feed(conn, data):
+                return True
+            if len(data) < RECV_SIZE:
+                return False
+
+    def _feed(self, conn: TConn, data: bytes) -> bool:
+        framer: RequestFramer = conn.framer
+        try:
+            complete = framer.feed(data)
+        except Refused as exc:
+            self._unregister(conn)
+            self._refuse(conn, exc.status, exc.detail)
+            return True
+        if not complete:
+            if framer.expects_continue and not conn.continue_sent and framer.head_complete:
+                conn.continue_sent = True
+                try:  # the client waits for this before sending its body (RFC 9110 10.1.1)
+                    conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+                except OSError:
+                    pass
+            return False
+        self._unregister(conn)
+        self._hand_over(conn, bytes(framer.buffer))
+        return True
+
+    def _hand_over(self, conn: TConn, data: bytes) -> None:
+        """Give a complete request (and anything pipelined behind it) to a thread."""
+        conn.framer = None
+        conn.sock.setblocking(True)
+        conn.init()  # the parser, on a new connection; the kept one otherwise
+        conn.parser.unreader.unread(data)
+        conn.data_ready = True
+        self.enqueue_req(conn)
+
+    # --- deadlines and closing --------------------------------------------------------------
+    def murder_pending(self) -> None:  # run by gunicorn's loop about once a second
+        super().murder_pending()
+        now = time.monotonic()
+        while self.reading and self.reading[0].read_deadline <= now:
+            conn = self.reading[0]
+            self._unregister(conn)
+            if conn.framer.received:
+                self._refuse(conn, 408, f"the request was not received within {self.read_timeout:g} seconds")
+            else:  # nothing was sent: close quietly (browsers open spare connections)
+                self._close(conn)
+        while self.lingering and self.lingering[0][0] <= now:
+            self._final_close(self.lingering.popleft()[1])
+
+    def _refuse(self, conn: TConn, status: int, detail: str) -> None:
+        _log_refusal(conn.framer, status, detail, conn.client, conn.read_started, self.wsgi)
+        try:
+            conn.sock.send(problem_response(status, detail))
+        except OSError:
+            pass
+        self._close(conn)
+
+    def _close(self, conn: TConn) -> None:
+        """Close without blocking the loop: shut the write side, linger for the client's FIN."""
+        self.nr_conns -= 1
+        sock = conn.sock
+        try:
+            sock.setblocking(False)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._final_close(sock)
+            return
+        self.lingering.append((time.monotonic() + LINGER_SECONDS, sock))
+        self.poller.register(sock, selectors.EVENT_READ, self._on_lingering_readable)
+
+    def _on_lingering_readable(self, sock: socket.socket) -> None:
+        try:
+            while data := sock.recv(RECV_SIZE):
+                if len(data) < RECV_SIZE:
+                    return
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            pass
+        # EOF or error: done (the deque entry goes when its time comes)
+        self._final_close(sock)
+
+    def _final_close(self, sock: socket.socket) -> None:
+        if sock.fileno() < 0:
+            return
+        try:
+            self.poller.unregister(sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+    def finish_request(self, conn: TConn, fs: Any) -> None:
+        try:
+            keepalive = fs.result() is True if not fs.cancelled() else False
+        except Exception:  # noqa: BLE001 - gunicorn's handler closes it
+            keepalive = False
+        if keepalive:
+            leftover = conn.parser.unreader.take_buffered()
+            if leftover:  # a pipelined request: read the rest of it here too
+                conn.sock.setblocking(False)
+                self._start_reading(conn, leftover, try_now=True)
+                return
+            super().finish_request(conn, fs)
+            return
+        self._close(conn)
+
+    # --- SIGTERM ----------------------------------------------------------------------------
     def set_accept_enabled(self, enabled: bool) -> None:
         if not enabled and not self.alive:
             self._take_backlog()
@@ -34,13 +311,79 @@ class DrainingThreadWorker(ThreadWorker):  # type: ignore[misc]
             listener.setblocking(False)
             while time.monotonic() < deadline:
                 before = self.nr_conns
-                self.accept(listener)  # submits the connection to the thread pool
+                self.accept(listener)  # reads the request, then submits it to the thread pool
                 if self.nr_conns == before:  # nothing was waiting (EAGAIN)
                     break
 
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            while self.lingering:
+                self._final_close(self.lingering.popleft()[1])
+
+
+class _Prefetched:
+    """A client socket whose first reads return the request already read from it."""
+
+    def __init__(self, sock: socket.socket, data: bytes) -> None:
+        self._sock = sock
+        self._data = data
+
+    def recv(self, size: int, *flags: int) -> bytes:
+        if self._data:
+            out, self._data = self._data[:size], self._data[size:]
+            return out
+        return self._sock.recv(size, *flags)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
 
 class DrainingSyncWorker(SyncWorker):  # type: ignore[misc]
-    """sync: answers the queued connections one by one after the loop ends."""
+    """sync: reads each whole request within the read deadline before serving it (the same
+    rules as the gthread worker, but one connection at a time: a slow client still holds the
+    worker until its deadline, so this class belongs behind a buffering proxy); after the loop
+    ends on SIGTERM, answers the queued connections one by one."""
+
+    def handle(self, listener: socket.socket, client: socket.socket, addr: Any) -> None:
+        read_timeout = _options["read_timeout"]
+        _set_socket_timeouts(client, read_timeout)
+        started = time.monotonic()
+        framer = RequestFramer(max_head=MAX_HEAD, max_body=int(_options["max_body"]))
+        continue_sent = False
+        try:
+            while True:
+                remaining = started + read_timeout - time.monotonic()
+                if remaining <= 0:
+                    if framer.received:
+                        raise Refused(408, f"the request was not received within {read_timeout:g} seconds")
+                    client.close()
+                    return
+                readable, _, _ = select.select([client], [], [], remaining)
+                if not readable:
+                    continue
+                data = client.recv(RECV_SIZE)
+                if not data:
+                    client.close()
+                    return
+                if framer.feed(data):
+                    break
+                if framer.expects_continue and framer.head_complete and not continue_sent:
+                    continue_sent = True
+                    client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        except Refused as exc:
+            _log_refusal(framer, exc.status, exc.detail, addr, started, self.wsgi)
+            try:
+                client.sendall(problem_response(exc.status, exc.detail))
+            except OSError:
+                pass
+            client.close()
+            return
+        except OSError:
+            client.close()
+            return
+        super().handle(listener, _Prefetched(client, bytes(framer.buffer)), addr)
 
     def run(self) -> None:
         super().run()
