@@ -68,6 +68,23 @@ class PayloadTooLarge(AuthsvcError):
     title = "Request body too large"
 
 
+class RequestTimeout(AuthsvcError):
+    """The client did not send its whole request within AUTHSVC_REQUEST_READ_TIMEOUT (answered by
+    the HTTP front, authsvc/workers.py, before the app sees the request)."""
+
+    status = 408
+    code = "request_timeout"
+    title = "Request timeout"
+
+
+class RequestHeadTooLarge(AuthsvcError):
+    """The request line and headers are larger than the HTTP front reads (authsvc/workers.py)."""
+
+    status = 431
+    code = "request_header_fields_too_large"
+    title = "Request header fields too large"
+
+
 class UnsupportedMediaType(AuthsvcError):
     status = 415
     code = "unsupported_media_type"

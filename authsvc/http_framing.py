@@ -80,8 +80,6 @@ class RequestFramer:
         self.buffer += data
         if self.end is not None:
             return True
-        if len(self.buffer) > self.max_head + 4 * self.max_body:  # chunk framing around tiny chunks
-            raise Refused(413, f"request bodies are limited to {self.max_body} bytes")
         if self._head_end < 0:
             if not self._find_head_end():
                 return False
@@ -93,7 +91,12 @@ class RequestFramer:
         if self._chunk_left is None and self._pos == 0:  # no body, or a head gunicorn refuses
             self.end = self._head_end
             return True
-        return self._scan_chunks()
+        if self._scan_chunks():
+            return True
+        if len(self.buffer) - self._head_end > 4 * self.max_body + MAX_CHUNK_LINE:
+            # within the limit once decoded, but framed around tiny chunks and long extensions
+            raise Refused(413, f"request bodies are limited to {self.max_body} bytes")
+        return False
 
     # --- head -------------------------------------------------------------------------------
     def _find_head_end(self) -> bool:

@@ -46,7 +46,7 @@ from gunicorn import glogging
 from gunicorn.workers.gthread import TConn, ThreadWorker
 from gunicorn.workers.sync import SyncWorker
 
-from . import logs
+from . import errors, logs
 from .http_framing import Refused, RequestFramer
 
 DRAIN_SECONDS = 5.0  # at most this long taking in queued connections after SIGTERM
@@ -61,9 +61,9 @@ _access = logging.getLogger(logs.ACCESS_LOGGER)
 
 _REASONS = {400: "Bad Request", 408: "Request Timeout", 413: "Content Too Large",
             431: "Request Header Fields Too Large"}
-_CODES = {400: ("invalid_request", "Invalid request"), 408: ("request_timeout", "Request timeout"),
-          413: ("payload_too_large", "Request body too large"),
-          431: ("request_header_fields_too_large", "Request header fields too large")}
+_ERRORS: dict[int, type[errors.AuthsvcError]] = {
+    400: errors.InvalidRequest, 408: errors.RequestTimeout, 413: errors.PayloadTooLarge,
+    431: errors.RequestHeadTooLarge}
 _METRIC_REASONS = {400: "malformed", 408: "timeout", 413: "too_large", 431: "head_too_large"}
 
 
@@ -75,7 +75,7 @@ def configure(*, read_timeout: float, max_body: int) -> None:
 
 def problem_response(status: int, detail: str) -> bytes:
     """A complete HTTP/1.1 response with an RFC 9457 problem document, closing the connection."""
-    code, title = _CODES[status]
+    code, title = _ERRORS[status].code, _ERRORS[status].title
     body = json.dumps({"type": f"https://authsvc.dev/problems/{code}", "title": title, "status": status,
                        "code": code, "detail": detail}).encode()
     head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: application/problem+json\r\n"

@@ -245,3 +245,24 @@ def test_a_kept_alive_connection_gets_the_deadline_from_its_next_request(service
     assert _status(answer) == 408, answer
     assert b'"code": "request_timeout"' in answer
     assert waited >= READ_TIMEOUT - 0.5
+
+
+def test_the_sync_worker_class_reads_requests_the_same_way(pg, twilio_server, smtp_server):
+    """AUTHSVC_WORKER_CLASS=sync: the same deadline and framing rules (one connection at a
+    time, so it belongs behind a buffering proxy: README)."""
+    svc = Service(service_env(pg.url, twilio_server, smtp_server, AUTHSVC_WORKER_CLASS="sync",
+                              AUTHSVC_REQUEST_READ_TIMEOUT=str(READ_TIMEOUT))).start()
+    try:
+        body = b'{"email": "someone@example.com", "password": "not the password"}'
+        assert _status(_exchange(svc.port, _login_json(body, chunked_sizes=[b"8", b"%x" % (len(body) - 8)]))) == 401
+        bad = _login_json(body, chunked_sizes=[b"%x" % len(body)]).replace(b"\r\n%x\r\n" % len(body), b"\r\n0x40\r\n")
+        answer = _exchange(svc.port, bad)
+        assert _status(answer) == 400, answer
+        started = time.monotonic()
+        answer = _exchange(svc.port, b"POST /v1/login HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n{")
+        assert _status(answer) == 408, answer
+        assert time.monotonic() - started >= READ_TIMEOUT - 0.5
+        log = svc.log()
+    finally:
+        svc.close()
+    assert "Traceback" not in log
