@@ -3,6 +3,13 @@
 Drives ``/example/`` (``--dev`` only) through the whole flow with Selenium's virtual WebAuthn
 authenticator: register, verify both codes, add a passkey, sign in with it, add TOTP under
 step-up, confirm a payment under step-up and show what the backend's redemption returned.
+The payment is confirmed with Secure Payment Confirmation: the passkey is enrolled with the
+WebAuthn ``payment`` extension, Chromium's SPC runs with ``--enable-features=
+SecurePaymentConfirmationBrowser`` (Debian's Chromium on Linux reports SPC
+``unavailable-feature-not-enabled`` without it) and WebDriver's "Set SPC Transaction Mode"
+(``autoAccept``) stands in for the user pressing "Verify" in the browser's payment sheet; the
+server checks the ``payment.get`` client data. A second payment with SPC hidden from the page
+takes the WebAuthn fallback.
 Then opens the "this wasn't me" page of a new-device notice in English and in Japanese and
 presses its button. Screenshots go to ``AUTHSVC_SCREENSHOT_DIR`` (the README's come from
 ``AUTHSVC_SCREENSHOT_DIR=docs/screenshots bash .ci/run tests/test_browser.py``).
@@ -72,10 +79,14 @@ def browser():
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1000,1500",
-                 "--lang=en-US"):
+                 "--lang=en-US", "--enable-features=SecurePaymentConfirmationBrowser"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
+    # WebDriver extension of the SPC specification: the payment sheet accepts by itself.
+    driver.command_executor.add_command("setSPCTransactionMode", "POST",
+                                        "/session/$sessionId/secure-payment-confirmation/set-mode")
+    driver.execute("setSPCTransactionMode", {"mode": "autoAccept"})
     try:
         yield driver
     finally:
@@ -175,8 +186,22 @@ def test_example_payment_flow_and_report_page_in_chromium(server, browser):
     assert redeemed["transaction"] == {"amount": "1200", "currency": "JPY", "payee": "Blue Bottle Coffee Kiyosumi"}
     assert redeemed["acr"] == "aal3" and "hwk" in redeemed["amr"]
     assert "Payment confirmed" in el("receipt-title").text and "1,200" in el("receipt-title").text
+    availability = browser.execute_async_script(
+        "PaymentRequest.securePaymentConfirmationAvailability().then(arguments[arguments.length - 1])")
+    assert availability == "available", f"Chromium's SPC: {availability}"
+    assert el("pay-method").get_attribute("data-method") == "spc", el("pay-method").text
     browser.execute_script("document.getElementById('s-pay').scrollIntoView()")
     shot(browser, "example-payment", el("s-pay"))
+
+    # where the browser has no SPC, the page falls back to the passkey (a webauthn.get assertion)
+    browser.execute_script("delete PaymentRequest.securePaymentConfirmationAvailability;"
+                           "PaymentRequest.securePaymentConfirmationAvailability = undefined;")
+    el("amount").clear()
+    el("amount").send_keys("980")
+    browser.execute_script("document.getElementById('s-pay').classList.remove('done')")
+    click("pay-passkey", then_done="s-pay")
+    assert el("pay-method").get_attribute("data-method") == "webauthn", el("pay-method").text
+    assert json.loads(el("redeemed").text)["transaction"]["amount"] == "980"
 
     # ------------------------------------------------ the report page of a new-device notice
     seen: set[str] = set()

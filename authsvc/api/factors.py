@@ -44,7 +44,7 @@ def confirm_totp(factor_id: str):
 def webauthn_options():
     actor = auth.require_actor()
     req = body.parse(WebauthnOptionsIn)
-    return jsonify(options=_svc().webauthn_options(actor, passkey=req.passkey))
+    return jsonify(options=_svc().webauthn_options(actor, passkey=req.passkey, payment=req.payment))
 
 
 @bp.post("/v1/factors/webauthn")

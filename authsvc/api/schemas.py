@@ -59,7 +59,7 @@ class FactorAnswerIn(Strict):
         method = info.data.get("method")
         if method is None:  # the method itself was refused; that error is reported
             return value
-        needed = "credential" if method == "webauthn" else "code"
+        needed = "credential" if method in ("webauthn", "spc") else "code"
         if info.field_name == needed and value is None:
             raise PydanticCustomError("missing", "required for method {method}", {"method": method})
         if info.field_name != needed and value is not None:
@@ -86,6 +86,7 @@ class TotpConfirmIn(Strict):
 
 class WebauthnOptionsIn(Strict):
     passkey: bool = False  # a discoverable credential for passkey sign-in
+    payment: bool = False  # a payment credential (Secure Payment Confirmation)
 
 
 class WebauthnAddIn(Strict):
@@ -133,7 +134,10 @@ class TrustedPayeeIn(Strict):
     payee: Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
-StepUpVerifyIn = FactorAnswerIn
+class StepUpVerifyIn(FactorAnswerIn):
+    """``spc``: a Secure Payment Confirmation assertion (``payment.get``) in ``credential``."""
+
+    method: Literal["totp", "webauthn", "recovery_code", "spc"]
 
 
 class RedeemIn(Strict):

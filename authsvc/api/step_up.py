@@ -33,6 +33,8 @@ def create():
     out = {"challenge_id": ch.challenge_id, "expires_in": ch.expires_in, "methods": ch.methods}
     if ch.webauthn_options is not None:
         out["webauthn_options"] = ch.webauthn_options
+    if ch.spc is not None:
+        out["spc"] = ch.spc
     resp = jsonify(out)
     resp.status_code = 201
     return resp

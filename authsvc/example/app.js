@@ -42,14 +42,48 @@ async function getAssertion(options) {
   return (await navigator.credentials.get({ publicKey })).toJSON();
 }
 
-// A step-up for `action` (and the payment it covers), answered with the passkey or a TOTP code.
+// ---------------------------------------------------------------- Secure Payment Confirmation
+// Where the browser offers SPC, the passkey is enrolled as a payment credential and payments are
+// confirmed in the browser's own sheet, which shows the payee and the amount; elsewhere the page
+// falls back to a plain WebAuthn assertion (bound to the same transaction by its challenge).
+async function spcAvailable() {
+  if (typeof PaymentRequest === "undefined") return false;
+  if (PaymentRequest.securePaymentConfirmationAvailability) {
+    return (await PaymentRequest.securePaymentConfirmationAvailability()) === "available";
+  }
+  return false;
+}
+
+async function confirmWithSpc(spc) {
+  const b64 = (s) => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
+  const request = new PaymentRequest([{
+    supportedMethods: "secure-payment-confirmation",
+    data: {
+      credentialIds: spc.credentialIds.map(b64), challenge: b64(spc.challenge), rpId: spc.rpId,
+      payeeName: spc.payeeName, instrument: spc.instrument, timeout: spc.timeout,
+    },
+  }], { total: { label: "Total", amount: spc.total } });
+  const response = await request.show();
+  await response.complete("success");
+  return response.details.toJSON(); // a PublicKeyCredential whose client data is "payment.get"
+}
+
+// A step-up for `action` (and the payment it covers), answered with SPC, the passkey or a TOTP
+// code. An exempted payment (the operator's exemptions) gets its token at once.
 async function stepUp(action, transaction, totpCode) {
   const challenge = await api("POST", "/v1/step-up", { action, ...(transaction ? { transaction } : {}) },
     bearer(state.accessToken));
-  const answer = totpCode
-    ? { method: "totp", code: totpCode }
-    : { method: "webauthn", credential: await getAssertion(challenge.webauthn_options) };
-  return api("POST", `/v1/step-up/${challenge.challenge_id}/verify`, answer, bearer(state.accessToken));
+  if (challenge.exempt) return { ...challenge, how: `exempt (${challenge.exempt})` };
+  let answer;
+  if (totpCode) {
+    answer = { method: "totp", code: totpCode };
+  } else if (challenge.spc && await spcAvailable()) {
+    answer = { method: "spc", credential: await confirmWithSpc(challenge.spc) };
+  } else {
+    answer = { method: "webauthn", credential: await getAssertion(challenge.webauthn_options) };
+  }
+  const proof = await api("POST", `/v1/step-up/${challenge.challenge_id}/verify`, answer, bearer(state.accessToken));
+  return { ...proof, how: answer.method };
 }
 
 function done(sectionId) { $(sectionId).classList.add("done"); }
@@ -86,7 +120,10 @@ const steps = {
   async addPasskey() { // the first factor: the enrollment token allows exactly this
     // passkey: a discoverable credential with user verification (it can also sign in alone,
     // POST /v1/login/passkey); without it, a plain security key
-    const { options } = await api("POST", "/v1/factors/webauthn/options", { passkey: true },
+    // payment: also a payment credential (WebAuthn "payment" extension) where the browser offers
+    // Secure Payment Confirmation
+    const payment = await spcAvailable();
+    const { options } = await api("POST", "/v1/factors/webauthn/options", { passkey: true, payment },
       bearer(state.enrollmentToken));
     const added = await api("POST", "/v1/factors/webauthn",
       { credential: await createCredential(options), name: "This browser" }, bearer(state.enrollmentToken));
@@ -139,6 +176,12 @@ const steps = {
     const amount = new Intl.NumberFormat(undefined, { style: "currency", currency: transaction.currency })
       .format(Number(transaction.amount));
     $("receipt-title").textContent = `Payment confirmed: ${amount} to ${transaction.payee}`;
+    $("pay-method").textContent = {
+      spc: "Confirmed in the browser's payment sheet (Secure Payment Confirmation), which showed payee and amount.",
+      webauthn: "Confirmed with the passkey (WebAuthn).",
+      totp: "Confirmed with a TOTP code.",
+    }[proof.how] || `No factor asked: ${proof.how}.`;
+    $("pay-method").dataset.method = proof.how;
     $("redeemed").textContent = JSON.stringify(redeemed, null, 2);
     $("receipt").hidden = false;
     done("s-pay");

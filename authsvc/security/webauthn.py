@@ -6,6 +6,15 @@ signature counter must grow whenever the authenticator keeps one. ``user_handle`
 assertion's userHandle so that the caller can check it is the credential owner's (W3C
 WebAuthn section 7.2, step 6; py_webauthn leaves that to the relying party).
 
+Secure Payment Confirmation (W3C SPC): a credential enrolled with the ``payment`` extension
+(``registration_options(payment=True)``: ``{"payment": {"isPayment": true}}``, a platform
+authenticator, resident key and user verification required, as browsers demand) can sign a
+``payment.get`` assertion through ``PaymentRequest``. py_webauthn accepts only
+``webauthn.get`` client data, so ``verify_payment_authentication`` runs the same steps (W3C
+WebAuthn 7.2, SPC 4.4) with py_webauthn's parsers and signature check: type ``payment.get``,
+challenge, origin, the ``payment`` member equal to the transaction bound to the challenge,
+RP id hash, user present and verified, the signature, then the counter rule above.
+
 Every failure caused by the client's data raises :class:`errors.InvalidFactor` (a cloned-looking
 counter raises its subclass :class:`errors.SignCountRegression`); no py_webauthn, cbor, json,
 base64 or cryptography exception leaves this module.
@@ -13,10 +22,13 @@ base64 or cryptography exception leaves this module.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import cbor2
@@ -26,6 +38,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.exceptions import UnsupportedAlgorithm as CryptoUnsupportedAlgorithm
 from webauthn.helpers import (
     base64url_to_bytes,
+    parse_authenticator_data,
     bytes_to_base64url,
     decode_credential_public_key,
     decoded_public_key_to_cryptography,
@@ -38,6 +51,7 @@ from webauthn.helpers.cose import COSEAlgorithmIdentifier
 from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
     AttestationConveyancePreference,
+    AuthenticatorAttachment,
     AuthenticatorSelectionCriteria,
     PublicKeyCredentialDescriptor,
     ResidentKeyRequirement,
@@ -47,6 +61,7 @@ from webauthn.helpers.structs import (
 from authsvc import errors
 
 _REJECTED = "WebAuthn assertion rejected"
+_AMOUNT = re.compile(r"[0-9]{1,18}(\.[0-9]{1,6})?")  # a PaymentCurrencyAmount value we accept
 TIMEOUT_MS = 300_000
 MIN_CHALLENGE_BYTES = 16
 SUPPORTED_ALGS = [
@@ -117,9 +132,12 @@ class WebAuthn:
         user_display_name: str,
         exclude_credential_ids: Sequence[bytes] = (),
         passkey: bool = False,
+        payment: bool = False,
     ) -> tuple[dict, bytes]:
         """(PublicKeyCredentialCreationOptions as a JSON-ready dict, challenge). A passkey is a
-        discoverable credential: the authenticator must keep it (resident key required)."""
+        discoverable credential: the authenticator must keep it (resident key required). A
+        payment credential (Secure Payment Confirmation) carries the ``payment`` extension and
+        is a discoverable credential of a platform authenticator with user verification."""
         # py_webauthn silently substitutes a random handle for an empty user_id.
         if not isinstance(user_id, bytes) or not 1 <= len(user_id) <= 64:
             raise ValueError("user_id must be 1 to 64 bytes")
@@ -132,15 +150,20 @@ class WebAuthn:
             timeout=TIMEOUT_MS,
             attestation=AttestationConveyancePreference.NONE,
             authenticator_selection=AuthenticatorSelectionCriteria(
-                resident_key=ResidentKeyRequirement.REQUIRED if passkey else ResidentKeyRequirement.PREFERRED,
+                resident_key=(ResidentKeyRequirement.REQUIRED if passkey or payment
+                              else ResidentKeyRequirement.PREFERRED),
                 user_verification=UserVerificationRequirement.REQUIRED,
+                authenticator_attachment=AuthenticatorAttachment.PLATFORM if payment else None,
             ),
             exclude_credentials=[
                 PublicKeyCredentialDescriptor(id=c) for c in exclude_credential_ids
             ],
             supported_pub_key_algs=SUPPORTED_ALGS,
         )
-        return options_to_json_dict(options), options.challenge
+        as_json = options_to_json_dict(options)
+        if payment:
+            as_json["extensions"] = {"payment": {"isPayment": True}}
+        return as_json, options.challenge
 
     def verify_registration(
         self, *, credential: dict | str, expected_challenge: bytes
@@ -221,6 +244,102 @@ class WebAuthn:
             backed_up=bool(verified.credential_backed_up),
             user_verified=bool(verified.user_verified),
         )
+
+    def payment_request(
+        self, *, credential_ids: Sequence[bytes], challenge: bytes, payee_name: str, total: dict, instrument: dict
+    ) -> dict:
+        """What ``PaymentRequest`` needs for method ``secure-payment-confirmation``: the
+        method data (``credentialIds``, ``challenge``, ``rpId``, ``payeeName``, ``instrument``,
+        ``timeout``; binary values base64url) and the ``total`` for the request's details."""
+        return {
+            "credentialIds": [bytes_to_base64url(c) for c in credential_ids],
+            "challenge": bytes_to_base64url(challenge),
+            "rpId": self.rp_id,
+            "payeeName": payee_name,
+            "instrument": dict(instrument),
+            "total": dict(total),
+            "timeout": TIMEOUT_MS,
+        }
+
+    def verify_payment_authentication(
+        self,
+        *,
+        credential: dict | str,
+        expected_challenge: bytes,
+        expected_payment: dict,
+        public_key: bytes,
+        current_sign_count: int,
+    ) -> Assertion:
+        """Verify an SPC assertion (client data ``payment.get``) for the stored credential;
+        ``expected_payment`` is ``{payeeName, total: {currency, value}, instrument:
+        {displayName, icon}}`` as offered. Returns its new sign count and flags."""
+        try:
+            parsed = parse_authentication_credential_json(_as_object(credential))
+            if bytes_to_base64url(parsed.raw_id) != parsed.id or parsed.type != "public-key":
+                raise ValueError("id and rawId differ, or not a public-key credential")
+            client_data_bytes = bytes(parsed.response.client_data_json)
+            auth_data_bytes = bytes(parsed.response.authenticator_data)
+            client_data = json.loads(client_data_bytes)
+            if not isinstance(client_data, dict) or client_data.get("type") != "payment.get":
+                raise ValueError("client data type is not payment.get")
+            challenge = client_data.get("challenge")
+            if not isinstance(challenge, str) or not secrets.compare_digest(
+                base64url_to_bytes(challenge), expected_challenge
+            ):
+                raise ValueError("not the challenge offered")
+            if client_data.get("origin") not in self.origins:
+                raise ValueError("unexpected origin")
+            self._check_payment(client_data.get("payment"), expected_payment)
+            auth_data = parse_authenticator_data(auth_data_bytes)
+            if not secrets.compare_digest(auth_data.rp_id_hash, hashlib.sha256(self.rp_id.encode()).digest()):
+                raise ValueError("unexpected RP ID hash")
+            if not (auth_data.flags.up and auth_data.flags.uv):
+                raise ValueError("user not present and verified")
+            decoded = decode_credential_public_key(public_key)
+            verify_signature(
+                public_key=decoded_public_key_to_cryptography(decoded),
+                signature_alg=decoded.alg,
+                signature=bytes(parsed.response.signature),
+                data=auth_data_bytes + hashlib.sha256(client_data_bytes).digest(),
+            )
+        except _BAD_INPUT as exc:
+            raise errors.InvalidFactor(_REJECTED) from exc
+        new = auth_data.sign_count
+        if (new or current_sign_count) and new <= current_sign_count:
+            raise errors.SignCountRegression(_REJECTED)
+        return Assertion(
+            sign_count=new,
+            backup_eligible=bool(auth_data.flags.be),
+            backed_up=bool(auth_data.flags.bs),
+            user_verified=bool(auth_data.flags.uv),
+        )
+
+    def _check_payment(self, payment: Any, expected: dict) -> None:
+        """The client data's ``payment`` member shows exactly what was bound to the challenge:
+        our RP id, one of our origins on top, the payee, the total and the instrument."""
+        if not isinstance(payment, dict):
+            raise TypeError("no payment member")
+        if payment.get("rpId") != self.rp_id or payment.get("topOrigin") not in self.origins:
+            raise ValueError("payment rpId or topOrigin differ")
+        if payment.get("payeeName") != expected["payeeName"] or payment.get("payeeOrigin") is not None:
+            raise ValueError("payee differs")
+        total = payment.get("total")
+        if not isinstance(total, dict) or set(total) != {"currency", "value"}:
+            raise ValueError("total malformed")
+        value = total["value"]
+        if (
+            total["currency"] != expected["total"]["currency"]
+            or not isinstance(value, str)
+            or not _AMOUNT.fullmatch(value)
+            or Decimal(value) != Decimal(expected["total"]["value"])
+        ):
+            raise ValueError("total differs")
+        instrument = payment.get("instrument")
+        if not isinstance(instrument, dict) or not set(instrument) <= {"displayName", "icon", "iconMustBeShown"}:
+            raise ValueError("instrument malformed")
+        if (instrument.get("displayName") != expected["instrument"]["displayName"]
+                or instrument.get("icon") != expected["instrument"]["icon"]):
+            raise ValueError("instrument differs")
 
     @staticmethod
     def credential_id(credential: dict | str) -> bytes:

@@ -139,6 +139,7 @@ class FactorService:
                 "factor_id": str(r["id"]),
                 "type": r["type"],
                 "passkey": r["passkey"],
+                "payment": r["payment"],
                 "name": r["name"],
                 "created_at": _iso(r["created_at"]),
                 "last_used_at": _iso(r["last_used_at"]),
@@ -189,9 +190,10 @@ class FactorService:
         return result
 
     # ------------------------------------------------------------------ WebAuthn
-    def webauthn_options(self, actor: Actor, *, passkey: bool = False) -> dict:
+    def webauthn_options(self, actor: Actor, *, passkey: bool = False, payment: bool = False) -> dict:
         """Creation options; ``passkey`` asks for a discoverable credential (resident key and
-        user verification required) that can later sign in on its own."""
+        user verification required) that can later sign in on its own; ``payment`` for a
+        payment credential (Secure Payment Confirmation: the WebAuthn ``payment`` extension)."""
         with self._store.transaction() as tx:
             account = self._authorize(tx, actor, "factor.add")
             existing = [bytes(r["credential_id"]) for r in tx.all("active_webauthn_credential_ids",
@@ -202,9 +204,10 @@ class FactorService:
                 user_display_name=account["email"],
                 exclude_credential_ids=existing,
                 passkey=passkey,
+                payment=payment,
             )
             tx.run("insert_webauthn_challenge", id=str(uuid.uuid4()), account_id=actor.account_id,
-                   purpose="register", challenge=challenge, passkey=passkey, ttl=CHALLENGE_TTL)
+                   purpose="register", challenge=challenge, passkey=passkey, payment=payment, ttl=CHALLENGE_TTL)
         return options
 
     def add_webauthn(self, actor: Actor, credential: Any, name: str | None) -> dict:
@@ -236,6 +239,7 @@ class FactorService:
                     backup_eligible=cred.backup_eligible,
                     backed_up=cred.backed_up,
                     passkey=made["passkey"],
+                    payment=made["payment"],
                 )
                 codes = self._activated(tx, actor, account, factor_id, "webauthn")
         except errors.UniqueViolation:

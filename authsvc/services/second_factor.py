@@ -140,15 +140,58 @@ class SecondFactors:
         code: str | None,
         credential: Any,
         webauthn_challenge: bytes | None,
+        payment: dict | None = None,
     ) -> FactorResult | None:
-        """The proof an answer gives, or None for a wrong answer (the caller counts it)."""
+        """The proof an answer gives, or None for a wrong answer (the caller counts it).
+        ``spc`` (Secure Payment Confirmation) needs ``payment``, what the assertion must show."""
         if method == "totp":
             return self._totp(tx, account_id, code)
         if method == "recovery_code":
             return self._recovery(tx, account_id, code)
         if method == "webauthn":
             return self._webauthn(tx, account_id, credential, webauthn_challenge)
+        if method == "spc":
+            return self._spc(tx, account_id, credential, webauthn_challenge, payment)
         return None
+
+    def payment_credential_ids(self, tx: Tx, account_id: str) -> list[bytes]:
+        return [bytes(r["credential_id"]) for r in tx.all("payment_credential_ids", account_id=account_id)]
+
+    def _spc(self, tx: Tx, account_id: str, credential: Any, challenge: bytes | None,
+             payment: dict | None) -> FactorResult | None:
+        """A ``payment.get`` assertion of one of the account's payment credentials, showing
+        exactly ``payment``; the counter is accepted once (as for WebAuthn)."""
+        if credential is None or challenge is None or payment is None:
+            return None
+        try:
+            credential_id = self.webauthn.credential_id(credential)
+        except errors.InvalidFactor:
+            return None
+        factor = tx.one("payment_factor_by_credential", account_id=account_id, credential_id=credential_id)
+        if factor is None:  # not a payment credential of this account
+            return None
+        try:
+            handle = self.webauthn.user_handle(credential)
+        except errors.InvalidFactor:
+            return None
+        if handle is not None and not handles_equal(handle, bytes(factor["webauthn_user_id"])):
+            return None
+        try:
+            assertion = self.webauthn.verify_payment_authentication(
+                credential=credential, expected_challenge=challenge, expected_payment=payment,
+                public_key=bytes(factor["public_key"]), current_sign_count=factor["sign_count"],
+            )
+        except errors.SignCountRegression:
+            tx.run("webauthn_counter_regression", id=factor["id"])
+            audit(tx, "system", "webauthn.counter_regression", account_id, factor_id=str(factor["id"]))
+            _log.warning("webauthn counter regression on factor %s", factor["id"])
+            return None
+        except errors.InvalidFactor:
+            return None
+        if not self._accept(tx, factor, assertion):
+            return None  # a concurrent use of the same assertion won
+        acr, key = webauthn_assurance(factor, assertion)
+        return FactorResult("spc", ("pwd", key, "mfa"), acr, str(factor["id"]))
 
     def _totp(self, tx: Tx, account_id: str, code: str | None) -> FactorResult | None:
         if not totp.is_well_formed(code):

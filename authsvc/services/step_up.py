@@ -27,6 +27,12 @@ its exemption, its ``amr`` is empty). A payment asked with ``recurring: true`` n
 is the full step-up that starts a recurring series, and neither does one asked with
 ``allow_exemption: false`` (a backend that refused an exempted payment). Any full step-up puts the account's
 low-value counters back at zero.
+
+Secure Payment Confirmation (``services/spc.py``): a ``payment.authorize`` challenge of an
+account with payment credentials also offers ``spc``, the ``PaymentRequest`` data for the same
+challenge; an ``spc`` answer must be a ``payment.get`` assertion showing exactly the bound
+payee, total and instrument, and is then treated as any other factor (counted when wrong,
+exactly-once token when right).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from .exemptions import PaymentExemptions
 from .ids import require_uuid
 from .outbox import Outbox
 from .second_factor import FAILURES_BEFORE_LOCK, SecondFactors
+from . import spc
 from .sessions import Principal
 
 if TYPE_CHECKING:
@@ -104,6 +111,7 @@ class StepUpChallenge:
     expires_in: int
     methods: list[str]
     webauthn_options: dict | None
+    spc: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -193,6 +201,16 @@ class StepUpService:
             methods, options, challenge = offer.methods, offer.webauthn_options, offer.webauthn_challenge
             if not methods:
                 raise errors.Conflict("the account has no second factor to step up with")
+            spc_request = None
+            if action == "payment.authorize" and challenge is not None:
+                payment_ids = self._factors.payment_credential_ids(tx, principal.account_id)
+                if payment_ids:
+                    expected = spc.expected_payment(self._settings, canonical)
+                    spc_request = self._factors.webauthn.payment_request(
+                        credential_ids=payment_ids, challenge=challenge, payee_name=expected["payeeName"],
+                        total=expected["total"], instrument=expected["instrument"],
+                    )
+                    methods = ["spc", *methods]
             tx.run(
                 "insert_step_up_challenge",
                 id=challenge_id,
@@ -206,7 +224,7 @@ class StepUpService:
                 ttl=ttl,
                 recurring=recurring,
             )
-        return StepUpChallenge(challenge_id, ttl, methods, options)
+        return StepUpChallenge(challenge_id, ttl, methods, options, spc_request)
 
     def _exempt(self, principal: Principal, canonical: dict, tx_hash: str) -> ExemptStepUp | None:
         """The token of an exempted payment (the exemption's counter taken, the grant audited, the
@@ -250,6 +268,7 @@ class StepUpService:
                 result = self._factors.verify(
                     tx, principal.account_id, method=method, code=code, credential=credential,
                     webauthn_challenge=bytes(row["webauthn_challenge"]) if row["webauthn_challenge"] else None,
+                    payment=spc.expected_payment(self._settings, row["transaction"]) if method == "spc" else None,
                 )
             if result is None:
                 failed_attempt(tx, "step_up_challenge_failed", challenge_id, max_attempts=MAX_ATTEMPTS)

@@ -5,6 +5,10 @@ verifies for real. One instance holds one credential; its key and id exist from 
 Every knob is a plain attribute and can be changed between calls to produce bad inputs:
 ``origin`` (clientDataJSON origin), ``rp_id`` (hashed into authenticatorData), ``user_verified``
 (UV flag), ``tamper_signature``, ``sign_count`` (e.g. rewind it to simulate a clone).
+
+``pay`` plays the browser's part of Secure Payment Confirmation: what
+``PaymentRequest.show()`` returns for ``secure-payment-confirmation`` (client data of type
+``payment.get`` with a ``payment`` member, signed like any assertion).
 """
 
 from __future__ import annotations
@@ -130,10 +134,47 @@ class SoftAuthenticator:
             "authenticatorAttachment": "platform",
         }
 
+    # --- PaymentRequest.show() for secure-payment-confirmation ------------------------------
+    def pay(self, spc: dict, *, type_: str = "payment.get", top_origin: str | None = None,
+            drop: Sequence[str] = (), **changes: object) -> dict:
+        """An SPC assertion for the server's ``spc`` request: the client data's ``payment``
+        member shows rpId, topOrigin, payeeName, total and instrument as offered, unless
+        ``changes`` replace some (or ``drop`` leaves some out) to forge what was shown."""
+        if b64url(self.credential_id) not in spc["credentialIds"]:
+            raise LookupError("NotAllowedError: this credential is not in credentialIds")
+        payment = {
+            "rpId": spc["rpId"],
+            "topOrigin": top_origin or self.origin,
+            "payeeName": spc["payeeName"],
+            "total": spc["total"],
+            "instrument": spc["instrument"],
+            **changes,
+        }
+        for key in drop:
+            payment.pop(key, None)
+        self.sign_count += self.counter_step
+        client_data = self._client_data(type_, spc["challenge"], payment=payment)
+        auth_data = self._auth_data(0)
+        response = {
+            "clientDataJSON": b64url(client_data),
+            "authenticatorData": b64url(auth_data),
+            "signature": b64url(self._sign(auth_data, client_data)),
+        }
+        if self.user_handle is not None:
+            response["userHandle"] = b64url(self.user_handle)
+        return {
+            "id": b64url(self.credential_id),
+            "rawId": b64url(self.credential_id),
+            "type": "public-key",
+            "response": response,
+            "clientExtensionResults": {},
+            "authenticatorAttachment": "platform",
+        }
+
     # --- internals ------------------------------------------------------------------------
-    def _client_data(self, type_: str, challenge_b64: str) -> bytes:
+    def _client_data(self, type_: str, challenge_b64: str, **extra: object) -> bytes:
         data = {"type": type_, "challenge": challenge_b64, "origin": self.origin}
-        return json.dumps({**data, "crossOrigin": False}, separators=(",", ":")).encode()
+        return json.dumps({**data, "crossOrigin": False, **extra}, separators=(",", ":")).encode()
 
     def _auth_data(self, extra_flags: int) -> bytes:
         flags = FLAG_UP | extra_flags

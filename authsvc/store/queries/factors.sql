@@ -23,7 +23,7 @@ SELECT count(*) AS n FROM factors WHERE account_id = %(account_id)s AND status =
 SELECT * FROM accounts WHERE id = %(account_id)s FOR UPDATE;
 
 -- name: factors_of_account
-SELECT id, type, name, status, passkey, created_at, confirmed_at, last_used_at
+SELECT id, type, name, status, passkey, payment, created_at, confirmed_at, last_used_at
   FROM factors WHERE account_id = %(account_id)s AND status = 'active'
  ORDER BY created_at;
 
@@ -80,9 +80,9 @@ RETURNING id;
 
 -- name: insert_webauthn_factor
 INSERT INTO factors (id, account_id, type, name, status, credential_id, public_key, sign_count,
-                     aaguid, transports, backup_eligible, backed_up, passkey, confirmed_at)
+                     aaguid, transports, backup_eligible, backed_up, passkey, payment, confirmed_at)
 VALUES (%(id)s, %(account_id)s, 'webauthn', %(name)s, 'active', %(credential_id)s, %(public_key)s,
-        %(sign_count)s, %(aaguid)s, %(transports)s, %(backup_eligible)s, %(backed_up)s, %(passkey)s, now());
+        %(sign_count)s, %(aaguid)s, %(transports)s, %(backup_eligible)s, %(backed_up)s, %(passkey)s, %(payment)s, now());
 
 -- name: webauthn_accept_count
 -- Also remembers what the assertion's flags said: once backup-eligible or backed up, a
@@ -97,15 +97,15 @@ RETURNING id;
 UPDATE factors SET counter_regressions = counter_regressions + 1 WHERE id = %(id)s;
 
 -- name: insert_webauthn_challenge
-INSERT INTO webauthn_challenges (id, account_id, purpose, challenge, passkey, expires_at)
-VALUES (%(id)s, %(account_id)s, %(purpose)s, %(challenge)s, %(passkey)s,
+INSERT INTO webauthn_challenges (id, account_id, purpose, challenge, passkey, payment, expires_at)
+VALUES (%(id)s, %(account_id)s, %(purpose)s, %(challenge)s, %(passkey)s, %(payment)s,
         now() + make_interval(secs => %(ttl)s));
 
 -- name: consume_webauthn_challenge
 UPDATE webauthn_challenges SET used_at = now()
  WHERE account_id = %(account_id)s AND purpose = %(purpose)s AND challenge = %(challenge)s
    AND used_at IS NULL AND expires_at > now()
-RETURNING id, passkey;
+RETURNING id, passkey, payment;
 
 -- name: delete_factor
 DELETE FROM factors WHERE id = %(id)s AND account_id = %(account_id)s RETURNING type, status;
@@ -187,3 +187,15 @@ RETURNING coalesce(old.was_locked, false) AS was_locked;
 SELECT id, email, locked_until, lock_count,
        GREATEST(0, ceil(extract(epoch FROM locked_until - now())))::int AS seconds_left
   FROM accounts WHERE locked_until > now() ORDER BY locked_until DESC LIMIT %(limit)s;
+
+-- name: payment_credential_ids
+-- Secure Payment Confirmation: the account's active credentials enrolled with the payment extension.
+SELECT credential_id FROM factors
+ WHERE account_id = %(account_id)s AND type = 'webauthn' AND status = 'active' AND payment
+ ORDER BY created_at;
+
+-- name: payment_factor_by_credential
+SELECT f.id, f.public_key, f.sign_count, f.backup_eligible, f.backed_up, a.webauthn_user_id FROM factors f
+  JOIN accounts a ON a.id = f.account_id
+ WHERE f.account_id = %(account_id)s AND f.credential_id = %(credential_id)s
+   AND f.type = 'webauthn' AND f.status = 'active' AND f.payment;
