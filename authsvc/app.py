@@ -15,6 +15,7 @@ from .adapters.sms import build_line_type_lookup, build_sms_sender
 from .adapters.webhooks import WebhookSender
 from .api.body import MAX_BODY
 from .api.context import client_ip
+from .api.limits import ENDPOINT_LIMITS
 from .api.limits import install as install_limits
 from .config import Settings
 from .logs import install_request_log
@@ -224,6 +225,9 @@ def create_app(settings: Settings, *, start_outbox: bool = True) -> Flask:
 
         dev_example.register(app)  # /example/: the example front end and its dev-only helpers
     container.limiter = install_limits(app, settings)
+    # Routes that answer 429: the per-IP limits, and the sign-in steps behind the login throttle.
+    limited = {*ENDPOINT_LIMITS, "login.login", "passkey.sign_in"}
+    container.metrics.known_routes(sorted({r.rule for r in app.url_map.iter_rules() if r.endpoint in limited}))
     _instrument(app, container.metrics)
     if start_outbox and settings.deliver_inline:
         container.outbox.start()

@@ -7,6 +7,9 @@ Rules (API contract, "Health and metadata"):
   directory (prometheus_client's multiprocess mode) and the master serves their sum;
 - no label tells an unknown email from a wrong password (both are ``invalid_credentials``).
 
+Known label values are exposed at 0 from the start (``LOGIN_OUTCOMES`` and the tuples beside
+it; rate-limited routes through :meth:`Metrics.known_routes`).
+
 To add a metric, add an attribute in ``__init__`` with ``registry=self.registry``. A Gauge must
 say how workers' values combine (``multiprocess_mode="livesum"``, ``"max"``, ...); a value that
 is the same for every worker (like the outbox depth) is better computed at scrape time by a
@@ -29,6 +32,21 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client itself
+
+# The label values each labelled counter is known to take. Their series are exposed at 0 from
+# the start (Prometheus practice: a rate() or an alert on a series that appears only with its
+# first event misses that event); values not listed still appear on first use.
+LOGIN_OUTCOMES = {
+    "password": ("ok", "invalid_credentials", "locked"),
+    "second_factor": ("ok", "invalid_factor", "invalid_token", "rate_limited", "account_frozen",
+                      "password_change_required"),
+}
+THROTTLE_DECISIONS = (("allowed", "none"), ("throttled", "client"), ("throttled", "network"),
+                      ("throttled", "email"), ("throttled", "device"), ("throttled", "factor_lock"),
+                      ("shed", "busy"))
+SMS_PURPOSES = ("registration", "login", "reset", "phone_change")
+SMS_DECISIONS = ("sent", "refused_number", "cap_total", "cap_country", "cap_network", "cap_client",
+                 "cap_account", "cap_number")
 
 
 def multiprocess_dir() -> str | None:
@@ -95,6 +113,25 @@ class Metrics:
             "authsvc_http_unread_requests", "Requests refused while being read, before the app saw them",
             ["reason"], registry=self.registry)
         self._outbox_depth = outbox_depth
+        for step, outcomes in LOGIN_OUTCOMES.items():
+            for outcome in outcomes:
+                self.logins.labels(step, outcome)
+        for decision, reason in THROTTLE_DECISIONS:
+            self.throttle.labels(decision, reason)
+        for device in ("known", "unknown"):
+            self.hash_shed.labels(device)
+        for purpose in SMS_PURPOSES:
+            for decision in SMS_DECISIONS:
+                self.sms.labels(purpose, decision)
+        for result in ("accepted", "refused", "cached", "error"):
+            self.sms_lookups.labels(result)
+        for reason in ("unparseable", "missing"):
+            self.client_address_problems.labels(reason)
+
+    def known_routes(self, limited: Iterable[str]) -> None:
+        """The rate-limited routes (URL rules), so ``authsvc_rate_limited_total`` shows each at 0."""
+        for route in limited:
+            self.rate_limited.labels(route)
 
     def shed(self, device: str) -> None:
         """A request answered 503 busy because password hashing was saturated."""

@@ -2,10 +2,12 @@
 
     .venv/bin/python scripts/image_check.py [--base IMAGE] [--tag TAG] [--no-build]
 
-(``scripts/image-check.sh`` is the entry point: it skips, exit 0, where no container engine
-runs.) Against the local PostgreSQL (``AUTHSVC_CHECK_DATABASE_URL``, else
+(``scripts/image-check.sh`` is the entry point: where no container engine runs, or the test
+extras are missing, it fails with exit 2 and says why, unless ``AUTHSVC_IMAGE_CHECK=0`` asks to
+skip.) Against the local PostgreSQL (``AUTHSVC_CHECK_DATABASE_URL``, else
 ``AUTHSVC_DATABASE_URL``, else ``postgresql://postgres@127.0.0.1:5432/postgres``; a scratch
-database is created and dropped; without one it only builds),
+database is created and dropped; without one it builds, then fails with exit 2: the image was
+not run),
 the test fakes of Twilio and SMTP, and Redis when one answers on ``AUTHSVC_CHECK_REDIS_URL``
 (default ``redis://127.0.0.1:6379/15``), with the host network, it checks that:
 
@@ -171,9 +173,9 @@ def main() -> int:
     try:
         psycopg.connect(admin_url, connect_timeout=3).close()
     except psycopg.Error:
-        print("image built; running it skipped: no PostgreSQL reachable over TCP "
-              "(set AUTHSVC_CHECK_DATABASE_URL)")
-        return 0
+        print("image check FAILED: the image was built but not run: no PostgreSQL reachable over TCP "
+              "(set AUTHSVC_CHECK_DATABASE_URL)", file=sys.stderr)
+        return 2
     dbname = f"authsvc_image_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{dbname}"')

@@ -30,6 +30,23 @@ def test_public_app_has_no_metrics(client):
     assert client.get("/metrics").status_code == 404
 
 
+def test_known_series_are_exposed_at_zero_from_the_start(app):
+    """Before any request: every login outcome, throttle decision and rate-limited route is a
+    series at 0 (an alert on rate() sees the first event, not only the second)."""
+    text = rendered(app)
+    for line in ('authsvc_logins_total{outcome="ok",step="password"} 0.0',
+                 'authsvc_logins_total{outcome="invalid_credentials",step="password"} 0.0',
+                 'authsvc_logins_total{outcome="locked",step="password"} 0.0',
+                 'authsvc_logins_total{outcome="ok",step="second_factor"} 0.0',
+                 'authsvc_logins_total{outcome="invalid_factor",step="second_factor"} 0.0',
+                 'authsvc_throttle_decisions_total{decision="throttled",reason="email"} 0.0',
+                 'authsvc_password_hash_shed_total{device="unknown"} 0.0',
+                 'authsvc_sms_total{decision="cap_total",purpose="registration"} 0.0',
+                 'authsvc_rate_limited_total{endpoint="/v1/login"} 0.0',
+                 'authsvc_throttle_store_fallback_total 0.0'):
+        assert line in text.splitlines(), line
+
+
 def test_no_label_separates_unknown_email_from_wrong_password(app, client, twilio, smtp):
     acct = register(client, twilio, smtp)
     enroll_totp(client, acct["enrollment_token"])
@@ -139,6 +156,8 @@ def test_gunicorn_serves_metrics_of_all_workers_on_the_metrics_port_only(gunicor
     )
     assert float(again[0]) == before + 6
     assert "authsvc_outbox_depth" in text
+    # known series at 0 from the start, summed over the workers as well
+    assert re.search(r'^authsvc_logins_total\{outcome="invalid_credentials",step="password"\} 0\.0$', text, re.M)
     pids = {f.name.split("_")[-1] for f in samples.glob("counter_*.db")}
     assert len(pids) >= 2  # samples from two worker processes, summed above
     assert _get(metrics + "/other")[0] == 404
