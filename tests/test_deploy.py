@@ -104,7 +104,8 @@ def test_every_authsvc_variable_set_is_one_config_reads():
 
 def test_secrets_come_from_the_secret():
     docs = _k8s_docs()
-    secret = next(d for d in docs if d["kind"] == "Secret")
+    secrets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}
+    secret = secrets["authsvc-secrets"]
     keys = set(secret["stringData"])
     configmap = next(d for d in docs if d["kind"] == "ConfigMap")
     for secret_name in ("AUTHSVC_ENCRYPTION_KEY", "AUTHSVC_TWILIO_AUTH_TOKEN", "AUTHSVC_DATABASE_URL",
@@ -114,9 +115,101 @@ def test_secrets_come_from_the_secret():
         for c in _authsvc_containers(spec):
             refs = [e["valueFrom"]["secretKeyRef"] for e in c.get("env", []) if "valueFrom" in e]
             for ref in refs:
-                assert ref["name"] == secret["metadata"]["name"] and ref["key"] in keys, where
+                assert ref["name"] in secrets and ref["key"] in secrets[ref["name"]]["stringData"], where
             from_secret = [s["secretRef"]["name"] for s in c.get("envFrom", []) if "secretRef" in s]
             assert refs or from_secret == [secret["metadata"]["name"]], where
+
+
+def _user(url: str) -> str:
+    return url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[0]
+
+
+def test_migrations_and_the_service_use_two_database_roles():
+    """The owner of the schema migrates; the service runs as a role that owns nothing (an owner
+    could disable the audit log's append-only triggers). Nothing that serves can read the
+    owner's URL."""
+    docs = _k8s_docs()
+    secrets = {d["metadata"]["name"]: d["stringData"] for d in docs if d["kind"] == "Secret"}
+    migrate_users, serve_users = set(), set()
+    for where, spec in _pod_specs(docs):
+        for c in _authsvc_containers(spec):
+            env = {e["name"]: e for e in c.get("env", [])}
+            if "AUTHSVC_DATABASE_URL" in env:
+                ref = env["AUTHSVC_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+                user = _user(secrets[ref["name"]][ref["key"]])
+            else:
+                user = next(_user(secrets[s["secretRef"]["name"]]["AUTHSVC_DATABASE_URL"])
+                            for s in c.get("envFrom", []) if "secretRef" in s)
+            (migrate_users if c.get("args") == ["db", "upgrade"] else serve_users).add(user)
+            if c.get("args") != ["db", "upgrade"]:
+                mounted = {s["secretRef"]["name"] for s in c.get("envFrom", []) if "secretRef" in s}
+                mounted |= {e["valueFrom"]["secretKeyRef"]["name"] for e in env.values() if "valueFrom" in e}
+                assert "authsvc-migrate" not in mounted, where
+    assert migrate_users == {"authsvc_owner"} and serve_users == {"authsvc_app"}
+
+    compose = yaml.safe_load(COMPOSE.read_text())["services"]
+    assert _user(compose["migrate"]["environment"]["AUTHSVC_DATABASE_URL"]) == "authsvc_owner"
+    for name in ("authsvc", "worker"):
+        env = compose[name].get("environment") or {}
+        url = env.get("AUTHSVC_DATABASE_URL") or yaml.safe_load(COMPOSE.read_text())["x-authsvc"]["environment"][
+            "AUTHSVC_DATABASE_URL"]
+        assert _user(url) == "authsvc_app", name
+    assert "./initdb:/docker-entrypoint-initdb.d:ro" in compose["postgres"]["volumes"]
+
+
+@pytest.fixture
+def two_roles(pg_admin_url):
+    """deploy/compose/initdb/10-roles.sql, as the postgres image runs it, on a database and
+    role names of this test's own (roles are cluster-wide; parallel runs must not collide)."""
+    import uuid
+
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    tag = uuid.uuid4().hex[:10]
+    db, owner, app = f"authsvc_roles_{tag}", f"authsvc_owner_{tag}", f"authsvc_app_{tag}"
+    sql = (DEPLOY / "compose" / "initdb" / "10-roles.sql").read_text()
+    sql = sql.replace("authsvc_owner", owner).replace("authsvc_app", app).replace("DATABASE authsvc", f"DATABASE {db}")
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db}"')
+    with psycopg.connect(make_conninfo(pg_admin_url, dbname=db), autocommit=True) as conn:
+        conn.execute(sql)
+    urls = {"owner": make_conninfo(pg_admin_url, dbname=db, user=owner, password="owner-local-only"),
+            "app": make_conninfo(pg_admin_url, dbname=db, user=app, password="app-local-only")}
+    yield urls
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        conn.execute(f'DROP ROLE IF EXISTS "{app}"')
+        conn.execute(f'DROP ROLE IF EXISTS "{owner}"')
+
+
+def test_the_service_runs_as_a_role_that_owns_nothing(two_roles, settings, make_app, twilio, smtp):
+    """Migrations as the owner, then a registration, a login and an audited operator change as
+    the service's role, with only the grants of initdb/10-roles.sql; that role cannot drop the
+    audit log's protection nor rewrite it."""
+    import psycopg
+
+    from authsvc.store import migrate
+    from tests.conftest import MIGRATIONS
+    from tests.support.flows import enroll_totp, login_password, register
+
+    migrate.upgrade(two_roles["owner"], MIGRATIONS)
+    app = make_app(settings.replace(database_url=two_roles["app"]))
+    client = app.test_client()
+    account = register(client, twilio, smtp)
+    enroll_totp(client, account["enrollment_token"])
+    assert login_password(client, account).status_code == 200
+    container = app.extensions["authsvc"]
+    container.clients.create("gateway", operator="test", reason="ticket 9 roles test")
+    assert client.get("/readyz").status_code == 200
+    with psycopg.connect(two_roles["app"], autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM audit_log").fetchone()[0] > 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("ALTER TABLE audit_log DISABLE TRIGGER ALL")
+        with pytest.raises(psycopg.Error):
+            conn.execute("DELETE FROM audit_log")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CREATE TABLE sneaky (id int)")
 
 
 def test_authsvc_containers_are_hardened():
