@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from .errors import ConfigError
 
@@ -319,6 +319,17 @@ class Settings:
         if twilio_lookup and sms_provider != "twilio":
             problems.append("AUTHSVC_TWILIO_LOOKUP=true needs AUTHSVC_SMS_PROVIDER=twilio")
 
+        redis_url = get("REDIS_URL")
+        if redis_url:
+            scheme = redis_url.partition("://")[0].lower()
+            if scheme not in ("redis", "rediss", "unix", "redis+sentinel"):
+                problems.append("AUTHSVC_REDIS_URL must be a redis://, rediss://, unix:// or redis+sentinel:// URL")
+            elif scheme == "redis+sentinel":
+                try:
+                    sentinel_parts(redis_url)
+                except ValueError as exc:
+                    problems.append(f"AUTHSVC_REDIS_URL: {exc} (redis+sentinel://host:port[,host:port]/service)")
+
         database_url = get("DATABASE_URL")
         if not database_url and not dev:
             problems.append("AUTHSVC_DATABASE_URL is missing")
@@ -450,7 +461,7 @@ class Settings:
             database_url=database_url,
             data_dir=data_dir,
             migrations_dir=Path(get("MIGRATIONS_DIR", str(_project_root() / "migrations"))),
-            redis_url=get("REDIS_URL"),
+            redis_url=redis_url,
             rate_limit_prefix=get("RATE_LIMIT_PREFIX", "authsvc"),
             bind=bind,
             workers=ints["WORKERS"],
@@ -515,6 +526,35 @@ class Settings:
             spc_instrument_name=get("SPC_INSTRUMENT_NAME") or get("RP_NAME", "authsvc"),
             spc_instrument_icon=spc_icon,
         )
+
+
+def sentinel_parts(url: str) -> tuple[list[tuple[str, int]], str, str | None, str | None]:
+    """``redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service`` ->
+    (sentinels, service name, username, password); ``ValueError`` when malformed. The same
+    form flask-limiter (``limits``) reads for the rate limits (database 0)."""
+    parts = urlsplit(url)
+    if parts.scheme != "redis+sentinel":
+        raise ValueError("not a redis+sentinel:// URL")
+    auth, _, hosts = parts.netloc.rpartition("@")
+    username = password = None
+    if auth:
+        user, _, pw = auth.partition(":")
+        username, password = (unquote(user) or None), (unquote(pw) or None)
+    sentinels = []
+    for item in hosts.split(","):
+        if item.startswith("["):  # [v6]:port
+            host, _, rest = item[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else rest
+        else:
+            host, _, port = item.partition(":")
+        port = port or "26379"
+        if not host or not port.isdigit():
+            raise ValueError(f"bad sentinel address {item!r}")
+        sentinels.append((host, int(port)))
+    path = [p for p in parts.path.split("/") if p]
+    if len(path) != 1:
+        raise ValueError("the URL must end with /<service name>")
+    return sentinels, path[0], username, password
 
 
 def os_user() -> str:

@@ -36,15 +36,36 @@ ENDPOINT_LIMITS: dict[str, str] = {
 }
 
 
+REDIS_TIMEOUT = 0.25
+
+
+def _redis_options() -> dict:
+    """Fail within REDIS_TIMEOUT, without the client's retries (as store/counters.py does)."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return {"socket_timeout": REDIS_TIMEOUT, "socket_connect_timeout": REDIS_TIMEOUT, "retry": Retry(NoBackoff(), 0)}
+
+
 def install(app: Flask, settings: Settings) -> Limiter:
+    options: dict = {}
+    if settings.redis_url:
+        # a Redis that stops answering costs a request 0.25 s once, then the limits count in
+        # this process's memory (never open) until Redis answers again
+        options = _redis_options()
+        if settings.redis_url.startswith("redis+sentinel:"):
+            # shared counts are read from the master: a lagging replica would under-count
+            options = {**options, "use_replicas": False, "sentinel_kwargs": _redis_options()}
     limiter = Limiter(
         key_func=client_ip,
         storage_uri=settings.redis_url or "memory://",
+        storage_options=options,
         strategy="moving-window",
         headers_enabled=False,  # Retry-After is set on 429 answers only (api.problems)
         key_prefix=settings.rate_limit_prefix,
         enabled=settings.rate_limits_enabled,
         swallow_errors=False,
+        in_memory_fallback_enabled=True,  # Redis down: per-process limits, as the throttle counters do
     )
     limiter.init_app(app)
     # Only the endpoints in the table are limited, each by its decorator, which checks its own

@@ -1,5 +1,9 @@
 """Short-lived counters for throttling: Redis (shared by every worker and instance) or memory.
 
+Redis is a plain URL (``redis://``, ``rediss://``, ``unix://``) or a Sentinel-watched service
+(``redis+sentinel://sentinel-a:26379,sentinel-b:26379/mymaster``): the master is found through
+the Sentinels and found again after their failover.
+
 A small interface, ``CounterStore``, with two implementations. ``FallbackCounters`` puts the
 memory store behind Redis: when Redis fails, each operation is answered from process memory
 (logged, and counted through ``on_fallback``), so throttling gets weaker but never fails open.
@@ -14,6 +18,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 import redis
+
+from ..config import sentinel_parts
 
 _log = logging.getLogger(__name__)
 
@@ -41,11 +47,34 @@ class CounterStore(Protocol):
         """(key, value, seconds left) of every key starting with ``prefix``."""
 
 
+def redis_client(url: str, *, timeout: float) -> redis.Redis:
+    """A client of the Redis at ``url``: ``redis://``, ``rediss://``, ``unix://``, or the
+    current master of a Sentinel-watched service (``redis+sentinel://``), found again after a
+    Sentinel failover."""
+    options = redis_options(timeout)
+    if url.startswith("redis+sentinel:"):
+        from redis.sentinel import Sentinel
+
+        sentinels, service, username, password = sentinel_parts(url)
+        auth = {k: v for k, v in (("username", username), ("password", password)) if v}
+        sentinel = Sentinel(sentinels, sentinel_kwargs={**options, **auth})
+        return sentinel.master_for(service, decode_responses=True, **options, **auth)
+    return redis.Redis.from_url(url, decode_responses=True, **options)
+
+
+def redis_options(timeout: float) -> dict:
+    """Client options for a Redis that may be down: fail within ``timeout``, no retries (the
+    client's default retries with back-off took ~10 s per operation), so the caller's fallback
+    answers at once."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return {"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": Retry(NoBackoff(), 0)}
+
+
 class RedisCounters:
     def __init__(self, url: str, *, timeout: float = 0.25) -> None:
-        self._redis = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
-        )
+        self._redis = redis_client(url, timeout=timeout)
 
     def incr(self, key: str, ttl: int) -> int:
         pipe = self._redis.pipeline(transaction=True)
