@@ -125,6 +125,7 @@ class DrainingThreadWorker(ThreadWorker):  # type: ignore[misc]
         self.max_body = int(_options["max_body"])
         self.reading: deque[TConn] = deque()  # connections reading a request, oldest deadline first
         self.lingering: deque[tuple[float, socket.socket]] = deque()
+        self._idle_until: float | None = None  # set on SIGTERM: when silent connections close
 
     # --- taking connections in --------------------------------------------------------------
     def accept(self, listener: socket.socket) -> None:
@@ -236,6 +237,11 @@ class DrainingThreadWorker(ThreadWorker):  # type: ignore[misc]
                 self._refuse(conn, 408, f"the request was not received within {self.read_timeout:g} seconds")
             else:  # nothing was sent: close quietly (browsers open spare connections)
                 self._close(conn)
+        if self._idle_until is not None and now >= self._idle_until:
+            # stopping: a connection that has sent nothing yet is closed, not waited for
+            for conn in [c for c in self.reading if not c.framer.received]:
+                self._unregister(conn)
+                self._close(conn)
         while self.lingering and self.lingering[0][0] <= now:
             self._final_close(self.lingering.popleft()[1])
 
@@ -300,6 +306,12 @@ class DrainingThreadWorker(ThreadWorker):  # type: ignore[misc]
         self._close(conn)
 
     # --- SIGTERM ----------------------------------------------------------------------------
+    def _cap_keepalive(self, deadline: float) -> None:
+        """Stopping: kept-alive connections close by ``deadline`` (gunicorn), and so do those
+        accepted that have not sent a byte; a request already begun keeps its read deadline."""
+        super()._cap_keepalive(deadline)
+        self._idle_until = deadline
+
     def set_accept_enabled(self, enabled: bool) -> None:
         if not enabled and not self.alive:
             self._take_backlog()

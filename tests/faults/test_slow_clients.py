@@ -205,6 +205,19 @@ def test_the_service_still_reads_requests_sent_in_pieces_and_pipelined(service):
     assert statuses == [401, 401, 200], answer[:2000]
 
 
+def test_a_client_expecting_100_continue_gets_it_before_sending_its_body(service):
+    body = b'{"email": "someone@example.com", "password": "not the password"}'
+    with socket.create_connection(("127.0.0.1", service.port), timeout=10) as s:
+        s.sendall(b"POST /v1/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                  b"Expect: 100-continue\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body))
+        interim = s.recv(65536)
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), interim
+        s.sendall(body)
+        answer = _read_response(s)
+    final = [part for part in (interim + answer).split(b"HTTP/1.1 ")[1:] if not part.startswith(b"100 ")]
+    assert len(final) == 1 and final[0].startswith(b"401 "), answer
+
+
 @pytest.mark.parametrize("size_line", [b"0x40", b"+40", b"-40", b" 40", b"4 0", b"40 ", b"", b"g",
                                        b"40;", b"40;=x", b"1" * 40])
 def test_a_malformed_chunk_size_is_400_not_500(service, size_line):
@@ -245,6 +258,11 @@ def test_a_kept_alive_connection_gets_the_deadline_from_its_next_request(service
     assert _status(answer) == 408, answer
     assert b'"code": "request_timeout"' in answer
     assert waited >= READ_TIMEOUT - 0.5
+    # the access log has the refusal, with the peer and why
+    lines = [json.loads(line) for line in service.log().splitlines() if line.startswith("{")]
+    refused = [line for line in lines if line.get("logger") == "authsvc.access" and line.get("status") == 408]
+    assert any(line.get("unread") == "timeout" and line.get("client") == "127.0.0.1"
+               and line.get("path") == "/v1/login" for line in refused), refused[-3:]
 
 
 def test_the_sync_worker_class_reads_requests_the_same_way(pg, twilio_server, smtp_server):
