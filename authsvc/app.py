@@ -96,7 +96,7 @@ class Container:
 def build_container(settings: Settings) -> Container:
     if not settings.database_url:
         raise errors.ConfigError("no database URL (AUTHSVC_DATABASE_URL, or --dev for the embedded one)")
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, **settings.store_options())
     cipher = Cipher(settings.encryption_keys)
     audit_chain = AuditChain(cipher).install(store)
     try:

@@ -386,9 +386,10 @@ def db() -> None:
 def db_upgrade(dev: bool) -> None:
     """Apply pending migrations (safe to run from several instances at once)."""
     settings = _settings(dev, database_only=True)
-    applied = migrate.upgrade(settings.database_url, settings.migrations_dir)
+    # a session-level advisory lock: on the direct URL when a transaction pooler is in front
+    applied = migrate.upgrade(settings.migration_url, settings.migrations_dir)
     click.echo("\n".join(f"applied {n}" for n in applied) if applied else "database is current")
-    _backfill_email_skeletons(settings.database_url)
+    _backfill_email_skeletons(settings.migration_url)
 
 
 def _backfill_email_skeletons(url: str) -> None:

@@ -82,6 +82,10 @@ def parse_low_value_caps(raw: str) -> tuple[LowValueCap, ...]:
 class Settings:
     dev: bool = False
     database_url: str | None = None
+    # "pgbouncer": database_url leads to a transaction pooler (no server-side prepared
+    # statements; LISTEN and migrations on database_direct_url, which bypasses it).
+    database_pooler: str | None = None
+    database_direct_url: str | None = None
     data_dir: Path = Path(".authsvc-dev")
     migrations_dir: Path = field(default_factory=lambda: _project_root() / "migrations")
     redis_url: str | None = None
@@ -195,6 +199,16 @@ class Settings:
         if self.hash_concurrency:
             return self.hash_concurrency
         return max(1, (os.cpu_count() or 1) // max(1, self.workers))
+
+    @property
+    def migration_url(self) -> str | None:
+        """Where migrations run: they hold a session-level advisory lock, so never through a
+        transaction pooler (the direct URL when there is one)."""
+        return self.database_direct_url or self.database_url
+
+    def store_options(self) -> dict[str, object]:
+        """How the store reaches the database (``Store(url, **options)``)."""
+        return {"pooled": self.database_pooler is not None, "direct_url": self.database_direct_url}
 
     def replace(self, **changes: object) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -333,6 +347,10 @@ class Settings:
         database_url = get("DATABASE_URL")
         if not database_url and not dev:
             problems.append("AUTHSVC_DATABASE_URL is missing")
+        pooler = (get("DATABASE_POOLER", "none") or "none").strip().lower()
+        if pooler not in ("none", "pgbouncer"):
+            problems.append("AUTHSVC_DATABASE_POOLER must be 'none' or 'pgbouncer' (transaction pooling)")
+        direct_url = get("DATABASE_DIRECT_URL")
         smtp_url = get("SMTP_URL")
         if not smtp_url and not dev:
             problems.append("AUTHSVC_SMTP_URL is missing")
@@ -452,13 +470,15 @@ class Settings:
                 problems.append(f"AUTHSVC_{shorter} must not exceed AUTHSVC_{longer}")
 
         if database_only:
-            problems = [p for p in problems if p.startswith("AUTHSVC_DATABASE_URL")]
+            problems = [p for p in problems if p.startswith("AUTHSVC_DATABASE_")]
         if problems:
             raise ConfigError("; ".join(problems))
 
         return cls(
             dev=dev,
             database_url=database_url,
+            database_pooler=None if pooler == "none" else pooler,
+            database_direct_url=direct_url,
             data_dir=data_dir,
             migrations_dir=Path(get("MIGRATIONS_DIR", str(_project_root() / "migrations"))),
             redis_url=redis_url,

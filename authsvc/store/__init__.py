@@ -163,8 +163,16 @@ class Store:
         timeout: float = 1.0,
         connect_timeout: int = 2,
         probe_interval: float = 0.25,
+        pooled: bool = False,
+        direct_url: str | None = None,
     ) -> None:
         self.url = url
+        # Behind a transaction pooler (PgBouncer pool_mode=transaction) a session is not ours
+        # beyond one transaction: no server-side prepared statements (psycopg prepares a query
+        # after 5 runs, and the next transaction may land on a server connection that lacks
+        # it, or has another under that name), and LISTEN only on a direct connection.
+        self.pooled = pooled
+        self.direct_url = direct_url
         self._min_size, self._max_size, self._timeout = min_size, max_size, timeout
         self._connect_timeout = connect_timeout
         self._probe_interval = probe_interval
@@ -176,6 +184,7 @@ class Store:
         self.extensions: dict[str, Any] = {}
         self._subscribers: list[_Subscriber] = []
         self._listener: threading.Thread | None = None
+        self._deaf_logged = False
         self.pool = self._new_pool()
         self.pool.open(wait=False)
 
@@ -211,10 +220,16 @@ class Store:
                 "row_factory": dict_row,
                 "autocommit": True,
                 "connect_timeout": self._connect_timeout,
+                **({"prepare_threshold": None} if self.pooled else {}),
             },
             open=False,
             name="authsvc",
         )
+
+    @property
+    def listen_url(self) -> str | None:
+        """Where LISTEN goes: the direct URL, else the URL unless it leads to a transaction pooler."""
+        return self.direct_url or (None if self.pooled else self.url)
 
     @property
     def available(self) -> bool:
@@ -312,7 +327,8 @@ class Store:
         """Deliver PostgreSQL notifications on ``channel`` (``pg_notify``) to ``on_notify(payload)``.
 
         Every channel of this store shares one listener thread and one connection of its own
-        (outside the pool). ``on_state(True)`` is called once LISTEN on the channel is in place,
+        (outside the pool; to ``direct_url`` when set). Behind a transaction pooler without a
+        direct URL nothing is ever delivered and ``on_state`` is never called. ``on_state(True)`` is called once LISTEN on the channel is in place,
         ``on_state(False)`` whenever the connection is lost or cannot be made (notifications may
         have been missed from then on); the thread reconnects every ``probe_interval`` seconds
         until :meth:`close`. A cache built on this must only be trusted between
@@ -322,6 +338,14 @@ class Store:
             raise ValueError(f"bad channel name {channel!r}")
         with self._lock:
             self._subscribers.append(_Subscriber(channel, on_notify, on_state))
+            if self.listen_url is None:
+                # through a transaction pooler LISTEN would seem to work and hear nothing:
+                # never listening, the callers keep their caches short or off
+                if not self._deaf_logged:
+                    self._deaf_logged = True
+                    _log.warning("notifications off: a transaction pooler and no direct URL "
+                                 "(AUTHSVC_DATABASE_DIRECT_URL); caches of keys and clients stay short")
+                return
             if self._listener is None:
                 self._listener = threading.Thread(target=self._listen_loop, name="authsvc-listen", daemon=True)
                 self._listener.start()
@@ -332,7 +356,7 @@ class Store:
             active: list[_Subscriber] = []
             try:
                 with psycopg.connect(
-                    self.url, connect_timeout=self._connect_timeout, autocommit=True, **_KEEPALIVES
+                    self.listen_url, connect_timeout=self._connect_timeout, autocommit=True, **_KEEPALIVES
                 ) as conn:
                     channels: set[str] = set()
                     while not self._closing.is_set():

@@ -34,3 +34,35 @@ def kid_of(token: str) -> str:
 
 def basic(client_id: str, secret: str) -> dict:
     return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
+
+
+PAYMENT = {"amount": "1200.50", "currency": "JPY", "payee": "merchant-42"}
+
+
+def step_up(client, access_token: str, account: dict, action="payment.authorize", transaction=PAYMENT) -> dict:
+    """A step-up challenge answered with the account's WebAuthn key: ``{step_up_token, ...}``."""
+    auth = {"Authorization": f"Bearer {access_token}"}
+    body = {"action": action, **({"transaction": transaction} if transaction is not None else {})}
+    r = client.post("/v1/step-up", json=body, headers=auth)
+    assert r.status_code == 201, r
+    ch = r.get_json()
+    v = client.post(f"/v1/step-up/{ch['challenge_id']}/verify", headers=auth,
+                    json={"method": "webauthn", "credential": account["key"].get(ch["webauthn_options"])})
+    assert v.status_code == 200, v
+    return v.get_json()
+
+
+def redeem(client, backend: dict, token: str, action="payment.authorize", transaction=PAYMENT):
+    body = {"step_up_token": token, "action": action, **({"transaction": transaction} if transaction else {})}
+    return client.post("/v1/step-up/redeem", json=body, headers=backend)
+
+
+def new_backend(fleet) -> tuple[str, dict]:
+    """A payment backend's client, made with the CLI: (client id, Basic auth header)."""
+    out = fleet.cli("clients", "create", "payments", "--reason", "fleet test backend")
+    values = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+    return values["client_id"], basic(values["client_id"], values["client_secret"])
+
+
+def introspect(client, backend: dict, token: str):
+    return client.post("/v1/introspect", data={"token": token}, headers=backend)
