@@ -424,6 +424,25 @@ def db_status(dev: bool) -> None:
         sys.exit(1)
 
 
+def _safe(value: object) -> str:
+    """A value for a line of CLI output: control and format characters (CR, LF, tab, ESC and
+    terminal sequences, bidi overrides, line separators) become visible escapes, so text an
+    attacker chose (a typed email, a client name, an error message) cannot forge lines, move
+    the cursor or recolour the terminal."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        elif ord(ch) < 0x100:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
+    return "".join(out)
+
+
 def _container(dev: bool):
     from .app import build_container
 
@@ -477,7 +496,7 @@ def clients_list(dev: bool) -> None:
         c.close()
     for r in rows:
         state = f"revoked {r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"] else "active"
-        click.echo(f"{r['id']}\t{r['name']}\t{r['created_at']:%Y-%m-%d %H:%M}\t{state}")
+        click.echo(f"{r['id']}\t{_safe(r['name'])}\t{r['created_at']:%Y-%m-%d %H:%M}\t{state}")
 
 
 @clients.command("revoke")
@@ -599,7 +618,7 @@ def accounts_show(account: str, dev: bool) -> None:
     finally:
         c.close()
     for key, value in info.items():
-        click.echo(f"{key}: {value}")
+        click.echo(f"{key}: {_safe(value)}")
 
 
 def _account_command(name: str, method: str, help_text: str) -> None:
@@ -693,8 +712,8 @@ def audit_tail(limit: int, dev: bool) -> None:
         c.close()
     for r in rows:
         account = r["account_id"] or "-"
-        click.echo(f"{r['id']}\t{r['at']:%Y-%m-%dT%H:%M:%SZ}\t{r['actor']}\t{r['action']}\t{account}\t"
-                   f"{json.dumps(r['detail'], sort_keys=True)}")
+        click.echo(f"{r['id']}\t{r['at']:%Y-%m-%dT%H:%M:%SZ}\t{_safe(r['actor'])}\t{_safe(r['action'])}\t"
+                   f"{account}\t{json.dumps(r['detail'], sort_keys=True)}")
 
 
 def _checkpoint(value: str) -> tuple[int, bytes]:
@@ -772,7 +791,7 @@ def outbox_status(dev: bool) -> None:
     for r in problems:
         state = f"failed {r['failed_at']:%Y-%m-%dT%H:%M:%SZ}" if r["failed_at"] else \
             f"next try {r['available_at']:%Y-%m-%dT%H:%M:%SZ}"
-        click.echo(f"  #{r['id']}\t{r['kind']}\tattempts {r['attempts']}\t{state}\t{r['last_error']}")
+        click.echo(f"  #{r['id']}\t{_safe(r['kind'])}\tattempts {r['attempts']}\t{state}\t{_safe(r['last_error'])}")
 
 
 @outbox.command("retry")
@@ -810,9 +829,10 @@ def throttles_list(limit: int, dev: bool) -> None:
     finally:
         c.close()
     for w in waits:
-        click.echo(f"{w['scope']:<8} {w['key']:<48} {w['label']:<40} level {w['level']:<3} {w['seconds_left']}s left")
+        click.echo(f"{_safe(w['scope']):<8} {_safe(w['key']):<48} {_safe(w['label']):<40} level {w['level']:<3} "
+                   f"{w['seconds_left']}s left")
     for lock in locks:
-        click.echo(f"{'account':<8} {'account:' + lock['account_id']:<48} {lock['email']:<40} "
+        click.echo(f"{'account':<8} {'account:' + lock['account_id']:<48} {_safe(lock['email']):<40} "
                    f"level {lock['lock_count']:<3} {lock['seconds_left']}s left (second-factor lock)")
     if not waits and not locks:
         click.echo("no throttles")

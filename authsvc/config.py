@@ -395,7 +395,7 @@ class Settings:
             item = item.strip()
             if not item:
                 continue
-            if not _ACTION_RE.match(item) or len(item) > 64:
+            if not _ACTION_RE.fullmatch(item) or len(item) > 64:
                 problems.append(f"AUTHSVC_STEP_UP_ACTIONS: {item!r} is not a valid action name")
             elif item not in BUILTIN_STEP_UP_ACTIONS:
                 extra_actions.append(item)

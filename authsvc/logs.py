@@ -159,7 +159,7 @@ def configure(level: str = "INFO") -> None:
 
 def request_id_from(header: str | None) -> str:
     """The caller's ``X-Request-Id`` when it is well formed (1-128 of ``A-Za-z0-9._:-``), else a new one."""
-    if header and _REQUEST_ID_RE.match(header):
+    if header and _REQUEST_ID_RE.fullmatch(header):
         return header
     return secrets.token_hex(16)
 

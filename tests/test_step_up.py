@@ -76,6 +76,7 @@ def test_payment_step_up_redeems_once_for_exactly_that_payment(client, user, bac
         ("payment.authorize", {**PAYMENT, "amount": "1200.51"}),
         ("payment.authorize", {**PAYMENT, "currency": "USD"}),
         ("payment.authorize", {**PAYMENT, "payee": "attacker"}),
+        ("payment.authorize", {**PAYMENT, "amount": PAYMENT["amount"] + "\n"}),
         ("factor.add", None),
     ],
 )
@@ -138,6 +139,9 @@ def test_concurrent_redemption_succeeds_once(app, user, backend):
         ({"action": "payment.authorize", "transaction": {**PAYMENT, "amount": "1e3"}}, "transaction.amount"),
         ({"action": "payment.authorize", "transaction": {**PAYMENT, "amount": 1200}}, "transaction.amount"),
         ({"action": "payment.authorize", "transaction": {**PAYMENT, "currency": "jpy"}}, "transaction.currency"),
+        # "$" would also match before a final newline
+        ({"action": "payment.authorize", "transaction": {**PAYMENT, "amount": "1000\n"}}, "transaction.amount"),
+        ({"action": "payment.authorize", "transaction": {**PAYMENT, "currency": "JPY\n"}}, "transaction.currency"),
         ({"action": "payment.authorize", "transaction": {**PAYMENT, "extra": "x"}}, "transaction.extra"),
     ],
 )

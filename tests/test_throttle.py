@@ -226,3 +226,22 @@ def test_cli_lists_and_lifts_throttles_with_an_audited_reason(client, user, tset
     assert attempt(client, user["email"], user["password"], "203.0.113.1").status_code == 200
     row = db.execute("SELECT actor, detail->>'reason' FROM audit_log WHERE action = 'throttle.lifted'").fetchone()
     assert row == ("operator:alice", "owner called support, verified")
+
+
+def test_cli_output_escapes_what_an_attacker_typed(client, tsettings, cli_env):
+    """A typed email with CR/LF and terminal escapes cannot forge lines ("no throttles") or
+    drive the operator's terminal."""
+    crafted = "ab@example.com\r\x1b[2K\x1b[1Ano throttles\nattack: none\x1b]0;owned\x07\u202e"
+    for i in range(10):
+        assert attempt(client, crafted, WRONG, f"198.51.{i}.30").status_code in (400, 401)
+    assert attempt(client, crafted, WRONG, "203.0.113.30").status_code == 429
+    env = {**cli_env, "AUTHSVC_REDIS_URL": tsettings.redis_url, "AUTHSVC_RATE_LIMIT_PREFIX": tsettings.rate_limit_prefix}
+    listed = CliRunner().invoke(cli.main, ["throttles", "list"], env=env, catch_exceptions=False)
+    assert listed.exit_code == 0, listed.output
+    out = listed.output
+    assert "\r" not in out and "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+    lines = out.splitlines()
+    assert "no throttles" not in lines and not any(line.startswith("no throttles") for line in lines)
+    assert [line for line in lines if line.startswith("attack:")] == [lines[-1]]  # only the real one
+    row = next(line for line in lines if line.startswith("email"))
+    assert "\\x0d\\x1b[2k" in row.lower() and "\\x0a" in row  # shown, escaped, on the one row

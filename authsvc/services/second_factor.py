@@ -47,7 +47,7 @@ MAX_LOCK_SECONDS = 3600
 RECOVERY_CODE_COUNT = 10
 _RC_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i
 _RC_LENGTH = 16  # 16 symbols of 31: ~79 bits
-_RC_RE = re.compile(rf"^[{_RC_ALPHABET}]{{{_RC_LENGTH}}}$")
+_RC_RE = re.compile(rf"[{_RC_ALPHABET}]{{{_RC_LENGTH}}}")  # fullmatch: "$" would allow a final "\n"
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def new_recovery_codes() -> list[str]:
 
 def normalize_recovery_code(code: str) -> str | None:
     cleaned = code.replace("-", "").replace(" ", "").lower()
-    return cleaned if _RC_RE.match(cleaned) else None
+    return cleaned if _RC_RE.fullmatch(cleaned) else None
 
 
 def recovery_code_hash(normalized: str) -> bytes:

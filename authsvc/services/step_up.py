@@ -65,8 +65,9 @@ if TYPE_CHECKING:
     from .reports import ReportService
 
 MAX_ATTEMPTS = 5
-_AMOUNT = re.compile(r"^(0|[1-9][0-9]{0,17})(\.[0-9]{1,6})?$")
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+# fullmatch, never match + "$": "$" also matches before a final newline ("1000\n")
+_AMOUNT = re.compile(r"(0|[1-9][0-9]{0,17})(\.[0-9]{1,6})?")
+_CURRENCY = re.compile(r"[A-Z]{3}")
 
 
 def canonical_transaction(tx: dict | None) -> dict | None:
@@ -75,10 +76,10 @@ def canonical_transaction(tx: dict | None) -> dict | None:
         return None
     problems = []
     amount = tx.get("amount")
-    if not isinstance(amount, str) or not _AMOUNT.match(amount):
+    if not isinstance(amount, str) or not _AMOUNT.fullmatch(amount):
         problems.append({"field": "transaction.amount", "message": "a positive decimal string such as \"1200.50\""})
     currency = tx.get("currency")
-    if not isinstance(currency, str) or not _CURRENCY.match(currency):
+    if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
         problems.append({"field": "transaction.currency", "message": "an ISO 4217 code such as \"JPY\""})
     payee = tx.get("payee")
     if not isinstance(payee, str) or not 1 <= len(payee) <= 256 or not payee.isprintable():
