@@ -58,6 +58,30 @@ def client_ip() -> str:
     return ip
 
 
+def client_key() -> str:
+    """The per-client rate-limit key: the IPv4 address, or the IPv6 /64 (one subscriber's
+    prefix: rotating addresses inside it is free, so it is one client), as the failure budgets
+    and SMS caps count."""
+    cached = g.get("_client_key")
+    if cached is not None:
+        return cached
+    g._client_key = key = rate_limit_key(client_ip())
+    return key
+
+
+@functools.lru_cache(maxsize=4096)
+def rate_limit_key(ip: str) -> str:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip[:64]
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(addr) >> 64 << 64, 64)))
+    return str(addr)
+
+
 def _resolve_client_ip() -> str:
     container = current_app.extensions["authsvc"]
     settings = container.settings

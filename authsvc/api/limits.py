@@ -1,5 +1,8 @@
 """Per-IP rate limits (flask-limiter), shared through Redis when AUTHSVC_REDIS_URL is set.
 
+Keyed per client as the failure budgets are: the IPv4 address, or the IPv6 /64 (a subscriber
+gets a whole /64 and may use any address in it).
+
 These are the coarse, per-client-IP limits on every request. The password step has none:
 there only failures count (``services.throttle``: per client, network, email and known device),
 so many honest users behind one carrier NAT keep signing in; per-account throttling of
@@ -13,13 +16,17 @@ from flask import Flask
 from flask_limiter import Limiter
 
 from ..config import Settings
-from .context import client_ip
+from .context import client_key
 
 # endpoint -> limits per client IP
 ENDPOINT_LIMITS: dict[str, str] = {
     "registration.start": "5/minute;30/hour",
     "registration.verify": "10/minute",
     "login.mfa": "120/minute",  # needs an mfa_token (a correct password): a flood guard only
+    # passkey sign-in: each options call stores a challenge (kept up to an hour); a page with
+    # conditional mediation asks once per load, so this is far above honest use
+    "passkey.options": "30/minute;600/hour",
+    "passkey.sign_in": "30/minute",
     "login.refresh": "60/minute",
     "step_up.create": "30/minute",
     "step_up.verify": "20/minute",
@@ -57,7 +64,7 @@ def install(app: Flask, settings: Settings) -> Limiter:
             # shared counts are read from the master: a lagging replica would under-count
             options = {**options, "use_replicas": False, "sentinel_kwargs": _redis_options()}
     limiter = Limiter(
-        key_func=client_ip,
+        key_func=client_key,  # IPv4 address or IPv6 /64
         storage_uri=settings.redis_url or "memory://",
         storage_options=options,
         strategy="moving-window",
