@@ -241,3 +241,23 @@ def test_the_webauthn_user_handle_travels_with_the_credential(owner):
     # The soft authenticator keeps the user handle the server chose at enrolment, as a
     # platform authenticator does for a discoverable credential.
     assert owner["key"].user_handle and b64url(owner["key"].user_handle)
+
+
+def test_a_lock_caused_with_the_password_never_keeps_the_owners_passkey_out(client, owner, twilio, smtp):
+    """Someone with only the password answers the second factor wrongly from unknown devices
+    until the account's lock holds for unknown devices; the owner's passkey (two factors in
+    itself) still signs in, from a device the service has never seen, and the owner hears of
+    the new device as always."""
+    for _ in range(2):
+        first = login_password(client, owner)
+        assert first.status_code == 200, first.get_json()
+        for _ in range(5):
+            assert client.post("/v1/login/mfa", json={"mfa_token": first.get_json()["mfa_token"],
+                                                      "method": "recovery_code",
+                                                      "code": "aaaa-bbbb-cccc-dddd"}).status_code == 401
+    assert login_password(client, owner).status_code == 429  # the lock holds for unknown devices
+    r = passkey_sign_in(client, owner["key"], **{"User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0)"})
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["device_token"] != owner["device_token"]  # a new device
+    smtp.wait_for(lambda m: m["to"] == owner["email"] and m["subject"] == "New sign-in to your account")
+    assert login_password(client, owner).status_code == 429  # still locked for the password path

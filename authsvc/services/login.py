@@ -288,13 +288,13 @@ class LoginService:
     def finish(
         self, tx: Tx, account_id: str, result: FactorResult, info: RequestInfo
     ) -> TokenPair | errors.AuthsvcError:
-        """For a way in that proved both factors in one step (a passkey): the account's lock,
-        then the same rules as after a second factor. Returns the outcome for ``deliver``."""
+        """For a way in that proved both factors in one step (a passkey with user verification):
+        the same rules as after a second factor. The account's second-factor lock does not
+        apply: it is caused by wrong answers from someone who has the password, which proves
+        nothing here, and it must not keep the owner's passkey out, even on a new device (the
+        owner is notified of a new device as always). Returns the outcome for ``deliver``."""
         account = tx.one("lock_account", account_id=account_id)
         known_token_id = self._devices.known_to(tx, info.device_token, account_id)
-        remaining = self._locked(tx, account_id, known_token_id)
-        if remaining:
-            return errors.RateLimited(remaining, "sign-in for this account is paused; try again later")
         return self._complete(tx, account, result, info, known_token_id)
 
     def _complete(

@@ -14,8 +14,10 @@ Rules (API contract, "Passkey sign-in"):
   failed assertion for a frozen account all answer the same 401 ``invalid_factor`` after the
   same work (one signature check);
 - after a valid assertion every rule of ``/v1/login/mfa`` holds, by the same code
-  (``LoginService.finish``): locks, frozen account (403 only now), forced password change,
-  known devices and the new-device notice;
+  (``LoginService.finish``): frozen account (403 only now), forced password change or reset,
+  known devices and the new-device notice; but not the account's second-factor lock, which
+  only someone with the password (wrong second-factor answers) causes and which must not keep
+  the owner's passkey out, from a new device either;
 - a failed assertion is not counted against any account: it names a credential id, which is
   not a secret, so counting it would let anyone lock the owner out, while forging a signature
   is not a guessing game a counter could slow down.
