@@ -145,6 +145,7 @@ def build_container(settings: Settings) -> Container:
     devices = KnownDevices(settings=settings)
     sessions = Sessions(settings=settings, store=store, keys=keys, outbox=outbox, devices=devices)
     reports = ReportService(settings=settings, store=store, sessions=sessions, devices=devices, outbox=outbox)
+    sessions.on_new_device = reports.new_device
     password_change = PasswordChangeService(
         store=store, hasher=hasher, policy=policy, sessions=sessions, outbox=outbox
     )

@@ -203,3 +203,45 @@ def test_session_lifetimes_come_from_the_environment(tmp_path):
     with pytest.raises(ConfigError, match="SESSION_IDLE_TIMEOUT must not exceed"):
         Settings.from_env({**base, "AUTHSVC_SESSION_MAX_AGE": "3600", "AUTHSVC_SESSION_IDLE_TIMEOUT": "7200"},
                           dev=True)
+
+
+# ---------------------------------------------------------------------------- a stolen refresh token
+IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+          "Version/17.5 Mobile/15E148 Safari/604.1")
+WINDOWS = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+           "Chrome/126.0.0.0 Safari/537.36")
+
+
+def test_a_refresh_from_another_device_notifies_the_owner_and_the_list_shows_where(
+        make_app, settings, key_account, twilio, smtp):
+    import ipaddress
+
+    client = make_app(settings.replace(trusted_proxies=(ipaddress.ip_network("127.0.0.1/32"),))).test_client()
+    body = login_password(client, key_account, **{"User-Agent": IPHONE, "X-Forwarded-For": "198.51.100.7"}).get_json()
+    tokens = client.post("/v1/login/mfa", json={"mfa_token": body["mfa_token"], "method": "webauthn",
+                                                "credential": key_account["authenticator"].get(body["webauthn_options"])},
+                         headers={"User-Agent": IPHONE, "X-Forwarded-For": "198.51.100.7",
+                                  "X-Device-Token": key_account["device_token"]}).get_json()
+    smtp.clear()
+    # the owner's own phone, from another network: no notice, but the list shows the new address
+    mine = client.post("/v1/token/refresh", json={"refresh_token": tokens["refresh_token"]},
+                       headers={"User-Agent": IPHONE, "X-Forwarded-For": "198.51.100.8"})
+    assert mine.status_code == 200
+    listed = client.get("/v1/sessions", headers=bearer(mine.get_json()["access_token"])).get_json()
+    assert [s["ip"] for s in listed] == ["198.51.100.8"]
+    # the refresh token copied to a Windows PC, used from elsewhere
+    stolen = client.post("/v1/token/refresh", json={"refresh_token": mine.get_json()["refresh_token"]},
+                         headers={"User-Agent": WINDOWS, "X-Forwarded-For": "203.0.113.66"})
+    assert stolen.status_code == 200
+    mail = smtp.wait_for(lambda m: m["to"] == key_account["email"] and m["subject"] == "New sign-in to your account")
+    assert "203.0.113.66" in mail["body"] and "Windows" in mail["body"] and "/report?token=" in mail["body"]
+    twilio.wait_for(lambda m: m["to"] == key_account["phone"] and "New sign-in" in m["body"])
+    listed = client.get("/v1/sessions", headers=bearer(stolen.get_json()["access_token"])).get_json()
+    assert [(s["ip"], "Windows" in (s["device_name"] or "")) for s in listed] == [("203.0.113.66", True)]
+    assert len([m for m in smtp.snapshot() if m["subject"] == "New sign-in to your account"]) == 1
+    # a device token that is not the session's is another device too
+    smtp.clear()
+    other = client.post("/v1/token/refresh", json={"refresh_token": stolen.get_json()["refresh_token"]},
+                        headers={"User-Agent": WINDOWS, "X-Device-Token": "x" * 43})
+    assert other.status_code == 200
+    smtp.wait_for(lambda m: m["to"] == key_account["email"] and m["subject"] == "New sign-in to your account")

@@ -54,7 +54,7 @@ def mfa():
 @bp.post("/v1/token/refresh")
 def refresh():
     req = body.parse(RefreshIn)
-    return tokens_response(_svc().sessions.refresh(req.refresh_token))
+    return tokens_response(_svc().sessions.refresh(req.refresh_token, auth.info()))
 
 
 @bp.post("/v1/logout")

@@ -4,6 +4,8 @@
   token's session is still live, so revoking a session stops its tokens here at once.
 - Refresh tokens are opaque, stored hashed, rotated on every use; presenting a used one
   revokes the whole session (reuse detection), once, however many replays arrive together.
+- A refresh records its address on the session; one from another device (a stolen refresh
+  token) relabels the session and notifies the owner.
 - A session ends ``session_max_age`` after its sign-in (``auth_time``) or
   ``session_idle_timeout`` after its last use (a bearer request or a refresh), however often
   it is refreshed; its refresh tokens never outlive it.
@@ -13,12 +15,13 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from .. import errors
 from ..config import Settings
-from ..security import crypto
+from ..security import crypto, useragent
 from ..store import Store, Tx
 from .audit import audit
 from .devices import KnownDevices
@@ -78,6 +81,9 @@ class Sessions:
         self._keys = keys
         self._outbox = outbox
         self._devices = devices
+        # Set by the app to ``ReportService.new_device`` (reports depend on sessions): the
+        # owner's notice when a refresh comes from another device.
+        self.on_new_device: Callable[[Tx, dict, str, RequestInfo], None] | None = None
 
     # ------------------------------------------------------------------ issuing
     def open(
@@ -128,11 +134,17 @@ class Sessions:
         }
         return TokenPair(self._keys.sign(claims), refresh, ttl, str(session["id"]), session["acr"], list(session["amr"]))
 
-    def refresh(self, refresh_token: str) -> TokenPair:
+    def refresh(self, refresh_token: str, info: RequestInfo | None = None) -> TokenPair:
         """Rotate a refresh token. The session row is locked before its tokens (the one lock
         order of every path that changes them), so concurrent presentations of one token
         queue: the first rotates it, every later one is a replay and answers 401, and the
-        session is revoked (and audited) exactly once."""
+        session is revoked (and audited) exactly once.
+
+        The refresh's address becomes the session's (the session list shows where it is used
+        now). A refresh from another device than the session's (an ``X-Device-Token`` that is
+        not the session's, or else a browser or system family other than the session's
+        User-Agent) is what a stolen refresh token looks like: the session is relabelled with
+        that device and the owner gets the new-device notice (``on_new_device``)."""
         invalid = errors.InvalidToken("the refresh token is not valid")
         token_hash = crypto.hash_token(refresh_token)
         with self._store.transaction() as tx:
@@ -142,7 +154,13 @@ class Sessions:
             if tx.one("use_refresh_token", token_hash=token_hash) is not None:
                 if not session["live"] or session["account_status"] != "active":
                     raise invalid
-                tx.run("session_refreshed", session_id=str(session["id"]))
+                moved = info is not None and self._other_device(tx, session, info)
+                tx.run("session_refreshed", session_id=str(session["id"]), ip=info.ip if info else None,
+                       user_agent=info.user_agent if moved else None,
+                       device_name=device_name(info.user_agent) if moved else None)
+                if moved and self.on_new_device is not None:
+                    account = tx.one("account_by_id", account_id=str(session["account_id"]))
+                    self.on_new_device(tx, account, str(session["id"]), info)
                 outcome: TokenPair | errors.AuthsvcError = self._issue(tx, session)
             else:
                 known = tx.one("refresh_token_session", token_hash=token_hash)
@@ -157,6 +175,14 @@ class Sessions:
         if isinstance(outcome, errors.AuthsvcError):
             raise outcome
         return outcome
+
+    def _other_device(self, tx: Tx, session: dict, info: RequestInfo) -> bool:
+        if info.device_token:
+            found = self._devices.identify(tx, info.device_token)
+            if session["device_token_id"] is not None:
+                return found is None or found[0] != str(session["device_token_id"])
+        was, now = useragent.describe(session["user_agent"]), useragent.describe(info.user_agent)
+        return (was.browser, was.os) != (now.browser, now.os)
 
     # ------------------------------------------------------------------ checking
     def authenticate(self, access_token: str, *, ip: str | None = None) -> Principal:

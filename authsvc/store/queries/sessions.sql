@@ -68,7 +68,11 @@ RETURNING session_id;
 SELECT session_id, used_at FROM refresh_tokens WHERE token_hash = %(token_hash)s;
 
 -- name: session_refreshed
-UPDATE sessions SET last_seen_at = now() WHERE id = %(session_id)s;
+-- The address a refresh came from is the session's latest (the session list shows it); a
+-- refresh from another device also relabels the session with that device.
+UPDATE sessions SET last_seen_at = now(), ip = coalesce(%(ip)s, ip),
+       user_agent = coalesce(%(user_agent)s, user_agent), device_name = coalesce(%(device_name)s, device_name)
+ WHERE id = %(session_id)s;
 
 -- name: live_session
 -- Live: not revoked, signed in less than max_age ago, used less than idle ago.
