@@ -29,7 +29,7 @@ HOT_QUERIES = [
     "live_device_token_of_session", "known_device_failure_wait",
     "audit_insert", "outbox_insert",
     # the audit sealer's rounds (every replica, several times a second)
-    "audit_unsealed_batch", "audit_seal_last", "audit_linked_head", "audit_unsealed_done",
+    "audit_unsealed_any", "audit_unsealed_batch", "audit_seal_last", "audit_linked_head", "audit_unsealed_done",
 ]
 _PARAM = re.compile(r"%\((\w+)\)s")
 

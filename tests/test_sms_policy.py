@@ -4,6 +4,7 @@ Real PostgreSQL, the real twilio client against the local fake, the local SMTP s
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -322,7 +323,36 @@ def test_racing_decisions_never_pass_the_global_cap_together(make_app, settings,
     results = race([lambda: _permit_in_tx(container, new_phone(), hold=0.05) for _ in range(20)])
     assert sorted(results) == [False] * 15 + [True] * 5
     assert _count(db, "sms_sends") == 5
-    assert db.execute("SELECT sent FROM sms_cap_counts WHERE scope = 'total:*'").fetchone()[0] == 5
+    assert db.execute("SELECT sum(sent) FROM sms_cap_counts WHERE scope = 'total:*'").fetchone()[0] == 5
+
+
+def test_a_broad_cap_in_shards_is_exact_near_the_cap(make_app, settings, db):
+    """The global cap of 800 has 8 lock rows: far below it decisions do not wait for each other;
+    within 8 of it they count exactly. 796 sends are in the hour: of 20 racing decisions exactly
+    4 go through."""
+    container = _capped_app(make_app, settings, sms_hourly_cap=800, sms_country_hourly_cap=10**6,
+                            sms_network_hourly_cap=10**6, sms_client_hourly_cap=10**6).extensions["authsvc"]
+    db.execute("INSERT INTO sms_cap_counts (scope, shard, minute, sent) "
+               "SELECT 'total:*', s, date_trunc('minute', now()) - interval '5 minutes', 100 "
+               "FROM generate_series(0, 7) s")
+    db.execute("UPDATE sms_cap_counts SET sent = 96 WHERE shard = 7")
+    results = race([lambda: _permit_in_tx(container, new_phone(), hold=0.05) for _ in range(20)])
+    assert sorted(results) == [False] * 16 + [True] * 4
+    assert db.execute("SELECT sum(sent) FROM sms_cap_counts WHERE scope = 'total:*'").fetchone()[0] == 800
+
+
+def test_far_below_a_broad_cap_decisions_do_not_wait_for_each_other(make_app, settings, db):
+    container = _capped_app(make_app, settings, sms_hourly_cap=1000, sms_country_hourly_cap=1000,
+                            sms_network_hourly_cap=10**6, sms_client_hourly_cap=10**6).extensions["authsvc"]
+    assert _permit_in_tx(container, new_phone())  # the scopes' first use makes their rows
+    done = threading.Event()
+    with container.store.transaction() as tx:  # an open decision holds one shard of each scope
+        assert container.sms.permit(tx, to=new_phone(), purpose="registration", ip="198.51.100.7")
+        other = threading.Thread(target=lambda: _permit_in_tx(container, new_phone()) and done.set())
+        other.start()
+        other.join(10)
+        assert done.is_set()  # decided and committed while the first is still open
+    assert _count(db, "sms_sends") == 3
 
 
 def test_a_rolled_back_decision_leaves_no_count(make_app, settings, db):
@@ -349,9 +379,12 @@ def test_a_decision_takes_no_advisory_lock(make_app, settings, db):
     container = _capped_app(make_app, settings).extensions["authsvc"]
     with container.store.transaction() as tx:
         assert container.sms.permit(tx, to=new_phone(), purpose="registration", ip="198.51.100.7")
-        assert db.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0] == 0
+        pid = tx._conn.info.backend_pid  # this request's own locks (other tests share the server)
+        assert db.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = %s",
+                          (pid,)).fetchone()[0] == 0
         held = db.execute("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-                          "WHERE c.relname = 'sms_cap_scopes' AND l.mode = 'RowShareLock'").fetchone()[0]
+                          "WHERE c.relname = 'sms_cap_scopes' AND l.mode = 'RowShareLock' AND l.pid = %s",
+                          (pid,)).fetchone()[0]
         assert held == 1
 
 

@@ -565,7 +565,9 @@ class AuditLog:
             failing = False
             while not self._stop.wait(seal_interval):
                 try:
-                    self.seal_all()
+                    waiting = self._store.one("audit_unsealed_any")
+                    if waiting is not None and waiting["waiting"]:
+                        self.seal_all()
                     if time.monotonic() >= next_checkpoint:
                         next_checkpoint = time.monotonic() + interval
                         self.checkpoint(min_age=interval / 2)

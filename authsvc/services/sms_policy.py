@@ -26,17 +26,20 @@ in one place. Rules (API contract, "Known devices and the list attack", SMS bull
   ``sms.cap_reached`` fires, at most once an hour per cap (per country for the country cap),
   never once per blocked SMS. Only sends count, not blocked attempts.
 - Race-free, without a global lock. Each cap's scope ("total", "country:JP", "number:+81...")
-  has a row that the decision locks (in sorted order: no lock order to get wrong) and counters
-  per minute; one statement (``sms_take``, migration 0071) locks the scopes, sums each one's last
-  hour (at most 61 counter rows, so the cost does not grow with the traffic), and counts and
-  records the send unless a cap is reached. Two decisions wait for each other only on a scope
-  they share, until the first commits: concurrent requests cannot all pass a cap, and a
-  rolled-back request leaves no count behind. A send counts from its minute through the 60
-  whole minutes after it, so every window of an hour holds at most the cap. PostgreSQL rather
-  than Redis: the count then commits or rolls back with the SMS's outbox row (an SMS is never
-  sent uncounted, nor counted unsent), and the caps hold with no Redis configured. The global
-  cap's scope is shared by every decision, so callers still ask as late in their transaction as
-  they can (its row stays locked until they commit).
+  has lock rows and counters per minute; one statement (``sms_take``, migrations 0071 and 0091)
+  locks the scopes (in sorted order: no lock order to get wrong), sums each one's last hour (at
+  most 61 counter rows per shard, so the cost does not grow with the traffic), and counts and
+  records the send unless a cap is reached. A send counts from its minute through the 60 whole
+  minutes after it, so every window of an hour holds at most the cap. Small caps have one lock
+  row: decisions on that scope wait for each other's COMMIT. A broad scope (the global and
+  country caps, ``shards_for``) has K rows: a decision takes a free one and goes ahead while the
+  committed count is at least K below the cap (at most K decisions can be in flight, so the cap
+  holds however they commit); closer to the cap it takes all K rows and counts exactly, as one
+  lock would. Concurrent requests cannot pass a cap together, and a rolled-back request leaves
+  no count behind. PostgreSQL rather than Redis: the count then commits or rolls back with the
+  SMS's outbox row (an SMS is never sent uncounted, nor counted unsent), and the caps hold with
+  no Redis configured. Callers still ask as late in their transaction as they can (the rows stay
+  locked until they commit).
 - Sending is re-checked. A stored number (login, reset) that no longer passes the offline
   check, e.g. after ``AUTHSVC_SMS_COUNTRIES`` changed, gets nothing (``decision="refused_number"``).
 - Notices are not capped. Security notices (new sign-in, password or factor changed, account
@@ -81,6 +84,7 @@ _TYPE_NAMES = {
     PhoneNumberType.VOICEMAIL: "a voicemail number",
 }
 CAPS = ("total", "country", "network", "client", "account", "number")  # checked broadest first
+MAX_SHARDS = 8
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,13 @@ class Verdict:
 
     country: str
     reason: str | None
+
+
+def shards_for(cap: int) -> int:
+    """How many lock rows a cap's scope gets: 1 (exact and serialised) below 200 an hour, up to
+    ``MAX_SHARDS`` above, so that the fast path's margin (a decision goes ahead without waiting
+    while the count is at least that many below the cap) stays under 1% of the cap."""
+    return max(1, min(MAX_SHARDS, cap // 100))
 
 
 def network_keys(ip: str | None) -> tuple[str | None, str | None]:
@@ -132,6 +143,7 @@ class SmsPolicy:
             "account": settings.sms_account_hourly_cap,
             "number": settings.sms_number_hourly_cap,
         }
+        self._shards = {cap: shards_for(limit) for cap, limit in self._limits.items()}
 
     # ------------------------------------------------------------------ numbers
     def verdict(self, phone: str) -> Verdict:
@@ -200,7 +212,8 @@ class SmsPolicy:
                 "account": account_id, "number": to}
         caps = [cap for cap in CAPS if keys[cap] is not None]
         capped = tx.scalar("sms_take", scopes=[f"{cap}:{keys[cap]}" for cap in caps],
-                           caps=[self._limits[cap] for cap in caps], count=True,
+                           caps=[self._limits[cap] for cap in caps], shards=[self._shards[cap] for cap in caps],
+                           count=True,
                            purpose=purpose, phone=to, country=verdict.country, account_id=account_id,
                            client_key=client, network_key=network)
         if capped:
@@ -225,7 +238,8 @@ class SmsPolicy:
         and five others), recording nothing: for answers that must not tell (by their timing)
         whether an SMS went out, e.g. a reset for an unknown email."""
         scopes = [f"{cap}:" + ("*" if cap == "total" else "") for cap in CAPS]
-        tx.scalar("sms_take", scopes=scopes, caps=[self._limits[cap] for cap in CAPS], count=False,
+        tx.scalar("sms_take", scopes=scopes, caps=[self._limits[cap] for cap in CAPS],
+                  shards=[self._shards[cap] for cap in CAPS], count=False,
                   purpose="decoy", phone="", country="", account_id=None, client_key=None, network_key=None)
 
     def send(self, tx: Tx, *, to: str, body: str, purpose: str, account_id: str | None = None,

@@ -27,6 +27,10 @@ SELECT id, hash FROM audit_log WHERE id <= %(until)s ORDER BY id DESC LIMIT 1;
 SELECT u.row_id, l.hash FROM audit_unsealed u LEFT JOIN audit_log l ON l.id = u.row_id
  ORDER BY u.row_id LIMIT %(limit)s;
 
+-- name: audit_unsealed_any
+-- The sealer thread's idle check: one statement, no transaction.
+SELECT EXISTS (SELECT 1 FROM audit_unsealed) AS waiting;
+
 -- name: audit_seal_last
 SELECT seq, row_id, hash FROM audit_seals ORDER BY seq DESC LIMIT 1;
 

@@ -1,11 +1,12 @@
 -- Named queries of the SMS policy (services/sms_policy.py).
 
 -- name: sms_take
--- One SMS decision in one statement (migration 0071): locks the caps' scope rows, counts their
--- last hour, and unless a cap is reached counts the send and records it in sms_sends. Returns
+-- One SMS decision in one statement (migrations 0071, 0091): locks the caps' scope rows (a
+-- free shard of a broad scope), counts their last hour, and unless a cap is reached counts the send and records it in sms_sends. Returns
 -- the 1-based index (in the given order) of the first cap reached, else 0. With count false: the
 -- same locks and counting, nothing recorded (a decoy).
-WITH d AS MATERIALIZED (SELECT authsvc_sms_take(%(scopes)s::text[], %(caps)s::integer[], %(count)s) AS capped),
+WITH d AS MATERIALIZED (SELECT authsvc_sms_take(%(scopes)s::text[], %(caps)s::integer[], %(shards)s::integer[],
+                                                  %(count)s) AS capped),
      rec AS (INSERT INTO sms_sends (purpose, phone, country, account_id, client_key, network_key)
              SELECT %(purpose)s, %(phone)s, %(country)s, %(account_id)s, %(client_key)s, %(network_key)s
                FROM d WHERE d.capped = 0 AND %(count)s)
