@@ -112,7 +112,7 @@ def build_container(settings: Settings) -> Container:
         ),
         HashGate(
             settings.hash_slots, settings.hash_queue_budget, settings.hash_known_budget,
-            on_shed=lambda known: metrics.shed("known" if known else "unknown"),
+            failing_budget=settings.hash_failing_budget, on_shed=metrics.shed,
         ),
     )
     policy = PasswordPolicy()
@@ -168,7 +168,7 @@ def build_container(settings: Settings) -> Container:
         keys=keys,
         registration=RegistrationService(
             settings=settings, store=store, cipher=cipher, hasher=hasher, policy=policy, outbox=outbox, sms=sms,
-            devices=devices,
+            devices=devices, throttle=throttle,
         ),
         login=login,
         passkey=PasskeyLogin(store=store, factors=second, login=login),

@@ -37,6 +37,31 @@ _WEAK_WORDS = ("changeme", "secret", "password", "example", "default", "test")
 _ACTION_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 
 
+def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> float:
+    """The CPUs this process may use: the cores it may run on (its affinity), capped by the
+    container's CPU quota (cgroup v2 ``cpu.max``, or v1 ``cpu.cfs_quota_us`` / ``cfs_period_us``)
+    when there is one. ``os.cpu_count()`` counts the host's cores, which a sidecar limited to
+    half a core on a 32-core node must not size anything by."""
+    try:
+        cpus = float(len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        cpus = float(os.cpu_count() or 1)
+    quota: float | None = None
+    try:
+        limit, period = (cgroup_root / "cpu.max").read_text().split()[:2]
+        if limit != "max" and int(period) > 0:
+            quota = int(limit) / int(period)
+    except (OSError, ValueError):
+        try:
+            limit_us = int((cgroup_root / "cpu" / "cpu.cfs_quota_us").read_text())
+            period_us = int((cgroup_root / "cpu" / "cpu.cfs_period_us").read_text())
+            if limit_us > 0 and period_us > 0:
+                quota = limit_us / period_us
+        except (OSError, ValueError):
+            pass
+    return max(0.01, min(cpus, quota) if quota else cpus)
+
+
 def _project_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
@@ -100,11 +125,13 @@ class Settings:
     # accept (kept-alive: from the request's first byte); then 408 and close (authsvc/workers.py)
     request_read_timeout: int = 10
     # Bounded password hashing (services/hashing.py): argon2 computations at once per worker
-    # (0: the cores divided among the workers), and how long an unknown / a known device's
-    # request may wait for one before a 503 busy.
+    # (0: the CPUs this process may use divided among the workers), and how long a stranger's /
+    # a known device's / failing traffic's (during an attack) request may wait for one before a
+    # 503 busy.
     hash_concurrency: int = 0
-    hash_queue_budget: float = 0.25
+    hash_queue_budget: float = 3.0
     hash_known_budget: float = 5.0
+    hash_failing_budget: float = 0.25
     # Several workers (or replicas) without Redis each count rate limits on their own: a start
     # like that is refused unless the operator opts in (AUTHSVC_RATE_LIMITS_PER_PROCESS=true).
     rate_limits_per_process: bool = False
@@ -198,7 +225,7 @@ class Settings:
         """argon2 computations at once in one worker process."""
         if self.hash_concurrency:
             return self.hash_concurrency
-        return max(1, (os.cpu_count() or 1) // max(1, self.workers))
+        return max(1, int(usable_cpus() // max(1, self.workers)))
 
     @property
     def migration_url(self) -> str | None:
@@ -418,8 +445,9 @@ class Settings:
             ("THREADS", 8, 1),
             ("REQUEST_READ_TIMEOUT", 10, 1),
             ("HASH_CONCURRENCY", 0, 0),
-            ("HASH_QUEUE_BUDGET_MS", 250, 1),
+            ("HASH_QUEUE_BUDGET_MS", 3000, 1),
             ("HASH_KNOWN_BUDGET_MS", 5000, 1),
+            ("HASH_FAILING_BUDGET_MS", 250, 1),
             ("SMS_HOURLY_CAP", 1000, 1),
             ("SMS_COUNTRY_HOURLY_CAP", None, 1),  # default: the global cap
             ("SMS_NUMBER_HOURLY_CAP", 5, 1),
@@ -492,6 +520,7 @@ class Settings:
             hash_concurrency=ints["HASH_CONCURRENCY"],
             hash_queue_budget=ints["HASH_QUEUE_BUDGET_MS"] / 1000,
             hash_known_budget=ints["HASH_KNOWN_BUDGET_MS"] / 1000,
+            hash_failing_budget=ints["HASH_FAILING_BUDGET_MS"] / 1000,
             rate_limits_per_process=bool(per_process),
             metrics_bind=metrics_bind,
             metrics_dir=Path(get("METRICS_DIR")) if get("METRICS_DIR") else None,

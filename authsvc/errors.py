@@ -281,6 +281,7 @@ class Busy(AuthsvcError):
 
     def __init__(self, retry_after: int, detail: str | None = None, **kw: Any) -> None:
         retry_after = max(1, int(retry_after))
+        self.retry_after = retry_after
         kw.setdefault("headers", {})["Retry-After"] = str(retry_after)
         super().__init__(detail or "the service is busy; try again shortly", **kw)
         self.retry_after = retry_after

@@ -21,6 +21,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -29,6 +31,9 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
+
+if TYPE_CHECKING:
+    from .services.hashing import Standing
 from prometheus_client.registry import Collector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client itself
@@ -99,11 +104,13 @@ class Metrics:
             "Requests from a trusted proxy whose client address was unparseable or missing", ["reason"],
             registry=self.registry,
         )
-        # Every throttling decision on the login path: decision allowed|throttled|shed, reason the
-        # budget that decided (client, network, email, device, factor_lock, busy; none when allowed).
-        # No label separates an unknown email from a wrong password.
-        self.throttle = Counter("authsvc_throttle_decisions", "Login throttling decisions", ["decision", "reason"],
-                                registry=self.registry)
+        # Every throttling decision on the login and registration paths: decision
+        # allowed|throttled|shed, reason the budget that decided (client, network, email, device,
+        # factor_lock, busy; none when allowed), standing the request's class at the hash gate
+        # (known, returning, stranger, failing). No label separates an unknown email from a wrong
+        # password.
+        self.throttle = Counter("authsvc_throttle_decisions", "Login and registration throttling decisions",
+                                ["decision", "reason", "standing"], registry=self.registry)
         self.throttle_fallback = Counter(
             "authsvc_throttle_store_fallback", "Throttle counter operations answered from process memory "
             "because Redis failed", registry=self.registry)
@@ -133,10 +140,10 @@ class Metrics:
         for route in limited:
             self.rate_limited.labels(route)
 
-    def shed(self, device: str) -> None:
+    def shed(self, standing: "Standing") -> None:
         """A request answered 503 busy because password hashing was saturated."""
-        self.hash_shed.labels(device).inc()
-        self.throttle.labels("shed", "busy").inc()
+        self.hash_shed.labels("known" if standing.rank == 0 else "unknown").inc()
+        self.throttle.labels("shed", "busy", standing.name).inc()
 
     def watch_outbox(self, outbox_depth: Callable[[], dict[str, int]]) -> None:
         self._outbox_depth = outbox_depth

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from authsvc import errors
-from authsvc.services.hashing import HashGate
+from authsvc.services.hashing import KNOWN, HashGate, Standing, failing, returning, stranger
 from tests.support.flows import new_email, new_phone, register
 
 JOIN = 5.0
@@ -146,8 +146,8 @@ def test_never_more_computations_at_once_than_slots():
     assert gate.state() == {"running": 0, "known_waiting": 0, "unknown_waiting": 0}
 
 
-def test_shed_requests_are_counted_by_device_kind():
-    seen: list[bool] = []
+def test_shed_requests_are_counted_by_standing():
+    seen: list[Standing] = []
     gate = HashGate(1, budget=0.01, known_budget=0.01, on_shed=seen.append)
     release, holder = _occupy(gate)
     try:
@@ -158,7 +158,7 @@ def test_shed_requests_are_counted_by_device_kind():
     finally:
         release.set()
         holder.join(JOIN)
-    assert seen == [False, True]
+    assert [s.name for s in seen] == ["stranger", "known"]
 
 
 # --------------------------------------------------------------------------- over HTTP
@@ -271,3 +271,103 @@ def test_closing_the_hasher_ends_its_hashing_threads():
     assert not any(t.is_alive() for t in mine)
     assert hasher.verify(stored, "correct horse battery")  # a late call still works (new threads)
     hasher.close()
+
+
+# ---------------------------------------------------------------------------- standings (issue 16)
+def test_a_wave_the_cores_can_hash_within_the_budget_is_never_shed():
+    gate = HashGate(1, budget=3.0, known_budget=5.0)
+    _teach_cost(gate, 0.02)
+    shed, served = [], []
+
+    def one() -> None:
+        try:
+            with gate.slot(standing=stranger()):
+                time.sleep(0.02)
+            served.append(1)
+        except errors.Busy:
+            shed.append(1)
+
+    threads = [threading.Thread(target=one) for _ in range(30)]  # ~0.6 s of work at once
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(JOIN)
+    assert not shed and len(served) == 30
+
+
+def test_failing_traffic_waiting_never_delays_a_stranger_nor_counts_ahead_of_it():
+    gate = HashGate(1, budget=0.32, known_budget=5.0, failing_budget=0.32, failing_room=10)
+    gate._cost = 0.05  # one computation costs 50 ms
+    release, holder = _occupy(gate)
+    order: list[str] = []
+    waiting = []
+    try:
+        for _ in range(6):  # 6 x 50 ms queued, and one running: more than a stranger's 320 ms budget
+            t = threading.Thread(target=_served_or_shed, args=(gate, failing(3.0), order, "failing"))
+            t.start()
+            waiting.append(t)
+        _wait_for(lambda: gate.state()["unknown_waiting"] == 6)
+        t = threading.Thread(target=_served_or_shed, args=(gate, stranger(0.0), order, "stranger"))
+        t.start()  # not shed: the failing ones are behind it, whatever their number
+        waiting.append(t)
+        _wait_for(lambda: gate.state()["unknown_waiting"] == 7)
+    finally:
+        release.set()
+        holder.join(JOIN)
+    for t in waiting:
+        t.join(JOIN)
+    assert order[0] == "stranger"
+
+
+def test_failing_traffic_holds_at_most_its_room_of_waiting_places():
+    gate = HashGate(1, budget=5.0, known_budget=5.0, failing_budget=5.0, failing_room=2)
+    release, holder = _occupy(gate)
+    order: list[str] = []
+    waiting = [threading.Thread(target=_served_or_shed, args=(gate, failing(2.0), order, "failing"))
+               for _ in range(2)]
+    try:
+        for t in waiting:
+            t.start()
+        _wait_for(lambda: gate.state()["unknown_waiting"] == 2)
+        with pytest.raises(errors.Busy):  # a third waits nowhere: refused at once
+            with gate.slot(standing=failing(2.0)):
+                pass
+        stranger_thread = threading.Thread(target=_served_or_shed, args=(gate, stranger(0.0), order, "stranger"))
+        stranger_thread.start()  # a stranger still finds a place
+        waiting.append(stranger_thread)
+        _wait_for(lambda: gate.state()["unknown_waiting"] == 3)
+    finally:
+        release.set()
+        holder.join(JOIN)
+    for t in waiting:
+        t.join(JOIN)
+    assert order == ["stranger", "failing", "failing"]
+
+
+def test_returning_strangers_go_before_new_ones_and_fewer_failures_before_more():
+    gate = HashGate(1, budget=5.0, known_budget=5.0)
+    release, holder = _occupy(gate)
+    order: list[str] = []
+    waiting = []
+    try:
+        for standing, name in [(stranger(0.6), "stranger 0.6"), (stranger(0.0), "stranger 0"),
+                               (returning(0.3), "returning"), (KNOWN, "known")]:
+            t = threading.Thread(target=_served_or_shed, args=(gate, standing, order, name))
+            t.start()
+            waiting.append(t)
+            _wait_for(lambda n=len(waiting): sum(gate.state()[k] for k in ("known_waiting", "unknown_waiting")) == n)
+    finally:
+        release.set()
+        holder.join(JOIN)
+    for t in waiting:
+        t.join(JOIN)
+    assert order == ["known", "returning", "stranger 0", "stranger 0.6"]
+
+
+def _served_or_shed(gate: HashGate, standing: Standing, order: list[str], name: str) -> None:
+    try:
+        with gate.slot(standing=standing):
+            order.append(name)
+            time.sleep(0.01)
+    except errors.Busy:
+        order.append(f"shed {name}")

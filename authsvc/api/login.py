@@ -33,7 +33,8 @@ def tokens_response(pair):
 @bp.post("/v1/login")
 def login():
     req = body.parse(LoginIn)
-    ch = _svc().login.password(email=req.email, password=req.password, info=auth.info())
+    ch = _svc().login.password(email=req.email, password=req.password, info=auth.info(),
+                               login_pass=req.login_pass)
     out = {"mfa_token": ch.mfa_token, "expires_in": ch.expires_in, "methods": ch.methods}
     if ch.webauthn_options is not None:
         out["webauthn_options"] = ch.webauthn_options

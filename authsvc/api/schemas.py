@@ -42,6 +42,7 @@ FactorCode = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 class LoginIn(Strict):
     email: Email
     password: Password
+    login_pass: Token | None = None  # the sign-in pass from a "many failed sign-ins" notice
 
 
 class FactorAnswerIn(Strict):

@@ -1,29 +1,37 @@
 """Bounded password hashing with priority: every argon2 hash or verify on a request path.
 
-Rules (API contract, "Known devices and the list attack", Overload):
+Rules (API contract, "Known devices and the list attack", Overload and Strangers):
 - at most ``slots`` argon2 computations run at once in this process (argon2-cffi releases the
   GIL, so threads hash in parallel up to the cores given to this worker); the rest wait in
-  a queue that is never unbounded:
-- a request from an unknown device is refused at once with 503 ``busy`` and ``Retry-After``
-  when its expected wait (work queued ahead of it times the measured hash time) is longer
-  than ``budget`` seconds, and also when it has waited ``budget`` and is still not served
-  (known devices may have gone ahead of it meanwhile);
-- a request from a known device (one that presents a live device token of the account) goes
-  ahead of every unknown one and waits up to ``known_budget``;
+  a queue that is never unbounded;
+- every waiting request has a *standing* (see ``throttle.Throttle.admit``), and the better
+  standing goes first: a known device (a live device token of the account), then a stranger
+  coming back after the ``Retry-After`` of an earlier 503 (``returning``), then other strangers,
+  fewer recent failures behind them first, then, during an attack only, traffic whose client,
+  network or email keeps failing (``failing``); equal standings are served in arrival order;
+- a request is refused at once with 503 ``busy`` and ``Retry-After`` when the work queued
+  *ahead of it* (only better or equal standings: those behind it never delay it) would take
+  the cores longer than its budget: seconds for a person (``budget``, ``known_budget``), a
+  fraction of a second for failing traffic (``failing_budget``); so a wave that the cores can
+  hash within the budget is served, never shed. It is also refused when it has waited its
+  budget and is still not served (better standings may have gone ahead of it meanwhile);
+- failing traffic may hold at most ``failing_room`` waiting places per process, so an attack
+  cannot tie up the threads that serve everyone else;
 - the dummy verify for an unknown email passes through the same gate at the same cost, so
   neither timing nor a 503 tells a registered email from an unknown one.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from .. import errors
@@ -33,8 +41,44 @@ _T = TypeVar("_T")
 _EWMA_WEIGHT = 0.2  # weight of the newest hash time in the running estimate
 
 
+@dataclass(frozen=True)
+class Standing:
+    """Where a request stands at the gate: lower ``rank`` goes first, then lower ``score``
+    (recent failures behind it), then earlier arrival."""
+
+    name: str  # known | returning | stranger | failing
+    rank: int
+    score: float = 0.0
+
+
+KNOWN = Standing("known", 0)
+STRANGER = Standing("stranger", 2)
+
+
+def returning(score: float = 0.0) -> Standing:
+    return Standing("returning", 1, score)
+
+
+def stranger(score: float = 0.0) -> Standing:
+    return Standing("stranger", 2, score)
+
+
+def failing(score: float) -> Standing:
+    return Standing("failing", 3, score)
+
+
 class ShedCounter(Protocol):
-    def __call__(self, known: bool) -> None: ...
+    def __call__(self, standing: Standing) -> None: ...
+
+
+@dataclass(eq=False)
+class _Waiter:
+    standing: Standing
+    seq: int
+    key: tuple[int, float, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.key = (self.standing.rank, self.standing.score, self.seq)
 
 
 class HashGate:
@@ -46,6 +90,8 @@ class HashGate:
         budget: float,
         known_budget: float,
         *,
+        failing_budget: float | None = None,
+        failing_room: int | None = None,
         on_shed: ShedCounter | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -54,12 +100,14 @@ class HashGate:
         self.slots = slots
         self.budget = budget
         self.known_budget = known_budget
+        self.failing_budget = min(budget, failing_budget) if failing_budget is not None else budget
+        self.failing_room = failing_room if failing_room is not None else slots
         self._on_shed = on_shed
         self._clock = clock
         self._cond = threading.Condition()
         self._running = 0
-        self._known: deque[object] = deque()
-        self._unknown: deque[object] = deque()
+        self._waiting: list[_Waiter] = []
+        self._seq = itertools.count()
         self._cost: float | None = None  # running estimate of one computation, seconds
 
     # ------------------------------------------------------------------ observation
@@ -69,10 +117,16 @@ class HashGate:
 
     def state(self) -> dict[str, int]:
         with self._cond:
-            return {"running": self._running, "known_waiting": len(self._known),
-                    "unknown_waiting": len(self._unknown)}
+            known = sum(w.standing.rank == 0 for w in self._waiting)
+            return {"running": self._running, "known_waiting": known,
+                    "unknown_waiting": len(self._waiting) - known}
 
     # ------------------------------------------------------------------ the gate
+    def budget_for(self, standing: Standing) -> float:
+        if standing.rank == 0:
+            return self.known_budget
+        return self.failing_budget if standing.name == "failing" else self.budget
+
     def _expected_wait(self, ahead: int) -> float:
         """Seconds until a newcomer with ``ahead`` waiters in front of it gets a slot."""
         if self._cost is None:
@@ -80,39 +134,41 @@ class HashGate:
         rounds = math.ceil((self._running + ahead + 1 - self.slots) / self.slots)
         return max(0, rounds) * self._cost
 
-    def _head(self) -> object | None:
-        if self._known:
-            return self._known[0]
-        return self._unknown[0] if self._unknown else None
+    def _head(self) -> _Waiter | None:
+        return min(self._waiting, key=lambda w: w.key) if self._waiting else None
 
-    def _shed(self, known: bool, wait: float) -> errors.Busy:
+    def _shed(self, standing: Standing, wait: float) -> errors.Busy:
         if self._on_shed is not None:
-            self._on_shed(known)
+            self._on_shed(standing)
         return errors.Busy(max(1, math.ceil(wait)))
 
     @contextmanager
-    def slot(self, *, known: bool) -> Iterator[None]:
+    def slot(self, *, known: bool = False, standing: Standing | None = None) -> Iterator[None]:
+        standing = KNOWN if known else (standing or STRANGER)
         with self._cond:
-            if self._running < self.slots and self._head() is None:
+            if self._running < self.slots and not self._waiting:
                 self._running += 1
             else:
-                queue = self._known if known else self._unknown
-                budget = self.known_budget if known else self.budget
-                ahead = len(self._known) + (0 if known else len(self._unknown))
+                me = _Waiter(standing, next(self._seq))
+                budget = self.budget_for(standing)
+                ahead = sum(w.key < me.key for w in self._waiting)
                 expected = self._expected_wait(ahead)
                 if expected > budget:
-                    raise self._shed(known, expected)
-                ticket = object()
-                queue.append(ticket)
+                    raise self._shed(standing, expected)
+                if standing.name == "failing" and sum(
+                    w.standing.name == "failing" for w in self._waiting
+                ) >= self.failing_room:
+                    raise self._shed(standing, max(expected, self._expected_wait(len(self._waiting))))
+                self._waiting.append(me)
                 deadline = self._clock() + budget
                 try:
-                    while not (self._running < self.slots and self._head() is ticket):
+                    while not (self._running < self.slots and self._head() is me):
                         remaining = deadline - self._clock()
                         if remaining <= 0:
-                            raise self._shed(known, self._expected_wait(len(self._known) + len(self._unknown)))
+                            raise self._shed(standing, self._expected_wait(len(self._waiting)))
                         self._cond.wait(remaining)
                 finally:
-                    queue.remove(ticket)
+                    self._waiting.remove(me)
                     self._cond.notify_all()  # the next head may go now (or after we left)
                 self._running += 1
         started = self._clock()
@@ -165,16 +221,17 @@ class GatedHasher:
         if pool is not None:
             pool.shutdown(wait=False)
 
-    def hash(self, password: str, *, known: bool = False) -> str:
-        with self.gate.slot(known=known):
+    def hash(self, password: str, *, known: bool = False, standing: Standing | None = None) -> str:
+        with self.gate.slot(known=known, standing=standing):
             return self._run(self.hasher.hash, password)
 
-    def verify(self, stored_hash: str, password: str, *, known: bool = False) -> bool:
-        with self.gate.slot(known=known):
+    def verify(self, stored_hash: str, password: str, *, known: bool = False,
+               standing: Standing | None = None) -> bool:
+        with self.gate.slot(known=known, standing=standing):
             return self._run(self.hasher.verify, stored_hash, password)
 
-    def dummy_verify(self, password: str, *, known: bool = False) -> None:
-        with self.gate.slot(known=known):
+    def dummy_verify(self, password: str, *, known: bool = False, standing: Standing | None = None) -> None:
+        with self.gate.slot(known=known, standing=standing):
             self._run(self.hasher.dummy_verify, password)
 
     def needs_rehash(self, stored_hash: str) -> bool:

@@ -58,6 +58,8 @@ from .throttle import Blocked, Subject, Throttle, client_subjects, device_subjec
 from .sms_policy import SmsPolicy
 
 MFA_MAX_ATTEMPTS = 5
+LOGIN_PASS_TTL = 24 * 3600  # a sign-in pass lives one day
+LOGIN_PASS_MAX_ATTEMPTS = 5  # wrong passwords with a pass before it dies
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ class LoginService:
         self._throttle = throttle
 
     # ------------------------------------------------------------------ step 1
-    def password(self, *, email: str, password: str, info: RequestInfo) -> MfaChallenge:
+    def password(self, *, email: str, password: str, info: RequestInfo, login_pass: str | None = None) -> MfaChallenge:
         invalid = errors.InvalidCredentials("email or password is wrong")
         if passwords.too_long(password):  # no account can have it: a fast 400, no hashing
             raise errors.InvalidRequest(
@@ -126,27 +128,43 @@ class LoginService:
             account = tx.one("account_by_email", email_normalized=email_normalized) if email_normalized else None
             # Before any hashing; one lookup by the token whether or not the email is registered.
             device_token_id = self._devices.known_to(tx, info.device_token, account["id"] if account else None)
+            pass_id = self._live_pass(tx, login_pass, account)
         known = device_token_id is not None
-        subjects = self.subjects(info, email_normalized, email, device_token_id)
-        wait = self._throttle.check(subjects)
-        if wait:
-            raise errors.RateLimited(wait, "too many failed sign-ins; try again later")
-        if account is None:
-            self._hasher.dummy_verify(password, known=known)
-            ok = False
-        else:
-            ok = self._hasher.verify(account["password_hash"], password, known=known) and account["password_login"]
+        subjects = self.subjects(info, email_normalized, email, device_token_id, email_budget=pass_id is None)
+        attempt = self._throttle.admit(subjects, known=known)
+        try:
+            if account is None:
+                self._hasher.dummy_verify(password, standing=attempt.standing)
+                ok = False
+            else:
+                ok = self._hasher.verify(account["password_hash"], password, standing=attempt.standing) \
+                    and account["password_login"]
+        except errors.Busy as busy:
+            self._throttle.shed(attempt, busy.retry_after)
+            raise
+        except BaseException:
+            self._throttle.passed(attempt)
+            raise
         if not ok:
             self._metrics.logins.labels("password", "invalid_credentials").inc()
-            self._episode_notice(self._throttle.failure(subjects), account)
+            blocked = self._throttle.failed(attempt)
+            if pass_id is not None:
+                with self._store.transaction() as tx:
+                    failed_attempt(tx, "login_pass_failed", pass_id, max_attempts=LOGIN_PASS_MAX_ATTEMPTS)
+            self._episode_notice(blocked, account)
             raise invalid
+        self._throttle.passed(attempt)
         account_id = str(account["id"])
         token = crypto.new_token()
         sms_code = None
         rehashed = (
-            self._hasher.hash(password, known=known) if self._hasher.needs_rehash(account["password_hash"]) else None
+            self._hasher.hash(password, standing=attempt.standing)
+            if self._hasher.needs_rehash(account["password_hash"]) else None
         )
         with self._store.transaction() as tx:
+            if pass_id is not None and tx.one("consume_login_pass", id=pass_id) is None:
+                # spent by a sign-in at the same moment: the email's budget holds again
+                raise errors.RateLimited(2, "too many failed sign-ins; try again later")
             current_hash = account["password_hash"]
             if rehashed and tx.run("update_password_hash", account_id=account_id, password_hash=rehashed,
                                    old_hash=current_hash):
@@ -154,7 +172,7 @@ class LoginService:
             remaining = 0 if known else self._factors.lock_remaining(tx, account_id)
             if remaining:
                 self._metrics.logins.labels("password", "locked").inc()
-                self._metrics.throttle.labels("throttled", "factor_lock").inc()
+                self._metrics.throttle.labels("throttled", "factor_lock", attempt.standing.name).inc()
                 raise errors.RateLimited(remaining, "sign-in for this account is paused; try again later")
             offer = self._factors.offer(tx, account_id)
             methods, options, challenge = offer.methods, offer.webauthn_options, offer.webauthn_challenge
@@ -189,27 +207,43 @@ class LoginService:
 
     @staticmethod
     def subjects(info: RequestInfo, email_normalized: str | None, typed_email: str,
-                 device_token_id: str | None) -> list[Subject]:
+                 device_token_id: str | None, *, email_budget: bool = True) -> list[Subject]:
         """What a password attempt is charged to: a known device's own token, or else the
-        client, its network and the email as typed."""
+        client, its network and (unless the request carries the owner's sign-in pass) the
+        email as typed."""
         if device_token_id is not None:
             return [device_subject(device_token_id)]
-        return client_subjects(info.ip) + [email_subject(email_normalized, typed_email)]
+        subjects = client_subjects(info.ip)
+        return subjects + [email_subject(email_normalized, typed_email)] if email_budget else subjects
+
+    def _live_pass(self, tx: Tx, login_pass: str | None, account: dict | None) -> str | None:
+        """The id of the owner's live sign-in pass when the request carries it (one lookup
+        whenever a pass is given, registered email or not)."""
+        if not login_pass:
+            return None
+        row = tx.one("live_login_pass", token_hash=crypto.hash_token(login_pass.strip()),
+                     account_id=account["id"] if account is not None else None)
+        return str(row["id"]) if row is not None else None
 
     def _episode_notice(self, blocked: list[Blocked], account: dict | None) -> None:
-        """The first wait of an email's episode notifies a real owner, by email; an unknown
-        email does the same work with an empty outbox row, so timing tells nothing."""
+        """The first wait of an email's episode notifies a real owner, by email, with a sign-in
+        pass: with it, the owner's next sign-in from a new device skips the email's budget (it
+        still needs the password and the second factor, and counts for its client and network).
+        The pass goes only to the verified email, only in this notice (at most one per episode),
+        so it opens no new path for enumeration or for sending messages. An unknown email does
+        the same work with an empty outbox row, so timing tells nothing."""
         if not any(b.subject.scope == "email" and b.new_episode for b in blocked):
             return
         with self._store.transaction() as tx:
-            messages = [{
-                "kind": "email", "to": account["email"], "subject": "Many failed sign-ins to your account",
-                "body": "Someone has been trying passwords for your account from devices we do not know, "
-                        "so sign-ins from new devices are paused for a while. Your own devices keep "
-                        "working.\n\nIf you use the same password anywhere else, change it there, and "
-                        "choose a new one here too.",
-            }] if account is not None else []
-            self._outbox.bundle(tx, messages)
+            messages_: list[dict[str, Any]] = []
+            if account is not None:
+                login_pass = crypto.new_token(15)
+                tx.run("insert_login_pass", id=str(uuid.uuid4()), account_id=account["id"],
+                       token_hash=crypto.hash_token(login_pass), ttl=LOGIN_PASS_TTL)
+                subject, body = messages.email(messages.locale_of(account), "login_paused_new_devices",
+                                               login_pass=login_pass, hours=LOGIN_PASS_TTL // 3600)
+                messages_.append({"kind": "email", "to": account["email"], "subject": subject, "body": body})
+            self._outbox.bundle(tx, messages_)
             if account is not None:
                 audit(tx, "system", "login.throttled", str(account["id"]), scope="email")
         self._outbox.kick()
@@ -221,7 +255,7 @@ class LoginService:
             return 0
         remaining = self._factors.lock_remaining(tx, account_id)
         if remaining:
-            self._metrics.throttle.labels("throttled", "factor_lock").inc()
+            self._metrics.throttle.labels("throttled", "factor_lock", "stranger").inc()
         return remaining
 
     @staticmethod

@@ -133,6 +133,14 @@ EMAIL: dict[str, tuple[str, str]] = {
         N_("Your password was just reset and every session was signed out. Sign in again with "
            "your new password and your second factor.\n\nIf this was not you, contact support now."),
     ),
+    "login_paused_new_devices": (
+        N_("Many failed sign-ins to your account"),
+        N_("Someone has been trying passwords for your account from devices we do not know, so "
+           "sign-ins from new devices are paused for a while. Your own devices keep working.\n\n"
+           "To sign in from a new device meanwhile, enter this sign-in pass with your password "
+           "(it works once, for {hours} hours):\n\n{login_pass}\n\nIf you use the same password "
+           "anywhere else, change it there, and choose a new one here too."),
+    ),
     "login_locked": (
         N_("Sign-in to your account is paused"),
         N_("There were {failures} wrong second-factor answers for your account in the last 15 "

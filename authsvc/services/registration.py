@@ -35,6 +35,7 @@ from .ids import require_uuid
 from .outbox import Outbox
 from .sessions import RequestInfo
 from .sms_policy import SmsPolicy
+from .throttle import Throttle, client_subjects, email_subject
 
 MAX_ATTEMPTS = 5
 MAX_SMS_PER_PHONE_PER_HOUR = 5
@@ -66,7 +67,9 @@ class RegistrationService:
         outbox: Outbox,
         sms: SmsPolicy,
         devices: KnownDevices,
+        throttle: Throttle,
     ) -> None:
+        self._throttle = throttle
         self._sms = sms
         self._devices = devices
         self._settings = settings
@@ -92,7 +95,16 @@ class RegistrationService:
         phone = contacts.normalize_phone(phone)
         password = self._policy.check(password, email=email_normalized)
         self._sms.check_number(phone, field="phone")
-        password_hash = self._hasher.hash(password)
+        # It hashes, so it stands at the hash gate as a login from an unknown device does: its
+        # client, network and email's recent failures decide its place (nothing is counted).
+        ip = info.ip if info is not None else ""
+        attempt = self._throttle.admit(client_subjects(ip) + [email_subject(email_normalized, email)],
+                                       known=False, reserve=False)
+        try:
+            password_hash = self._hasher.hash(password, standing=attempt.standing)
+        except errors.Busy as busy:
+            self._throttle.shed(attempt, busy.retry_after)
+            raise
 
         registration_id = str(uuid.uuid4())
         phone_code = crypto.new_numeric_code()

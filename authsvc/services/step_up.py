@@ -172,7 +172,7 @@ class StepUpService:
         else:
             remaining = self._factors.lock_remaining(tx, principal.account_id)
         if remaining:
-            self._metrics.throttle.labels("throttled", "factor_lock").inc()
+            self._metrics.throttle.labels("throttled", "factor_lock", "known" if known else "stranger").inc()
             raise errors.RateLimited(remaining, "second-factor checks for this account are paused")
         return known
 

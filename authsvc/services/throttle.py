@@ -8,16 +8,25 @@ Rules (API contract, "Known devices and the list attack"):
   a request from a known device is charged only to that device's token, so throttling caused
   by unknown devices never slows a known device;
 - past a budget (``limit`` failures in ``window`` seconds) the subject waits: 429 with
-  ``Retry-After``, decided before any password hashing; each further failure after a wait
+  ``Retry-After``, decided before any password hashing; no more attempts of a subject run at
+  once (in one process or across replicas) than the failures its budget still has room for,
+  so attempts at the same moment cannot overrun it; each further failure after a wait
   doubles the next wait (from ``base_delay``, capped at ``max_delay``: 1 hour for an email);
   the escalation fades after a quiet period, and a successful login clears the email's;
 - an email entering its first wait of an episode is reported once (``Blocked.new_episode``), so
   a real owner can be notified once per episode;
 - counters live in Redis when configured (shared by every worker and instance), else in
   memory; a Redis failure falls back to memory (logged, counted), never to "allow";
-- the failure rate of the whole service (failures and refusals per minute) starts and ends an
-  "attack": ``attack.started`` / ``attack.ended`` webhooks, once each, through the outbox;
-  while it lasts, client and network budgets for unknown devices are a quarter of their size.
+- the failure rate of the whole service (wrong passwords per minute; refusals before hashing
+  do not count, so one address firing cheap refused requests cannot start an attack) starts and
+  ends an "attack": ``attack.started`` / ``attack.ended`` webhooks, once each, through the
+  outbox; while it lasts, client and network budgets for unknown devices are a quarter of
+  their size, and traffic whose client, network or email keeps failing is "failing" at the
+  hash gate (last, with a short wait: see ``services/hashing.py``);
+- strangers are not one class (``admit``): a request from an unknown device stands at the hash
+  gate by the recent failures of its client, network and email (fewer first), and one coming
+  back after the ``Retry-After`` of a 503 from the same client for the same email stands ahead
+  of other strangers. Successes never buy a place: only failures are read.
 
 Counting uses two fixed buckets per window (the previous one weighted by how much of it still
 overlaps the sliding window), which keeps each check to one round trip.
@@ -29,6 +38,7 @@ import hashlib
 import ipaddress
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -40,11 +50,20 @@ from ..store import Store
 from ..store.counters import CounterStore
 from . import contacts
 from .audit import audit
+from .hashing import KNOWN, Standing, failing, returning, stranger
 from .outbox import Outbox
 
 _log = logging.getLogger(__name__)
 
 SCOPES = ("client", "network", "email", "device")
+# A stranger's score: its client's recent failures, plus its network's and email's weighted
+# down (a network is shared by many people, an email on a leaked list is tried by attackers).
+# Below 1: no recent failures to speak of; 1 or more during an attack: "failing".
+WEIGHTS = {"client": 1, "network": 5, "email": 3}
+INFLIGHT_TTL = 120  # seconds an in-flight count outlives a worker that died holding it
+CONCURRENT_WAIT = 2  # seconds: Retry-After while attempts in flight already fill a budget
+TICKET_SLACK = 0.5  # seconds a returning stranger may come back before its Retry-After ends
+TICKET_TTL = 60  # seconds after its Retry-After that a returning stranger keeps its place
 
 
 @dataclass(frozen=True)
@@ -64,6 +83,17 @@ class Subject:
     scope: str
     ident: str
     label: str
+
+
+@dataclass
+class Attempt:
+    """One password attempt between ``Throttle.admit`` and its outcome."""
+
+    subjects: list[Subject]
+    standing: Standing
+    inflight: list[str]  # the in-flight counters it holds until its outcome
+    seen: dict[Subject, float]  # each subject's failures in the window before it
+    ticket: str | None  # where a 503 leaves the right to come back ahead of other strangers
 
 
 @dataclass(frozen=True)
@@ -135,36 +165,105 @@ class Throttle:
         return ":".join([self._prefix, kind, subject.scope, subject.ident, *map(str, rest)])
 
     # ------------------------------------------------------------------ deciding
-    def check(self, subjects: list[Subject]) -> int:
-        """Seconds the request must wait (0: go ahead). Counts the decision."""
+    def admit(self, subjects: list[Subject], *, known: bool, reserve: bool = True) -> Attempt:
+        """Decide, before any hashing, whether a request may go ahead and where it stands.
+
+        Raises ``RateLimited`` while a subject waits out a budget. Otherwise returns the
+        attempt with its standing at the hash gate (``Standing``: known; returning after the
+        ``Retry-After`` of a 503; stranger, with the recent failures of its client, network
+        and email as its score; failing during an attack when that score shows failures) and,
+        with ``reserve``, counted as in flight for every subject: no more attempts run at once
+        than the failures a budget has room for (at least one), so attempts at the same time
+        cannot all pass a budget that only some of them fit in. The caller ends it with
+        ``failed``, ``passed`` or ``shed``.
+        """
         if not self._enabled or not subjects:
-            return 0
-        left = self._counters.remaining([self._k("block", s) for s in subjects])
+            return Attempt(subjects, KNOWN if known else stranger(), [], {}, None)
+        now = time.time()
+        ticket = None if known else self._ticket_key(subjects)
+        buckets = {s: int(now // self._budgets[s.scope].window) for s in subjects}
+        count_keys = [k for s in subjects for k in (self._k("fail", s, buckets[s]), self._k("fail", s, buckets[s] - 1))]
+        level_keys = [self._k("level", s) for s in subjects]
+        inflight = [self._k("inflight", s) for s in subjects] if reserve else []
+        # One instant: this attempt enters (in flight) while the failures settled so far, the
+        # escalation levels and the waits are read, so two attempts never both see room for one.
+        left, values, running = self._counters.peek(
+            [self._k("block", s) for s in subjects], count_keys + level_keys + ([ticket] if ticket else []),
+            inflight, INFLIGHT_TTL)
         wait, reason = 0.0, "none"
         for subject, seconds in zip(subjects, left):
             if seconds > wait:
                 wait, reason = seconds, subject.scope
         self._maybe_end_attack()
-        if wait <= 0:
-            self._metrics.throttle.labels("allowed", "none").inc()
-            return 0
-        self._metrics.throttle.labels("throttled", reason).inc()
-        self._count_for_attack()
-        return max(1, int(wait + 0.999))
+        seen = {s: values[2 * i] + values[2 * i + 1] * self._overlap(s, now) for i, s in enumerate(subjects)}
+        standing = KNOWN if known else self._standing(seen, values[-1] if ticket else 0, now)
+        if wait > 0:
+            self._release(inflight)
+            self._metrics.throttle.labels("throttled", reason, standing.name).inc()
+            raise errors.RateLimited(max(1, int(wait + 0.999)), "too many failed sign-ins; try again later")
+        if reserve:
+            attack = self.attack_active()
+            levels = values[2 * len(subjects):3 * len(subjects)]
+            for s, n, level in zip(subjects, running, levels):
+                # Room before this subject's next wait: attempts in flight (here or on another
+                # replica) may each turn out a failure, so no more of them run at once. Once
+                # its budget is spent, one at a time after each wait (the next failure waits
+                # longer), none while a wait is being set.
+                room = math.ceil(self._limit(s, attack) - seen[s] - 1e-9)
+                if n > (room if room > 0 else (1 if level else 0)):
+                    self._release(inflight)
+                    self._metrics.throttle.labels("throttled", s.scope, standing.name).inc()
+                    raise errors.RateLimited(CONCURRENT_WAIT, "too many failed sign-ins; try again later")
+        self._metrics.throttle.labels("allowed", "none", standing.name).inc()
+        return Attempt(subjects, standing, inflight, seen, ticket)
 
-    def failure(self, subjects: list[Subject]) -> list[Blocked]:
-        """Charge one failure to each subject; the subjects that must now wait."""
-        if not self._enabled or not subjects:
+    def _release(self, inflight: list[str]) -> None:
+        if inflight:
+            self._counters.move([], 1, inflight)
+
+    def _standing(self, seen: dict[Subject, float], ticket_not_before: int, now: float) -> Standing:
+        score = sum(n / WEIGHTS.get(s.scope, 1) for s, n in seen.items())
+        client = next((n for s, n in seen.items() if s.scope == "client"), 0.0)
+        if ticket_not_before and now * 1000 >= ticket_not_before and client < 1:
+            return returning(score)
+        if score >= 1 and self.attack_active():
+            return failing(score)
+        return stranger(score)
+
+    def _ticket_key(self, subjects: list[Subject]) -> str | None:
+        client = next((s for s in subjects if s.scope == "client"), None)
+        email = next((s for s in subjects if s.scope == "email"), None)
+        if client is None or email is None:
+            return None
+        return f"{self._prefix}:ticket:{client.ident}:{email.ident}"
+
+    def _overlap(self, subject: Subject, now: float) -> float:
+        window = self._budgets[subject.scope].window
+        return 1 - (now - int(now // window) * window) / window
+
+    def _limit(self, subject: Subject, attack: bool) -> int:
+        limit = self._budgets[subject.scope].limit
+        if attack and subject.scope in ("client", "network"):
+            limit = max(1, limit // 4)
+        return limit
+
+    def failed(self, attempt: Attempt) -> list[Blocked]:
+        """The attempt's password (or email) was wrong: one failure for each subject, counted at
+        the same instant as it leaves the in-flight count; those that reached their budget now
+        wait. Returns them."""
+        if not self._enabled or not attempt.subjects:
             return []
         now = time.time()
         attack = self.attack_active()
+        fail_keys = [self._k("fail", s, int(now // self._budgets[s.scope].window)) for s in attempt.subjects]
+        currents = self._counters.move(fail_keys, 2 * max(b.window for b in self._budgets.values()), attempt.inflight)
+        attempt.inflight = []
+        previous = self._counters.get_many(
+            [self._k("fail", s, int(now // self._budgets[s.scope].window) - 1) for s in attempt.subjects])
         blocked = []
-        for subject in subjects:
+        for subject, current, prev in zip(attempt.subjects, currents, previous):
             budget = self._budgets[subject.scope]
-            limit = budget.limit
-            if attack and subject.scope in ("client", "network"):
-                limit = max(1, limit // 4)
-            if self._count(subject, budget, now) < limit:
+            if current + prev * self._overlap(subject, now) < self._limit(subject, attack):
                 continue
             level = self._counters.incr(self._k("level", subject), budget.max_delay + budget.window)
             seconds = min(budget.max_delay, budget.base_delay * 2 ** min(level - 1, 16))
@@ -175,13 +274,21 @@ class Throttle:
         self._count_for_attack()
         return blocked
 
-    def _count(self, subject: Subject, budget: Budget, now: float) -> float:
-        """Failures in the sliding window, this one included."""
-        bucket = int(now // budget.window)
-        current = self._counters.incr(self._k("fail", subject, bucket), 2 * budget.window)
-        (previous,) = self._counters.get_many([self._k("fail", subject, bucket - 1)])
-        overlap = 1 - (now - bucket * budget.window) / budget.window
-        return current + previous * overlap
+    def passed(self, attempt: Attempt) -> None:
+        """The attempt is no longer in flight (it failed, turned out right, or never got to
+        hashing)."""
+        if self._enabled:
+            self._release(attempt.inflight)
+        attempt.inflight = []
+
+    def shed(self, attempt: Attempt, retry_after: int) -> None:
+        """The attempt was answered 503 busy: it is no longer in flight, and a stranger that
+        comes back from the same client for the same email after ``retry_after`` seconds (as a
+        person's app does) stands ahead of strangers who did not wait their turn."""
+        self.passed(attempt)
+        if attempt.ticket and self._enabled:
+            not_before = int((time.time() + max(0.0, retry_after - TICKET_SLACK)) * 1000)
+            self._counters.put(attempt.ticket, str(not_before), retry_after + TICKET_TTL)
 
     def succeeded(self, subjects: list[Subject]) -> None:
         """A successful login: the email's (or the device's) escalation and count start over."""
@@ -204,7 +311,7 @@ class Throttle:
         if n >= self._attack_level and self._counters.put_new(
             f"{self._prefix}:attack", json.dumps({"started_at": int(time.time())}), 7 * 24 * 3600
         ):
-            _log.warning("attack started: %d failed or refused logins this minute", n)
+            _log.warning("attack started: %d wrong passwords this minute", n)
             self._emit("attack.started", {"failures_per_minute": n, "level": self._attack_level})
 
     def attack_active(self) -> bool:

@@ -31,6 +31,17 @@ class CounterStore(Protocol):
     def get_many(self, keys: list[str]) -> list[int]:
         """Integer values (0 for missing keys)."""
 
+    def peek(self, live: list[str], values: list[str], enter: list[str] = (), ttl: int = 1
+             ) -> tuple[list[float], list[int], list[int]]:
+        """``remaining(live)``, ``get_many(values)`` and, first, one added to each ``enter`` key
+        (created with ``ttl``), all at one instant (no other operation in between) and in one
+        round trip; returns the three lists."""
+
+    def move(self, up: list[str], up_ttl: int, down: list[str]) -> list[int]:
+        """At one instant: add one to each ``up`` key (created with ``up_ttl``) and take one
+        from each ``down`` key; the new values of ``up``."""
+
+
     def put(self, key: str, value: str, ttl: int) -> None:
         """Set ``key`` to ``value`` for ``ttl`` seconds."""
 
@@ -85,6 +96,33 @@ class RedisCounters:
     def get_many(self, keys: list[str]) -> list[int]:
         return [int(v) if v is not None else 0 for v in self._redis.mget(keys)] if keys else []
 
+    def peek(self, live: list[str], values: list[str], enter: list[str] = (), ttl: int = 1
+             ) -> tuple[list[float], list[int], list[int]]:
+        pipe = self._redis.pipeline(transaction=bool(enter))  # MULTI: one instant
+        for key in enter:
+            pipe.set(key, 0, ex=max(1, int(ttl)), nx=True)
+            pipe.incr(key)
+        for key in live:
+            pipe.pttl(key)
+        if values:
+            pipe.mget(values)
+        out = pipe.execute()
+        entered = [int(v) for v in out[1:2 * len(enter):2]]
+        out = out[2 * len(enter):]
+        got = out[len(live)] if values else []
+        return ([max(0, ms) / 1000 for ms in out[:len(live)]], [int(v) if v is not None else 0 for v in got],
+                entered)
+
+    def move(self, up: list[str], up_ttl: int, down: list[str]) -> list[int]:
+        pipe = self._redis.pipeline(transaction=True)
+        for key in up:
+            pipe.set(key, 0, ex=max(1, int(up_ttl)), nx=True)
+            pipe.incr(key)
+        for key in down:
+            pipe.decr(key)
+        out = pipe.execute()
+        return [int(v) for v in out[1:2 * len(up):2]]
+
     def put(self, key: str, value: str, ttl: int) -> None:
         self._redis.set(key, value, ex=max(1, int(ttl)))
 
@@ -116,7 +154,7 @@ class MemoryCounters:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._data: dict[str, tuple[str, float]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._clock = clock
         self._ops = 0
 
@@ -148,6 +186,28 @@ class MemoryCounters:
         with self._lock:
             now = self._clock()
             return [int(item[0]) if (item := self._live(k, now)) else 0 for k in keys]
+
+    def peek(self, live: list[str], values: list[str], enter: list[str] = (), ttl: int = 1
+             ) -> tuple[list[float], list[int], list[int]]:
+        with self._lock:  # re-entrant below: one instant
+            entered = self._add_many(list(enter), 1, ttl)
+            return self.remaining(live), self.get_many(values), entered
+
+    def move(self, up: list[str], up_ttl: int, down: list[str]) -> list[int]:
+        with self._lock:
+            self._add_many(down, -1, 1)
+            return self._add_many(up, 1, up_ttl)
+
+    def _add_many(self, keys: list[str], amount: int, ttl: int) -> list[int]:
+        with self._lock:
+            now = self._clock()
+            out = []
+            for key in keys:
+                item = self._live(key, now)
+                value = (int(item[0]) if item else 0) + amount
+                self._data[key] = (str(value), item[1] if item else now + max(1, int(ttl)))
+                out.append(value)
+            return out
 
     def put(self, key: str, value: str, ttl: int) -> None:
         with self._lock:
@@ -202,6 +262,13 @@ class FallbackCounters:
 
     def get_many(self, keys: list[str]) -> list[int]:
         return self._call("get_many", keys)  # type: ignore[return-value]
+
+    def peek(self, live: list[str], values: list[str], enter: list[str] = (), ttl: int = 1
+             ) -> tuple[list[float], list[int], list[int]]:
+        return self._call("peek", live, values, enter, ttl)  # type: ignore[return-value]
+
+    def move(self, up: list[str], up_ttl: int, down: list[str]) -> list[int]:
+        return self._call("move", up, up_ttl, down)  # type: ignore[return-value]
 
     def put(self, key: str, value: str, ttl: int) -> None:
         self._call("put", key, value, ttl)

@@ -164,3 +164,24 @@ SELECT count(*) AS n FROM device_tokens
 
 -- name: session_device_token
 SELECT device_token_id FROM sessions WHERE id = %(session_id)s;
+
+-- name: insert_login_pass
+INSERT INTO login_passes (id, account_id, token_hash, expires_at)
+VALUES (%(id)s, %(account_id)s, %(token_hash)s, now() + make_interval(secs => %(ttl)s));
+
+-- name: live_login_pass
+SELECT p.id FROM login_passes p
+ WHERE p.token_hash = %(token_hash)s AND p.account_id = %(account_id)s
+   AND p.used_at IS NULL AND p.expires_at > now();
+
+-- name: consume_login_pass
+UPDATE login_passes SET used_at = now()
+ WHERE id = %(id)s AND used_at IS NULL AND expires_at > now()
+RETURNING id;
+
+-- name: login_pass_failed
+UPDATE login_passes
+   SET attempts = attempts + 1,
+       used_at = CASE WHEN attempts + 1 >= %(max_attempts)s THEN now() ELSE used_at END
+ WHERE id = %(id)s AND used_at IS NULL
+RETURNING attempts >= %(max_attempts)s AS dead;
