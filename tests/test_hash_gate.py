@@ -371,3 +371,22 @@ def _served_or_shed(gate: HashGate, standing: Standing, order: list[str], name: 
             time.sleep(0.01)
     except errors.Busy:
         order.append(f"shed {name}")
+
+
+# ---------------------------------------------------------------------------- sizing (issue 17)
+@pytest.mark.parametrize("files,expected", [
+    ({"cpu.max": "50000 100000\n"}, 0.5),  # cgroup v2: half a core
+    ({"cpu.max": "max 100000\n"}, None),  # no quota: the cores it may run on
+    ({"cpu/cpu.cfs_quota_us": "150000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1.5),  # cgroup v1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+])
+def test_hashing_is_sized_from_the_cpu_the_container_may_use(tmp_path, files, expected):
+    import os
+
+    from authsvc.config import usable_cpus
+
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    cores = len(os.sched_getaffinity(0))
+    assert usable_cpus(tmp_path) == (min(cores, expected) if expected else cores)
