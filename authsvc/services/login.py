@@ -286,7 +286,7 @@ class LoginService:
                 # a known device is never locked, but its own wrong answers are bounded
                 remaining = self._factors.known_device_wait(tx, device_token_id=known_token_id)
                 if remaining:
-                    self._metrics.throttle.labels("throttled", "device").inc()
+                    self._metrics.throttle.labels("throttled", "device", "known").inc()
             if remaining:
                 raise errors.RateLimited(remaining, "sign-in for this account is paused; try again later")
             result = None
