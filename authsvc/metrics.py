@@ -49,6 +49,7 @@ LOGIN_OUTCOMES = {
 THROTTLE_DECISIONS = (("allowed", "none"), ("throttled", "client"), ("throttled", "network"),
                       ("throttled", "email"), ("throttled", "device"), ("throttled", "factor_lock"),
                       ("shed", "busy"))
+STANDINGS = ("known", "returning", "stranger", "failing")  # a request's class at the hash gate
 SMS_PURPOSES = ("registration", "login", "reset", "phone_change")
 SMS_DECISIONS = ("sent", "refused_number", "cap_total", "cap_country", "cap_network", "cap_client",
                  "cap_account", "cap_number")
@@ -124,7 +125,8 @@ class Metrics:
             for outcome in outcomes:
                 self.logins.labels(step, outcome)
         for decision, reason in THROTTLE_DECISIONS:
-            self.throttle.labels(decision, reason)
+            for standing in STANDINGS:
+                self.throttle.labels(decision, reason, standing)
         for device in ("known", "unknown"):
             self.hash_shed.labels(device)
         for purpose in SMS_PURPOSES:
