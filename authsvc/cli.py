@@ -265,6 +265,7 @@ def _gunicorn(settings: Settings) -> None:
     from gunicorn.app.base import BaseApplication
 
     from .api.body import MAX_BODY
+    from . import drain
     from .workers import WORKER_CLASSES, AppAccessLogger, configure as configure_workers
 
     from . import metrics_server
@@ -333,10 +334,11 @@ def _gunicorn(settings: Settings) -> None:
             # Worker heartbeat files in shared memory: the image runs with a read-only root
             # filesystem and a small /tmp tmpfs.
             self.cfg.set("worker_tmp_dir", "/dev/shm" if os.path.isdir("/dev/shm") else None)
-            # SIGTERM: stop accepting, answer every request already accepted, and let each
-            # worker's outbox sender finish the message in flight, all within graceful_timeout
-            # (then gunicorn kills what is left). Kubernetes: a preStop sleep of 5 s and
-            # terminationGracePeriodSeconds >= 5 + graceful_timeout + 5 (README, "Faults").
+            # SIGTERM: after the drain (readiness 503, still serving: authsvc/drain.py), stop
+            # accepting, answer every request already accepted, and let each worker's outbox
+            # sender finish the message in flight, all within graceful_timeout (then gunicorn
+            # kills what is left). Kubernetes: terminationGracePeriodSeconds >=
+            # drain + graceful_timeout + 10 (README, "Faults").
             self.cfg.set("graceful_timeout", settings.graceful_timeout)
             self.cfg.set("post_worker_init", _stop_sender_on_sigterm)
             self.cfg.set("worker_exit", _close_worker)
@@ -347,10 +349,13 @@ def _gunicorn(settings: Settings) -> None:
 
         def load(self) -> Any:
             app = create_app(settings)
+            app.extensions["authsvc"].health.draining = drain_flag.is_set  # readiness 503 once draining
             _served.append(app.extensions["authsvc"])
             return app
 
-    _App().run()
+    # SIGTERM: readiness 503 and serving on for drain_seconds, then the graceful stop (drain.py)
+    drain_flag = drain.DrainFlag()
+    drain.run(_App(), drain_flag, settings.drain_seconds)
 
 
 @main.command()

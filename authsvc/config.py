@@ -119,6 +119,7 @@ class Settings:
     metrics_dir: Path | None = None  # where workers' samples go; None: a private temporary directory
     workers: int = 2
     graceful_timeout: int = 30  # seconds gunicorn gives workers to finish after SIGTERM
+    drain_seconds: int = 5  # after SIGTERM, readiness 503 while still serving, before that
     worker_class: str = "gthread"  # gunicorn: gthread (keep-alive, threads) or sync
     threads: int = 8  # gunicorn gthread threads per worker (keep-alive connections)
     # seconds a client has to send a whole request (head and body) from its connection's
@@ -442,6 +443,7 @@ class Settings:
             ("PAYMENT_MAX_SESSION_AGE", 24 * 3600, 60),
             ("WORKERS", 2, 1),
             ("GRACEFUL_TIMEOUT", 30, 1),
+            ("DRAIN_SECONDS", 5, 0),
             ("THREADS", 8, 1),
             ("REQUEST_READ_TIMEOUT", 10, 1),
             ("HASH_CONCURRENCY", 0, 0),
@@ -514,6 +516,7 @@ class Settings:
             bind=bind,
             workers=ints["WORKERS"],
             graceful_timeout=ints["GRACEFUL_TIMEOUT"],
+            drain_seconds=ints["DRAIN_SECONDS"],
             threads=ints["THREADS"],
             request_read_timeout=ints["REQUEST_READ_TIMEOUT"],
             worker_class=worker_class,

@@ -248,11 +248,15 @@ def test_serving_sidecar_ports_probes_and_shutdown_agree_with_the_image():
         assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
         workers = int(configmap.get("AUTHSVC_WORKERS", "2"))
         assert workers == 1 or "AUTHSVC_REDIS_URL" in configmap, "several workers need Redis"
-        pre_stop = c["lifecycle"]["preStop"]["exec"]["command"]
+        pre_stop = c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", ["sleep", "0"])
         assert pre_stop[0] == "sleep"
         graceful = int(configmap.get("AUTHSVC_GRACEFUL_TIMEOUT", config.Settings().graceful_timeout))
-        # preStop, then gunicorn's graceful timeout, then 10 s for the outbox sender and exit
-        assert spec["terminationGracePeriodSeconds"] >= int(pre_stop[1]) + graceful + 10, where
+        drain = int(configmap.get("AUTHSVC_DRAIN_SECONDS", config.Settings().drain_seconds))
+        # readiness fails (503 from SIGTERM on) before the drain ends and the listener closes
+        ready = c["readinessProbe"]
+        assert ready["periodSeconds"] * ready["failureThreshold"] <= int(pre_stop[1]) + drain, where
+        # preStop, the drain, gunicorn's graceful timeout, then 10 s for the outbox sender and exit
+        assert spec["terminationGracePeriodSeconds"] >= int(pre_stop[1]) + drain + graceful + 10, where
     service_ports = {p["targetPort"] for d in docs if d["kind"] == "Service" for p in d["spec"]["ports"]}
     assert "auth" in service_ports
 
@@ -307,7 +311,8 @@ def test_compose_stack_is_complete_and_consistent():
     assert smtp.split("://")[1].split(":")[0] in services
     assert services["authsvc"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     graceful = int(serve["environment"].get("AUTHSVC_GRACEFUL_TIMEOUT", config.Settings().graceful_timeout))
-    assert int(serve["stop_grace_period"].rstrip("s")) >= graceful + 10
+    drain = int(serve["environment"].get("AUTHSVC_DRAIN_SECONDS", config.Settings().drain_seconds))
+    assert int(serve["stop_grace_period"].split()[0].rstrip("s")) >= drain + graceful + 10
 
 
 @pytest.mark.parametrize("args, ok", [(["serve"], True), (["db", "upgrade"], True), (["db"], False),

@@ -42,6 +42,8 @@ def service_env(database_url: str, twilio, smtp, **extra: str) -> dict[str, str]
         # 2 workers without Redis: per-process rate limits are fine for these tests (serve
         # refuses to start that way unless told so).
         AUTHSVC_RATE_LIMITS_PER_PROCESS="true",
+        # SIGTERM stops at once here (no load balancer to leave); the fleet tests drain
+        AUTHSVC_DRAIN_SECONDS="0",
     )
     env.update(extra)
     return env

@@ -81,7 +81,10 @@ def start_fleet(database_url: str, twilio, smtp, *, replicas: int = REPLICAS, **
     prefix = f"authsvc-fleet-{uuid.uuid4().hex[:12]}"
     env = service_env(database_url, twilio, smtp, AUTHSVC_REDIS_URL=url, AUTHSVC_RATE_LIMIT_PREFIX=prefix,
                       AUTHSVC_RATE_LIMITS_PER_PROCESS="false", AUTHSVC_METRICS_BIND="off",
-                      AUTHSVC_TRUSTED_PROXIES="127.0.0.1/32", **extra)
+                      AUTHSVC_TRUSTED_PROXIES="127.0.0.1/32",
+                      # a loaded CI machine: hashing waits rather than sheds (tests/conftest.py)
+                      AUTHSVC_HASH_QUEUE_BUDGET_MS="60000", AUTHSVC_HASH_KNOWN_BUDGET_MS="60000",
+                      AUTHSVC_DRAIN_SECONDS="2", **extra)
     services = [Service(env) for _ in range(replicas)]
     for s in services:
         s.launch()
