@@ -2,7 +2,8 @@
 while honest users on known devices keep signing in (issue 6, "Done when").
 
     python benchmarks/stuffing.py [--before 20] [--attack 60] [--after 20] [--attackers 24]
-                                  [--addresses 1000] [--honest 80] [--honest-rate 2]
+                                  [--addresses 1000] [--honest 100] [--honest-rate 2]
+                                  [--new-device-rate 0.5] [--registration-rate 0.2]
 
 - the service: ``authsvc serve`` (gunicorn, production settings) on a free 127.0.0.1 port, with
   the machine's Redis (AUTHSVC_REDIS_URL, default redis://127.0.0.1:6379/0; a key prefix of its
@@ -12,15 +13,24 @@ while honest users on known devices keep signing in (issue 6, "Done when").
 - honest users: accounts with TOTP, each on its known device (the registration's
   ``device_token``), logging in with password + TOTP at a steady total rate from their own
   addresses;
+- honest strangers (issue 16): people signing in from a new phone (a fresh address each, its
+  own network, no device token, a new X-Device-Id, their email also on the leaked list) at
+  ``--new-device-rate`` per second, and people registering (a fresh address each) at
+  ``--registration-rate``; both honour ``Retry-After`` (429 or 503) as an app does, giving up
+  when the next try would start after 10 s; a new-device sign-in succeeds with its TOTP step;
 - the attacker: a leaked list (mostly unknown emails; some registered ones, a few with the real
   password), replayed by closed-loop threads that send the next request as soon as the previous
   answer arrives and ignore ``Retry-After``, rotating over ``--addresses`` addresses (60% IPv4
-  over /24s, 40% IPv6 over /48s, each address its own /64); a password hit is followed by one
-  guessed TOTP code (a takeover if it worked).
+  over /24s, 40% IPv6 over /48s, each address its own /64; past what 198.18.0.0/15 holds, as
+  for a residential proxy pool of 100,000, every further address is its own IPv6 /48); a
+  password hit is followed by one guessed TOTP code (a takeover if it worked).
 
-Prints, per phase (before, during, after the attack): honest success rate and p50/p99 of the
-whole two-step login, attacker requests and their ratio to honest requests, attacker answers by
-status, password hits, takeovers, SMS sent; and the load average. Bounded: it stops by itself
+Prints, per phase (before, during, after the attack): for each honest stream (known devices,
+new devices, registrations) its success rate (within 10 s) and p50/p99 of the whole sign-in or
+registration including waits, attacker requests and their ratio to honest requests, attacker
+answers by status, password hits, takeovers, SMS the attack caused (to the leaked list's
+registered accounts: honest sign-ups and new-device notices are not the attack's); and the load
+average. Bounded: it stops by itself
 after the phases (plus set-up, typically under a minute). Asserts nothing.
 """
 
@@ -48,10 +58,12 @@ from _harness import bench_app
 import redis
 
 from tests.support.env import settings_env
-from tests.support.flows import enroll_totp, register
+from tests.support.flows import enroll_totp, new_email, new_phone, register
 
 PASSWORD_HIT_SHARE = 0.01  # of list entries: a registered email with its real password
 REGISTERED_SHARE = 0.05  # of list entries: a registered email with a wrong password
+NEWCOMER_SHARE = 0.01  # of list entries: the email of someone who will sign in from a new phone
+PATIENCE = 10.0  # seconds an honest stranger keeps honouring Retry-After
 
 
 def free_port() -> int:
@@ -60,13 +72,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+V4_ROOM = 512 * 6  # 6 addresses in each /24 of 198.18.0.0/15 (the benchmarking range)
+
+
 def attacker_addresses(n: int, rng: random.Random) -> list[str]:
-    v4 = int(n * 0.6)
+    v4 = min(int(n * 0.6), V4_ROOM)
     out = []
-    for i in range(v4):  # 6 addresses per /24 in 198.18.0.0/15 (the benchmarking range)
+    for i in range(v4):  # 6 addresses per /24 in 198.18.0.0/15
         out.append(str(ipaddress.IPv4Address(int(ipaddress.IPv4Address("198.18.0.0")) + (i // 6) * 256 + 10 + i % 6)))
-    for i in range(n - v4):  # 4 /64s per /48 in 2001:db8::/32 (documentation)
-        out.append(f"2001:db8:{i // 4:x}:{i % 4:x}::{rng.randrange(1, 0xffff):x}")
+    v6 = n - v4
+    per48 = 4 if v6 <= 4 * 0x8000 // 4 and n <= 10000 else 1  # a large pool: every address its own /48
+    for i in range(v6):  # in 2001:db8:0000-7fff::/48 (documentation); honest strangers use 8000-ffff
+        out.append(f"2001:db8:{i // per48:x}:{i % per48:x}::{rng.randrange(1, 0xffff):x}")
     rng.shuffle(out)
     return out
 
@@ -127,10 +144,38 @@ def request(port: int, method: str, path: str, body: dict | None, headers: dict[
         conn.close()
 
 
+def request_ra(port: int, path: str, body: dict, headers: dict[str, str]) -> tuple[int, dict, float | None]:
+    """POST ``body``; (status, body, Retry-After seconds or None)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    try:
+        conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json", **headers})
+        resp = conn.getresponse()
+        raw = resp.read()
+        try:
+            data = json.loads(raw) if raw else {}
+        except ValueError:
+            data = {}
+        ra = resp.getheader("Retry-After")
+        return resp.status, data, float(ra) if ra and ra.isdigit() else None
+    finally:
+        conn.close()
+
+
+class Stream:
+    """One honest stream's outcomes in one phase."""
+
+    def __init__(self) -> None:
+        self.ok = 0
+        self.fail: Counter = Counter()
+        self.latency: list[float] = []
+        self.requests = 0
+
+
 class Phase:
     def __init__(self, name: str) -> None:
         self.name = name
         self.lock = threading.Lock()
+        self.streams = {"new device": Stream(), "registration": Stream()}
         self.honest_ok = 0
         self.honest_fail = Counter()
         self.honest_latency: list[float] = []
@@ -155,6 +200,8 @@ def main() -> None:
     ap.add_argument("--honest", type=int, default=100, help="honest accounts (TOTP allows ~1 login per 30 s each)")
     ap.add_argument("--honest-rate", type=float, default=2.0, help="honest logins per second, in total")
     ap.add_argument("--victims", type=int, default=20, help="registered accounts in the leaked list")
+    ap.add_argument("--new-device-rate", type=float, default=0.5, help="honest sign-ins from new phones per second")
+    ap.add_argument("--registration-rate", type=float, default=0.2, help="honest registrations per second")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     rng = random.Random(args.seed)
@@ -172,6 +219,14 @@ def main() -> None:
                            # at least the step the enrollment used up: a login may use the
                            # next one (TOTP accepts one step either side, each step once)
                            "last_step": int(time.time() // 30)})
+        # people who will sign in from a new phone: one account each (TOTP allows one login per
+        # 30 s step), their emails also on the leaked list
+        total_s = args.before + args.attack + args.after
+        newcomers = []
+        for _ in range(int(args.new_device_rate * total_s) + 5):
+            acct = register(client, twilio, smtp)
+            f = enroll_totp(client, acct["enrollment_token"])
+            newcomers.append({**acct, "totp": f["totp"], "step": int(time.time() // 30)})
         victims = []
         for _ in range(args.victims):
             acct = register(client, twilio, smtp)
@@ -185,9 +240,12 @@ def main() -> None:
                 leaked.append((v["email"], v["password"]))
             elif roll < PASSWORD_HIT_SHARE + REGISTERED_SHARE:
                 leaked.append((rng.choice(victims)["email"], f"leaked-{secrets.token_hex(5)}"))
+            elif roll < PASSWORD_HIT_SHARE + REGISTERED_SHARE + NEWCOMER_SHARE and newcomers:
+                leaked.append((rng.choice(newcomers)["email"], f"leaked-{secrets.token_hex(5)}"))
             else:
                 leaked.append((f"user{i}.{secrets.token_hex(3)}@mail{i % 50}.example", f"leaked-{secrets.token_hex(5)}"))
         addresses = attacker_addresses(args.addresses, rng)
+        victim_phones = {v["phone"] for v in victims}
         setup_s = time.perf_counter() - t0
         time.sleep(1)  # let the set-up's messages leave
         twilio.clear()
@@ -250,6 +308,100 @@ def main() -> None:
                 else:
                     phase.honest_fail[outcome] += 1
 
+        fresh = iter(range(1, 1 << 30))
+
+        def fresh_address() -> str:  # a fresh address, its own /48, never an attacker's network
+            return f"2001:db8:{0x8000 + next(fresh) % 0x8000:x}:1::{secrets.randbelow(0xffff) + 1:x}"
+
+        def patiently(phase: Phase, stream: str, steps) -> None:
+            """Run ``steps(headers)`` (a generator of requests' (status, body, retry-after)),
+            honouring Retry-After until PATIENCE; record the outcome in ``stream``."""
+            t = time.perf_counter()
+            headers = {"X-Forwarded-For": fresh_address(), "User-Agent": "BenchApp/1.0 (iPhone)",
+                       "X-Device-Id": secrets.token_hex(8)}
+            requests_made, outcome = 0, "gave up"
+            ok = False
+            while True:
+                try:
+                    status, body, n = steps(headers)
+                except OSError as exc:
+                    status, body, n = type(exc).__name__, {}, 1
+                requests_made += n
+                if status in (200, 201, 202):
+                    ok = True
+                    break
+                outcome = f"{status} {body.get('code', '')}"
+                wait = body.get("_retry_after")
+                if status not in (429, 503) or wait is None:
+                    break
+                if time.perf_counter() - t + wait > PATIENCE:
+                    break
+                time.sleep(wait)
+            elapsed = time.perf_counter() - t
+            with phase.lock:
+                st = phase.streams[stream]
+                st.requests += requests_made
+                if ok and elapsed <= PATIENCE:
+                    st.ok += 1
+                    st.latency.append(elapsed)
+                else:
+                    st.fail[outcome if not ok else "over 10 s"] += 1
+
+        def new_device_signin() -> None:
+            phase = current[0]
+            with pool_lock:
+                now_step = int(time.time() // 30)
+                # TOTP accepts one step either side, each step once: the next unused one
+                acct = next((a for a in newcomers if a["step"] < now_step + 1), None)
+                if acct is not None:
+                    newcomers.remove(acct)
+                    newcomers.append(acct)
+                    acct["step"] = max(acct["step"] + 1, now_step - 1)
+            if acct is None:
+                with phase.lock:
+                    phase.streams["new device"].fail["no free account"] += 1
+                return
+
+            def steps(headers):
+                s1, b1, ra = request_ra(port, "/v1/login", {"email": acct["email"], "password": acct["password"]}, headers)
+                if s1 != 200:
+                    return s1, {**b1, "_retry_after": ra}, 1
+                s2, b2, _ = request_ra(port, "/v1/login/mfa", {"mfa_token": b1["mfa_token"], "method": "totp",
+                                                               "code": acct["totp"].at(acct["step"] * 30)}, headers)
+                return s2, b2, 2
+
+            patiently(phase, "new device", steps)
+
+        def registration() -> None:
+            phase = current[0]
+            email, phone = new_email(), new_phone()
+
+            def steps(headers):
+                st, body, ra = request_ra(port, "/v1/registrations",
+                                          {"email": email, "phone": phone, "password": "correct horse battery staple 42"},
+                                          headers)
+                return st, {**body, "_retry_after": ra}, 1
+
+            patiently(phase, "registration", steps)
+
+        def driver(rate: float, target) -> None:
+            if rate <= 0:
+                return
+            interval = 1 / rate
+            nxt = time.monotonic()
+            workers: list[threading.Thread] = []
+            while not stop_all.is_set():
+                nxt += interval
+                th = threading.Thread(target=target, daemon=True)
+                th.start()
+                workers.append(th)
+                workers = [w for w in workers if w.is_alive()]
+                delay = nxt - time.monotonic()
+                if delay > 0:
+                    stop_all.wait(delay)
+            for w in workers:
+                w.join(20)
+
         def honest_driver() -> None:
             interval = 1 / args.honest_rate
             nxt = time.monotonic()
@@ -303,14 +455,16 @@ def main() -> None:
                     phase.password_hits += hit
                     phase.takeovers += takeover
 
-        threads = [threading.Thread(target=honest_driver, daemon=True)]
+        threads = [threading.Thread(target=honest_driver, daemon=True),
+                   threading.Thread(target=driver, args=(args.new_device_rate, new_device_signin), daemon=True),
+                   threading.Thread(target=driver, args=(args.registration_rate, registration), daemon=True)]
         threads += [threading.Thread(target=attacker, daemon=True) for _ in range(args.attackers)]
         for th in threads:
             th.start()
         try:
             for phase, seconds in zip(phases, (args.before, args.attack, args.after)):
                 current[0] = phase
-                sms_before = len(twilio.snapshot())
+                sms_before = sum(m["to"] in victim_phones for m in twilio.snapshot())
                 if phase.name == "during":
                     attack_on.set()
                 start = time.perf_counter()
@@ -320,7 +474,7 @@ def main() -> None:
                 phase.seconds = time.perf_counter() - start
                 phase.load = " ".join(f"{x:.2f}" for x in os.getloadavg())
                 time.sleep(0.5 if phase.name != "after" else 2)
-                phase.sms = len(twilio.snapshot()) - sms_before
+                phase.sms = sum(m["to"] in victim_phones for m in twilio.snapshot()) - sms_before
         finally:
             stop_all.set()
             attack_on.set()
@@ -336,18 +490,31 @@ def main() -> None:
           f"{args.attackers} closed-loop attacker threads over {len(addresses)} addresses "
           f"({sum(':' not in a for a in addresses)} IPv4, {sum(':' in a for a in addresses)} IPv6); "
           f"list {len(leaked)} entries; {args.honest} honest accounts at {args.honest_rate}/s; set-up {setup_s:.0f} s")
-    print(f"{'phase':<7} {'secs':>5} {'honest ok':>10} {'p50 ms':>8} {'p99 ms':>8} {'honest req':>10} "
+    print(f"{'phase':<7} {'secs':>5} {'known ok':>10} {'p50 ms':>8} {'p99 ms':>8} {'honest req':>10} "
           f"{'attack req':>10} {'ratio':>7} {'hits':>5} {'takeover':>8} {'SMS':>4}  load avg (1/5/15 min)")
     for p in phases:
         total = p.honest_ok + sum(p.honest_fail.values())
         lat = sorted(p.honest_latency)
         p50 = statistics.median(lat) * 1000 if lat else float("nan")
         p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else float("nan")
-        ratio = p.attacker_requests / p.honest_requests if p.honest_requests else float("nan")
+        honest_requests = p.honest_requests + sum(st.requests for st in p.streams.values())
+        ratio = p.attacker_requests / honest_requests if honest_requests else float("nan")
         print(f"{p.name:<7} {p.seconds:5.0f} {100 * p.honest_ok / total if total else float('nan'):9.1f}% "
-              f"{p50:8.0f} {p99:8.0f} {p.honest_requests:10d} {p.attacker_requests:10d} {ratio:7.1f} "
+              f"{p50:8.0f} {p99:8.0f} {honest_requests:10d} {p.attacker_requests:10d} {ratio:7.1f} "
               f"{p.password_hits:5d} {p.takeovers:8d} {p.sms:4d}  {p.load}")
+    print(f"{'phase':<7} {'stream':<13} {'ok <= 10 s':>10} {'p50 ms':>8} {'p99 ms':>8} {'n':>5} {'requests':>9}")
     for p in phases:
+        for name, st in p.streams.items():
+            total = st.ok + sum(st.fail.values())
+            lat = sorted(st.latency)
+            p50 = statistics.median(lat) * 1000 if lat else float("nan")
+            p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else float("nan")
+            print(f"{p.name:<7} {name:<13} {100 * st.ok / total if total else float('nan'):9.1f}% {p50:8.0f} "
+                  f"{p99:8.0f} {total:5d} {st.requests:9d}")
+    for p in phases:
+        for name, st in p.streams.items():
+            if st.fail:
+                print(f"{name} failures ({p.name}): " + ", ".join(f"{k}: {v}" for k, v in st.fail.most_common()))
         if p.attacker_status:
             print(f"attacker answers ({p.name}): " + ", ".join(f"{k}: {v}" for k, v in p.attacker_status.most_common()))
         if p.honest_fail:
