@@ -671,7 +671,8 @@ _account_command("revoke-sessions", "revoke_sessions", "Revoke every session of 
 _account_command("require-password-change", "require_password_change",
                  "Force a new password at the next login; revokes every session.")
 _account_command("reset-factors", "reset_factors",
-                 "Remove every second factor and recovery code; the next login enrolls anew via SMS.")
+                 "Remove every second factor and recovery code; the next login enrolls anew via SMS "
+                 "(password sign-in is turned back on if it was off).")
 
 
 @main.group()

@@ -261,3 +261,25 @@ def test_a_lock_caused_with_the_password_never_keeps_the_owners_passkey_out(clie
     assert r.get_json()["device_token"] != owner["device_token"]  # a new device
     smtp.wait_for(lambda m: m["to"] == owner["email"] and m["subject"] == "New sign-in to your account")
     assert login_password(client, owner).status_code == 429  # still locked for the password path
+
+
+def test_reset_factors_on_a_passkey_only_account_leaves_a_way_in(client, app, db, owner, twilio):
+    """Password sign-in off, then the passkey is lost: the operator's reset-factors turns the
+    password back on, so the owner signs in with it and the SMS code to the verified phone,
+    and enrols a new factor."""
+    from tests.support.messages import extract_code
+
+    user = _session(client, owner)
+    ok = step_up(client, user, action="factor.remove", transaction=None)
+    r = client.patch("/v1/account", json={"password_login": False},
+                     headers={**bearer(user["tokens"]["access_token"]), "X-Step-Up-Token": ok["step_up_token"]})
+    assert r.status_code == 200 and r.get_json()["password_login"] is False
+    app.extensions["authsvc"].admin.reset_factors(owner["email"], operator="alice", reason="lost the phone, ID checked")
+    detail = db.execute("SELECT detail FROM audit_log WHERE action = 'factors.reset'").fetchone()[0]
+    assert detail["password_login_restored"] is True
+    twilio.clear()
+    first = login_password(client, owner)
+    assert first.status_code == 200 and first.get_json()["methods"] == ["sms"], first.get_json()
+    code = extract_code(twilio.wait_for(lambda m: m["to"] == owner["phone"] and "sign-in code" in m["body"])["body"])
+    enrol = client.post("/v1/login/mfa", json={"mfa_token": first.get_json()["mfa_token"], "method": "sms", "code": code})
+    assert enrol.status_code == 200 and enrol.get_json()["enrollment_token"], enrol.get_json()

@@ -132,13 +132,18 @@ class AccountAdmin:
 
     def reset_factors(self, ref: str, *, operator: str, reason: str) -> str:
         """Remove every second factor and recovery code; the next login takes the SMS path to
-        enroll a new one (to the verified phone only)."""
+        enroll a new one (to the verified phone only). Password sign-in is turned back on: an
+        account that had turned it off (passkey only) would otherwise have no way in left."""
         def apply(tx: Tx, account_id: str) -> dict:
             removed = tx.all("delete_factors_of_account", account_id=account_id)
             tx.run("delete_recovery_codes", account_id=account_id)
             for f in removed:
                 self._outbox.event(tx, "factor.removed", {"account_id": account_id, "factor_id": str(f["id"])})
-            return {"factors": len(removed), "sessions": self._sessions.revoke_all(tx, account_id, "factors_reset")}
+            was_off = tx.scalar("password_login_of", account_id=account_id) is False
+            if was_off:
+                tx.one("set_password_login", account_id=account_id, enabled=True)
+            return {"factors": len(removed), "sessions": self._sessions.revoke_all(tx, account_id, "factors_reset"),
+                    "password_login_restored": was_off}
 
         return self._change(ref, "factors.reset", operator, reason, apply,
                             "operator_factors_reset")

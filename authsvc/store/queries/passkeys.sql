@@ -21,6 +21,9 @@ SELECT f.id, f.account_id, f.public_key, f.sign_count, f.backup_eligible, f.back
 SELECT count(*) FROM factors
  WHERE account_id = %(account_id)s AND type = 'webauthn' AND status = 'active' AND passkey;
 
+-- name: password_login_of
+SELECT password_login FROM accounts WHERE id = %(account_id)s;
+
 -- name: set_password_login
 UPDATE accounts SET password_login = %(enabled)s WHERE id = %(account_id)s
 RETURNING password_login;
