@@ -53,6 +53,10 @@ STANDINGS = ("known", "returning", "stranger", "failing")  # a request's class a
 SMS_PURPOSES = ("registration", "login", "reset", "phone_change")
 SMS_DECISIONS = ("sent", "refused_number", "cap_total", "cap_country", "cap_network", "cap_client",
                  "cap_account", "cap_number")
+# Purposes anyone can ask for with just an email (a password reset): a counter that moved only
+# for registered emails would tell who is registered, so these count requests (decision
+# "requested", registered or not) and never whether an SMS went out.
+ANONYMOUS_SMS_PURPOSES = ("reset",)
 
 
 def multiprocess_dir() -> str | None:
@@ -130,7 +134,7 @@ class Metrics:
         for device in ("known", "unknown"):
             self.hash_shed.labels(device)
         for purpose in SMS_PURPOSES:
-            for decision in SMS_DECISIONS:
+            for decision in ("requested",) if purpose in ANONYMOUS_SMS_PURPOSES else SMS_DECISIONS:
                 self.sms.labels(purpose, decision)
         for result in ("accepted", "refused", "cached", "error"):
             self.sms_lookups.labels(result)

@@ -284,6 +284,28 @@ def test_metrics_listener_is_scraped_and_not_published():
     assert f"127.0.0.1:{compose_port}:{compose_port}" in compose["ports"]
 
 
+def test_only_the_scraper_may_reach_the_metrics_listener():
+    """The listener binds 0.0.0.0 inside the pod: a NetworkPolicy must select every pod that
+    serves it and let only a named scraper reach its port."""
+    docs = _k8s_docs()
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    for d in (d for d in docs if d["kind"] == "Deployment"):
+        spec = d["spec"]["template"]["spec"]
+        if not any(c["args"][0] == "serve" for c in _authsvc_containers(spec)):
+            continue
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        mine = [p for p in policies if "Ingress" in p["spec"]["policyTypes"]
+                and p["spec"]["podSelector"]["matchLabels"].items() <= labels.items()]
+        assert mine, f"no ingress NetworkPolicy selects {d['metadata']['name']}"
+        for policy in mine:
+            for rule in policy["spec"]["ingress"]:
+                ports = {p["port"] for p in rule.get("ports", [])}
+                if "metrics" in ports or 9100 in ports or not ports:
+                    assert rule.get("from"), f"{policy['metadata']['name']}: the metrics port is open to anyone"
+                    for peer in rule["from"]:
+                        assert "ipBlock" not in peer and peer.get("podSelector", {}).get("matchLabels"), peer
+
+
 def test_migrations_run_before_serving():
     docs = _k8s_docs()
     jobs = [d for d in docs if d["kind"] == "Job"]

@@ -68,6 +68,30 @@ def test_no_label_separates_unknown_email_from_wrong_password(app, client, twili
     assert "unknown_account" not in after_unknown and "wrong_password" not in after_unknown
 
 
+def test_reset_sms_metrics_never_tell_a_registered_email(app, client, twilio, smtp):
+    """A reset for a registered email sends an SMS, one for an unknown email does not: the
+    metrics listener must move the same series by the same amount for both."""
+    acct = register(client, twilio, smtp)
+
+    def sms_series(text: str) -> dict[str, str]:
+        return {line.rsplit(" ", 1)[0]: line.rsplit(" ", 1)[1] for line in text.splitlines()
+                if line.startswith("authsvc_sms_total")}
+
+    before = sms_series(rendered(app))
+    assert client.post("/v1/password-resets", json={"email": acct["email"]}).status_code == 202
+    twilio.wait_for(lambda m: m["to"] == acct["phone"] and "reset code" in m["body"])
+    after_registered = sms_series(rendered(app))
+    assert client.post("/v1/password-resets", json={"email": "nobody-" + acct["email"]}).status_code == 202
+    after_unknown = sms_series(rendered(app))
+
+    def moved(a: dict, b: dict) -> dict:
+        return {k: float(b[k]) - float(a.get(k, "0")) for k in b if b[k] != a.get(k)}
+
+    assert moved(before, after_registered) == moved(after_registered, after_unknown) == {
+        'authsvc_sms_total{decision="requested",purpose="reset"}': 1.0}
+    assert not any('purpose="reset"' in k and "requested" not in k for k in after_unknown)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

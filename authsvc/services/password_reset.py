@@ -100,6 +100,7 @@ class PasswordResetService:
                     send_to = None
             else:
                 self._sms.decoy(tx)  # the same locking and counting work either way
+            self._sms.requested("reset")  # registered or not: the metric must not tell
             tx.run(
                 "insert_password_reset",
                 id=reset_id,

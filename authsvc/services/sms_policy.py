@@ -63,7 +63,7 @@ from phonenumbers import PhoneNumberType
 from .. import errors
 from ..adapters.sms import LineTypeLookup
 from ..config import Settings
-from ..metrics import Metrics
+from ..metrics import ANONYMOUS_SMS_PURPOSES, Metrics
 from ..store import Store, Tx
 from .outbox import Outbox
 
@@ -205,7 +205,7 @@ class SmsPolicy:
         per cap the ``sms.cap_reached`` webhook. Call it as the last step of ``tx``."""
         verdict = self.verdict(to)
         if verdict.reason is not None:
-            self._metrics.sms.labels(purpose, "refused_number").inc()
+            self._count(purpose, "refused_number")
             return False
         client, network = network_keys(ip)
         keys = {"total": "*", "country": verdict.country, "network": network, "client": client,
@@ -219,11 +219,22 @@ class SmsPolicy:
         if capped:
             self._capped(tx, caps[capped - 1], purpose, verdict.country)
             return False
-        self._metrics.sms.labels(purpose, "sent").inc()
+        self._count(purpose, "sent")
         return True
 
+    def _count(self, purpose: str, decision: str) -> None:
+        """``authsvc_sms_total``, except for purposes anyone can ask for with an email (reset):
+        those count only requests (:meth:`requested`), or the counter would tell which emails
+        are registered."""
+        if purpose not in ANONYMOUS_SMS_PURPOSES:
+            self._metrics.sms.labels(purpose, decision).inc()
+
+    def requested(self, purpose: str) -> None:
+        """One request of an anonymous purpose, whatever became of it (registered email or not)."""
+        self._metrics.sms.labels(purpose, "requested").inc()
+
     def _capped(self, tx: Tx, cap: str, purpose: str, country: str) -> None:
-        self._metrics.sms.labels(purpose, f"cap_{cap}").inc()
+        self._count(purpose, f"cap_{cap}")
         alert = f"country:{country}" if cap == "country" else cap
         if tx.one("sms_cap_alert_due", cap=alert) is not None:
             _log.warning("SMS cap reached: %s (%s per hour)", alert, self._limits[cap])
