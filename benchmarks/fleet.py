@@ -390,6 +390,10 @@ def _relay(listen_port: int, target: tuple[str, int], delay: float, ready) -> No
         await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer), return_exceptions=True)
 
     async def main() -> None:
+        try:  # on a busy machine a starved relay would add far more than its delay
+            os.nice(-10)
+        except OSError:
+            pass
         server = await asyncio.start_server(handle, "127.0.0.1", listen_port)
         ready.set()
         async with server:
@@ -529,18 +533,24 @@ def part_relay(args, url, key, twilio, smtp, pool) -> None:
     with relay(url, 0.0) as zero:
         overhead = round_trip_ms(zero) - round_trip_ms(url)  # the relay's own cost on this machine
     each_way = max(0.0, (args.delay_ms - overhead) / 2) / 1000
+    for _ in range(2):  # the delay that gives the round trip asked for, on this machine now
+        with relay(url, each_way) as probe:
+            extra = round_trip_ms(probe) - round_trip_ms(url)
+        if abs(extra - args.delay_ms) < 0.3:
+            break
+        each_way = max(0.0, each_way - (extra - args.delay_ms) / 2000)
     print(f"the relay itself adds {overhead:.2f} ms to a round trip here; it delays each direction "
           f"{each_way * 1000:.2f} ms for {args.delay_ms:.0f} ms in all")
     rows = []
-    for delay in (0.0, each_way):
-        with relay(url, delay) if delay else _direct(url) as db_url:
+    for delay in (None, each_way):
+        with relay(url, delay) if delay is not None else _direct(url) as db_url:
             rtt = round_trip_ms(db_url)
             with replicas(1, db_url, key, twilio, smtp) as (one,):
                 tokens = login_tokens(one.port, pool, 64)
                 writes = bearer_load(one.port, tokens, args.writers, args.seconds, write=True)
                 reads = bearer_load(one.port, tokens, args.writers, args.seconds, write=False)
         rows.append((delay, rtt, writes, reads))
-        print(f"database {'direct' if not delay else f'{args.delay_ms:.0f} ms away'} (SELECT 1 round trip {rtt:.2f} ms): "
+        print(f"database {'direct' if delay is None else f'{args.delay_ms:.0f} ms away'} (SELECT 1 round trip {rtt:.2f} ms): "
               f"writes {writes['rate']:6.0f}/s {writes['bad'] or ''}  reads {reads['rate']:6.0f}/s {reads['bad'] or ''}  "
               f"writes/reads {writes['rate'] / max(reads['rate'], 0.01):.2f}")
 
