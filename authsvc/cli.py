@@ -544,6 +544,25 @@ def keys_rotate(activate_in: int, reason: str, dev: bool) -> None:
     click.echo(f"new signing key {kid} (signs in {lead}s)")
 
 
+@keys.command("withdraw")
+@click.argument("kid")
+@_reason
+@_dev
+def keys_withdraw(kid: str, reason: str, dev: bool) -> None:
+    """Unpublish a signing key now (compromised): its tokens stop verifying on every replica."""
+    c = _container(dev)
+    try:
+        try:
+            done = c.keys.withdraw(kid, actor=f"operator:{operator_name()}", reason=reason)
+        except errors.Conflict as exc:
+            raise click.ClickException(exc.detail) from None
+    finally:
+        c.close()
+    if not done:
+        raise click.ClickException(f"no published key {kid!r} (see `authsvc keys list`)")
+    click.echo(f"key {kid} withdrawn: its tokens no longer verify")
+
+
 @keys.command("list")
 @_dev
 def keys_list(dev: bool) -> None:

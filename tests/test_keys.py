@@ -480,3 +480,19 @@ def test_decode_accepts_jwk_dicts_and_refuses_private_jwks(settings):
     private_jwk = jwt.algorithms.ECAlgorithm.to_jwk(tokens.load_private_key(pem), as_dict=True)
     with pytest.raises(errors.InvalidToken):
         tokens.decode(token, public_keys={kid: private_jwk}, issuer=settings.issuer, audience=settings.audience)
+
+
+def test_withdraw_unpublishes_a_key_now_audited_but_never_the_signing_one(ks, settings, db):
+    old_token = ks.sign(claims(settings))
+    old = kid_of(old_token)
+    with pytest.raises(errors.Conflict):
+        ks.withdraw(old, actor="operator:alice", reason="compromised")
+    activate_now(db, ks.rotate(activate_in=0))
+    ks.refresh()
+    assert ks.withdraw(old, actor="operator:alice", reason="compromised") is True
+    with pytest.raises(errors.InvalidToken):
+        ks.verify(old_token)
+    assert old not in {k["kid"] for k in ks.jwks()["keys"]}
+    assert ks.withdraw(old, actor="operator:alice", reason="again") is False  # nothing left to withdraw
+    row = db.execute("SELECT actor, detail FROM audit_log WHERE action = 'keys.withdrawn'").fetchone()
+    assert row[0] == "operator:alice" and row[1]["kid"] == old and row[1]["reason"] == "compromised"

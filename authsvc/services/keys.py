@@ -176,6 +176,21 @@ class KeyService:
         self.refresh()
         return kid
 
+    def withdraw(self, kid: str, *, actor: str, reason: str | None = None) -> bool:
+        """Unpublish ``kid`` now (a compromised key): every token it signed stops verifying on
+        every replica as soon as this commits. Refuses the key that signs now (rotate first and
+        let the new key activate). False when no such published key exists."""
+        with self._store.transaction() as tx:
+            tx.one("key_lock")
+            signing = tx.one("key_signing", ttl=self._settings.access_token_ttl)
+            if signing is not None and signing["kid"] == kid:
+                raise errors.Conflict("this key signs now: rotate first and wait until the new key signs")
+            done = tx.one("key_withdraw", kid=kid) is not None
+            if done:
+                audit(tx, actor, "keys.withdrawn", None, kid=kid, reason=reason)
+        self.refresh()
+        return done
+
     def list(self) -> list[dict[str, Any]]:
         """Every stored key, newest first, with its ``state``: ``signing``, ``published (next)``
         (announced, not signing yet), ``published (retiring)`` (still verifies old tokens) or

@@ -1,6 +1,7 @@
 """A fleet: three replicas of ``authsvc serve`` (gunicorn, 2 workers each, as production runs
-it) on one database and one Redis, started once per module, with the operator's CLI as a
-separate process. Black-box: the tests talk HTTP to the replicas and run the CLI."""
+it) on one database and one Redis, started once for the package (the PgBouncer module starts
+its own), with the operator's CLI as a separate process. Black-box: the tests talk HTTP to the
+replicas and run the CLI. Bounded: every test here takes seconds, not minutes."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ class Fleet:
                               cwd=ROOT, capture_output=True, text=True, timeout=60)
         if check:
             assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
+            return done.stdout
+        return done.stdout + done.stderr
 
     def sql(self, query: str, params=None) -> list[tuple]:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
@@ -64,14 +66,19 @@ def redis_url_or_skip() -> str:
     return url
 
 
-@pytest.fixture(scope="module")
-def fleet_db(pg_admin_url, template_db):
+def clone_database(pg_admin_url: str, template_db: str):
     name = f"authsvc_fleet_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}" STRATEGY FILE_COPY')
     yield make_conninfo(pg_admin_url, dbname=name)
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="package")
+def fleet_db(pg_admin_url, template_db):
+    """The fleet's database, shared by the modules of this package (one fleet for them all)."""
+    yield from clone_database(pg_admin_url, template_db)
 
 
 def start_fleet(database_url: str, twilio, smtp, *, replicas: int = REPLICAS, **extra: str) -> Fleet:
@@ -111,7 +118,7 @@ def stop_fleet(fleet: Fleet) -> None:
         fleet.redis.delete(*keys)  # type: ignore[attr-defined]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def fleet(fleet_db, twilio_server, smtp_server):
     made = start_fleet(fleet_db, twilio_server, smtp_server)
     yield made

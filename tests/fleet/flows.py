@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 from tests.support.flows import enroll_webauthn, register
 from tests.support.soft_authenticator import SoftAuthenticator
+
+
+REVOKED_WITHIN = 2.0  # the contract: a revoked client stops everywhere within 2 s
 
 
 def new_account(client, twilio, smtp) -> dict:
@@ -66,3 +70,29 @@ def new_backend(fleet) -> tuple[str, dict]:
 
 def introspect(client, backend: dict, token: str):
     return client.post("/v1/introspect", data={"token": token}, headers=backend)
+
+
+def client_revoked_everywhere(fleet, twilio, smtp) -> float:
+    """A client that every replica has cached, revoked with the CLI: refused by every replica
+    within ``REVOKED_WITHIN`` seconds (and from then on); returns how long that took."""
+    c = fleet.clients()
+    account = new_account(c[0], twilio, smtp)
+    token = sign_in(c[0], account)["access_token"]
+    client_id, backend = new_backend(fleet)
+    for _ in range(6):  # each replica (both workers, most likely) has the client cached
+        for client in c:
+            assert introspect(client, backend, token).status_code == 200
+    fleet.cli("clients", "revoke", client_id, "--reason", "leaked secret, fleet test")
+    revoked = time.monotonic()
+    pending = set(range(3))
+    while pending:
+        for i in sorted(pending):
+            if introspect(c[i], backend, token).status_code == 401:
+                pending.discard(i)
+        assert time.monotonic() - revoked <= REVOKED_WITHIN, f"replicas {pending} still accept the client"
+        time.sleep(0.05)
+    took = time.monotonic() - revoked
+    for client in c:  # and it stays refused on every worker
+        for _ in range(4):
+            assert introspect(client, backend, token).status_code == 401
+    return took

@@ -80,3 +80,29 @@ def test_keys_rotate_reaches_every_replica_before_its_tokens(fleet, twilio, smtp
     for i in range(len(clients)):
         listed = min(answered for j, _, answered, kids in jwks_seen if j == i and new in kids)
         assert listed - returned < PUBLISH_LEAD, (i, listed - returned)
+
+
+def test_a_withdrawn_key_stops_on_every_replica_at_once(fleet, twilio, smtp):
+    """A compromised key: rotate (the new key signs after the lead), then `keys withdraw` the
+    old one: its tokens are refused by every replica as soon as the command returns."""
+    from tests.fleet.flows import introspect, new_backend
+
+    clients = fleet.clients()
+    account = new_account(clients[0], twilio, smtp)
+    old_token = sign_in(clients[0], account)["access_token"]
+    old = kid_of(old_token)
+    _, backend = new_backend(fleet)
+    refused = fleet.cli("keys", "withdraw", old, "--reason", "compromised, fleet test", check=False)
+    assert "signs now" in refused  # not the key that signs
+    new = fleet.cli("keys", "rotate", "--activate-in", "0", "--reason", "compromise, fleet test").split()[3]
+    deadline = time.monotonic() + PUBLISH_LEAD + 10
+    while kid_of(sign_in(clients[1], account)["access_token"]) != new:
+        assert time.monotonic() < deadline, "the new key did not sign"
+        time.sleep(0.2)
+    for c in clients:
+        assert introspect(c, backend, old_token).get_json()["active"] is True
+    fleet.cli("keys", "withdraw", old, "--reason", "compromised, fleet test")
+    for c in clients:  # at once, every replica (both workers)
+        for _ in range(3):
+            assert introspect(c, backend, old_token).get_json() == {"active": False}
+    assert old not in {k["kid"] for c in clients for k in c.get("/.well-known/jwks.json").get_json()["keys"]}

@@ -57,3 +57,11 @@ SELECT kid, created_at, activate_at, publish_until,
        activate_at <= clock_timestamp() AS active
   FROM signing_keys
  ORDER BY created_at DESC, activate_at DESC, kid DESC;
+
+-- name: key_withdraw
+-- A compromised key: unpublished now, so its tokens stop verifying (every process hears of it
+-- through the signing_keys trigger).
+UPDATE signing_keys
+   SET publish_until = clock_timestamp()
+ WHERE kid = %(kid)s AND (publish_until IS NULL OR publish_until > clock_timestamp())
+RETURNING kid;
