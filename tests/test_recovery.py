@@ -115,7 +115,39 @@ def test_at_most_three_reset_sms_per_hour(make_app, settings, twilio, user):
     answers = [client.post("/v1/password-resets", json={"email": user["email"]}).status_code for _ in range(5)]
     assert answers == [202] * 5  # the same answer always...
     time.sleep(0.5)
-    assert len([m for m in twilio.snapshot() if "reset code" in m["body"]]) == 3  # ...but only 3 SMS
+    assert len([m for m in twilio.snapshot() if "reset code" in m["body"]]) == 2  # ...but 2 SMS per client
+    # (3 per hour from every client together: test_strangers_on_one_network_...)
+
+
+def test_strangers_on_one_network_cannot_use_up_the_owners_reset_sms(make_app, settings, twilio, user):
+    """The owner lost their phone (no known device left) and asks from their own network: the
+    stranger who asked 5 times from another network (IPv4 address, or anywhere in one IPv6 /64)
+    has used only part of the anonymous quota. All networks together still send at most 3 an
+    hour, so the known device's own quota stays within the SMS cap per number."""
+    import ipaddress
+
+    client = make_app(settings.replace(rate_limits_enabled=False,
+                                       trusted_proxies=(ipaddress.ip_network("127.0.0.1/32"),))).test_client()
+
+    def ask(ip):
+        return client.post("/v1/password-resets", json={"email": user["email"]},
+                           headers={"X-Forwarded-For": ip}).status_code
+
+    def sent():
+        time.sleep(0.5)
+        return len([m for m in twilio.snapshot() if "reset code" in m["body"]])
+
+    twilio.clear()
+    assert [ask(f"2001:db8:7:7::{n + 1:x}") for n in range(5)] == [202] * 5  # one /64, rotating
+    assert sent() == 2
+    rid = client.post("/v1/password-resets", json={"email": user["email"]},
+                      headers={"X-Forwarded-For": "203.0.113.20"}).get_json()["reset_id"]
+    assert sent() == 3  # the owner's code went out
+    code = extract_code(twilio.snapshot()[-1]["body"])
+    assert client.post(f"/v1/password-resets/{rid}/sms", json={"code": code}).status_code == 200
+    for n in range(6):  # more networks: the anonymous quota holds in all
+        ask(f"198.51.100.{n + 1}")
+    assert sent() == 3
 
 
 def test_reset_with_webauthn_and_token_works_once(client, twilio, smtp):

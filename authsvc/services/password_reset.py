@@ -3,10 +3,14 @@
 Rules (API contract, "Password reset"):
 - ``start`` answers the same for every email (a decoy reset for unknown ones); the code goes
   only to the account's verified phone: nothing in the request can choose where;
-- at most 3 reset SMS per account and per phone number per hour, and within the caps of
-  ``SmsPolicy`` (beyond either the answer is the same, and no SMS goes out); requests that
-  carry a live device token of the account (``X-Device-Token``) have a quota of their own, so
-  anonymous requests cannot use it up; the code lives 10 minutes; 5 wrong answers kill the reset;
+- reset SMS quotas per hour, and within the caps of ``SmsPolicy`` (beyond either the answer
+  is the same, and no SMS goes out): requests that carry a live device token of the account
+  (``X-Device-Token``) have a quota of their own, 3 per account and phone, which anonymous
+  requests cannot use up; anonymous requests share another 3, of which no one client (IPv4
+  address, IPv6 /64) gets more than 2, so a stranger on one network cannot use up the quota of
+  an owner who lost their known device (a new phone, asking from another network). Both
+  quotas together stay within the SMS cap per number (5 an hour), so the anonymous one can
+  never use up the known device's; the code lives 10 minutes; 5 wrong answers kill the reset;
 - after the SMS code, a second factor (TOTP, WebAuthn or a recovery code) yields a one-time
   reset token; completing revokes every session, notifies phone and email, issues no session;
 - starting a reset kills the account's older ones; completing one needs a new password that
@@ -34,10 +38,11 @@ from .outbox import Outbox
 from .password_change import check_new_password, end_old_proofs, lock_credentials, refuse_current_password
 from .second_factor import SecondFactors
 from .sessions import Sessions
-from .sms_policy import SmsPolicy
+from .sms_policy import SmsPolicy, network_keys
 
 MAX_ATTEMPTS = 5
-MAX_SMS_PER_HOUR = 3
+MAX_SMS_PER_HOUR = 3  # per account and phone: from its known devices, and from everyone else
+MAX_SMS_PER_CLIENT = 2  # of the anonymous 3, per client: one stranger cannot take them all
 
 
 class PasswordResetService:
@@ -91,10 +96,13 @@ class PasswordResetService:
             # the same email cannot use up.
             known = self._devices.known_to(tx, device_token, account_id) is not None
             tx.one("lock_phone", phone=phone or reset_id)  # the per-phone count must not race
-            sent = tx.one("reset_sms_sent_recently", account_id=account_id, phone=phone, known=known)
-            send_to = phone if (
-                phone and sent["per_account"] < MAX_SMS_PER_HOUR and sent["per_phone"] < MAX_SMS_PER_HOUR
-            ) else None
+            client_key = network_keys(ip)[0]
+            sent = tx.one("reset_sms_sent_recently", account_id=account_id, phone=phone, known=known,
+                          client_key=client_key)
+            within = sent["per_account"] < MAX_SMS_PER_HOUR and sent["per_phone"] < MAX_SMS_PER_HOUR
+            if not known:
+                within = within and sent["per_client"] < MAX_SMS_PER_CLIENT
+            send_to = phone if phone and within else None
             if send_to:
                 if not self._sms.permit(tx, to=send_to, purpose="reset", account_id=account_id, ip=ip):
                     send_to = None
@@ -107,6 +115,7 @@ class PasswordResetService:
                 account_id=account_id,
                 phone=send_to,
                 from_known_device=known,
+                client_key=client_key,
                 sms_code_mac=self._mac(reset_id, code if send_to else secrets.token_hex(16)),
                 ttl=ttl,
             )

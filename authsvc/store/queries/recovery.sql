@@ -2,15 +2,16 @@
 
 -- name: reset_sms_sent_recently
 SELECT count(*) FILTER (WHERE account_id = %(account_id)s) AS per_account,
-       count(*) FILTER (WHERE phone = %(phone)s) AS per_phone
+       count(*) FILTER (WHERE phone = %(phone)s) AS per_phone,
+       count(*) FILTER (WHERE account_id = %(account_id)s AND client_key = %(client_key)s) AS per_client
   FROM password_resets
  WHERE created_at > now() - interval '1 hour' AND phone IS NOT NULL
    AND (account_id = %(account_id)s OR phone = %(phone)s)
    AND from_known_device = %(known)s;
 
 -- name: insert_password_reset
-INSERT INTO password_resets (id, account_id, phone, from_known_device, sms_code_mac, expires_at)
-VALUES (%(id)s, %(account_id)s, %(phone)s, %(from_known_device)s, %(sms_code_mac)s,
+INSERT INTO password_resets (id, account_id, phone, from_known_device, client_key, sms_code_mac, expires_at)
+VALUES (%(id)s, %(account_id)s, %(phone)s, %(from_known_device)s, %(client_key)s, %(sms_code_mac)s,
         now() + make_interval(secs => %(ttl)s));
 
 -- name: lock_live_password_reset
