@@ -143,3 +143,21 @@ def test_the_token_never_reaches_the_access_log(app, caplog):
     lines = [f"{r.getMessage()} {getattr(r, 'fields', '')}" for r in caplog.records]
     assert any(r.name == "authsvc.access" and "/report" in r.getMessage() for r in caplog.records), lines
     assert not any(secret in line for line in lines), lines
+
+
+def test_the_example_page_keeps_only_the_device_token_in_storage_behind_a_strict_csp(make_app, settings):
+    """Why the example may keep its device token in localStorage (README): no script runs but
+    its own, and nothing else (access or refresh token) is stored there."""
+    import re
+    from pathlib import Path
+
+    app = make_app(settings.replace(dev=True))
+    page = app.test_client().get("/example/")
+    assert page.status_code == 200
+    csp = {d.split()[0]: d.split()[1:] for d in page.headers["Content-Security-Policy"].split(";") if d.strip()}
+    assert csp["script-src"] == ["'self'"] and csp["default-src"] == ["'self'"]
+    html = page.get_data(as_text=True)
+    assert not re.search(r"<script(?![^>]*\bsrc=)", html)  # no inline script (it would not run anyway)
+    js = (Path(__file__).resolve().parent.parent / "authsvc" / "example" / "app.js").read_text()
+    assert re.findall(r"localStorage\.setItem\(([^,]+),", js) == ["DEVICE_TOKEN_KEY"]
+    assert "sessionStorage" not in js and "document.cookie" not in js

@@ -5,6 +5,10 @@
 
 const $ = (id) => document.getElementById(id);
 const state = { registrationId: null, enrollmentToken: null, accessToken: null };
+// The device token is kept in localStorage, the access and refresh tokens only in memory. Fine
+// for this example (README, "Example payment front end"): the page's CSP runs no script but its
+// own, and the token alone opens nothing. A real web front end keeps it in an HttpOnly cookie of
+// its own backend, which adds X-Device-Token when it calls authsvc.
 const DEVICE_TOKEN_KEY = "authsvc-example.device_token";
 
 // ---------------------------------------------------------------- one API call
