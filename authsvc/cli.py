@@ -162,9 +162,16 @@ def main(log_level: str, dev: bool) -> None:
     ctx = click.get_current_context()
     if ctx.invoked_subcommand not in (None, "serve", "worker") and log_level.upper() != "DEBUG":
         # An operator command that fails says why in its one error line; the pool's and the
-        # circuit breaker's warnings on the way there would only repeat it.
-        for name in ("psycopg.pool", "authsvc.store"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+        # circuit breaker's warnings on the way there would only repeat it. A filter on those
+        # two loggers only (not their children), for this command only.
+        names = ("psycopg.pool", "authsvc.store")
+        for name in names:
+            logging.getLogger(name).addFilter(_errors_only)
+        ctx.call_on_close(lambda: [logging.getLogger(name).removeFilter(_errors_only) for name in names])
+
+
+def _errors_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
 
 
 @main.command()

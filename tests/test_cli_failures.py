@@ -159,3 +159,14 @@ def test_an_unmigrated_database_is_a_503_over_http_not_a_500(make_app, settings,
     r = client.post("/v1/login", json={"email": "a@example.com", "password": "correct horse battery staple"})
     assert r.status_code == 503 and r.get_json()["code"] == "unavailable"
     assert "relation" not in r.get_data(as_text=True)  # operators' detail stays in the log
+
+
+def test_quieting_an_operator_command_leaves_other_loggers_and_later_code_alone(cli_env):
+    """The pool's and the circuit breaker's warnings are held back while an operator command
+    runs (its one error line says it all), and only then: in-process callers (tests, anything
+    embedding the CLI) and child loggers such as the throttle counters keep their warnings."""
+    url = closed_port_url()
+    one_line_error(CliRunner().invoke(cli.main, ["clients", "list"], env={**cli_env, "AUTHSVC_DATABASE_URL": url}))
+    for name in ("authsvc.store", "psycopg.pool", "authsvc.store.counters"):
+        logger = logging.getLogger(name)
+        assert logger.filters == [] and logger.isEnabledFor(logging.WARNING), name
