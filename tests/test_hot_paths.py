@@ -26,7 +26,7 @@ HOT_QUERIES = [
     "live_session", "live_session_touch", "revoke_session", "kill_refresh_tokens_of_session",
     "sessions_of_account", "client_by_id",
     "live_device_token", "touch_device_token", "insert_device_token", "live_device_token_count",
-    "live_device_token_of_session", "known_device_failure_wait",
+    "live_device_token_of_session", "device_failure_wait",
     "audit_insert", "outbox_insert",
     # the audit sealer's rounds (every replica, several times a second)
     "audit_unsealed_any", "audit_unsealed_batch", "audit_seal_last", "audit_linked_head", "audit_unsealed_done",
