@@ -72,12 +72,13 @@ def wrap_errors() -> Iterator[None]:
 _NOT_WRITABLE = (psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.SerializationFailure)
 
 
-def writable(conn: psycopg.Connection) -> bool:
+def writable(conn: psycopg.Connection, *, ask: bool = False) -> bool:
     """Whether ``conn`` is on a primary that accepts writes, whatever the URL asked for
     (``target_session_attrs``). PostgreSQL >= 14 reports both settings when the session starts
-    (no round trip); otherwise, or through a pooler that does not pass them on, it is asked."""
-    standby = conn.info.parameter_status("in_hot_standby")
-    read_only = conn.info.parameter_status("default_transaction_read_only")
+    (no round trip); otherwise, or with ``ask`` (a pooler replays the settings of the server
+    connection it made first, which may be stale), the server is asked."""
+    standby = None if ask else conn.info.parameter_status("in_hot_standby")
+    read_only = None if ask else conn.info.parameter_status("default_transaction_read_only")
     if standby is None or read_only is None:
         row = conn.execute(
             "SELECT pg_is_in_recovery() AS standby, current_setting('transaction_read_only') AS ro"
@@ -201,7 +202,7 @@ class Store:
                     store._trip("connection attempt failed")
                     raise
                 try:
-                    if not writable(conn):
+                    if not writable(conn, ask=store.pooled):
                         raise NotWritable("the server does not accept writes (a standby?)")
                 except psycopg.Error:
                     conn.close()
@@ -277,7 +278,7 @@ class Store:
         while not self._closing.is_set():
             try:
                 with psycopg.connect(self.url, connect_timeout=self._connect_timeout, autocommit=True) as c:
-                    if not writable(c):  # a standby before its promotion: not yet
+                    if not writable(c, ask=self.pooled):  # a standby before its promotion: not yet
                         raise NotWritable("the server does not accept writes")
                 fresh = self._new_pool()
                 fresh.open(wait=True, timeout=self._connect_timeout)
