@@ -130,8 +130,10 @@ def after_call(context: Any, case: Any, response: Any) -> None:
 # gives the E.164 shape), the step-up actions this deployment configured, an email address's
 # domain (special-use domains such as .test are refused; the spec says so in words), a login
 # password's length after NFKC normalisation (a value within maxLength that NFKC expands past
-# 128 characters; the spec says so in words).
-SEMANTIC_FIELDS = {"phone", "action", "email", "password"}
+# 128 characters; the spec says so in words), a payee's printability (Unicode's categories:
+# no control, format, private-use, unassigned or separator character but the space; an
+# ECMA-262 pattern cannot name unassigned code points; the spec says so in words).
+SEMANTIC_FIELDS = {"phone", "action", "email", "password", "payee", "transaction.payee"}
 
 
 @schemathesis.check
