@@ -114,6 +114,7 @@ def test_authlib_introspects_and_reads_a_refusal(live, signed_in, backend, monke
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["active"] is True and body["sid"] == signed_in["session_id"] and body["acr"] == "aal2"
+        assert body["client_id"] == live["app"].extensions["authsvc"].settings.frontend_client_id
         assert session.introspect_token(url, token=signed_in["refresh_token"]).json() == {"active": False}
     with OAuth2Session(client_id, secret + "x", token_endpoint_auth_method="client_secret_basic") as session:
         r = session.introspect_token(url, token=signed_in["access_token"])

@@ -210,11 +210,14 @@ class Sessions:
         except errors.InvalidToken:
             return {"active": False}
         c = p.claims
-        return {
+        answer = {
             "active": True, "sub": c["sub"], "sid": c["sid"], "acr": c["acr"], "amr": c["amr"],
             "auth_time": c["auth_time"], "iat": c["iat"], "exp": c["exp"], "iss": c["iss"],
             "aud": c["aud"], "token_type": "Bearer",
         }
+        if isinstance(c.get("client_id"), str):  # RFC 7662's client_id (tokens made before it had none)
+            answer["client_id"] = c["client_id"]
+        return answer
 
     # ------------------------------------------------------------------ managing
     def list(self, principal: Principal) -> list[dict]:
