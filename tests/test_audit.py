@@ -388,3 +388,17 @@ def test_sealed_checkpoints_find_seals_cut_off_the_end(app, db):
     assert container.audit_log.verify().intact  # nothing left in the database to compare with
     result = container.audit_log.verify(external=[(cp.last_id, cp.head)])
     assert not result.intact and "cut off the end" in result.problem, result
+
+
+def test_a_stray_queue_entry_does_not_stop_the_sealer(app, db):
+    """The queue is the service role's to write: an entry for a sealed row, or for no row, is
+    dropped and the rows after it are sealed."""
+    container = app.extensions["authsvc"]
+    container.clients.create("a", operator="alice", reason="a real entry")
+    container.audit_log.seal_all()
+    sealed_row = _seals(db)[0][1]
+    db.execute("INSERT INTO audit_unsealed (row_id) VALUES (%s), (%s)", (sealed_row, sealed_row + 1000))
+    container.clients.create("b", operator="alice", reason="a later entry")
+    container.audit_log.seal_all()
+    assert len(_seals(db)) == 2 and db.execute("SELECT count(*) FROM audit_unsealed").fetchone()[0] == 0
+    assert container.audit_log.verify(unsealed_bound=0).intact

@@ -282,7 +282,7 @@ class AuditLog:
             if not queued:
                 return 0
             boundary = self._boundary(tx)
-            rows = [q for q in queued if q["row_id"] > boundary and q["hash"] is not None]
+            rows = [q for q in queued if q["row_id"] > boundary and q["hash"] is not None and not q["sealed"]]
             last = tx.one("audit_seal_last")
             if last is not None:
                 prev, seq = bytes(last["hash"]), int(last["seq"])

@@ -24,7 +24,10 @@ SELECT linked_until FROM audit_sealing WHERE id = 1;
 SELECT id, hash FROM audit_log WHERE id <= %(until)s ORDER BY id DESC LIMIT 1;
 
 -- name: audit_unsealed_batch
-SELECT u.row_id, l.hash FROM audit_unsealed u LEFT JOIN audit_log l ON l.id = u.row_id
+-- Queued rows with their MAC (NULL: the row is gone) and whether a seal already covers them
+-- (the queue is the service role's to write: a stray entry must not stop the sealer).
+SELECT u.row_id, l.hash, s.seq IS NOT NULL AS sealed
+  FROM audit_unsealed u LEFT JOIN audit_log l ON l.id = u.row_id LEFT JOIN audit_seals s ON s.row_id = u.row_id
  ORDER BY u.row_id LIMIT %(limit)s;
 
 -- name: audit_unsealed_any
