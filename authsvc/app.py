@@ -15,8 +15,7 @@ from .adapters.sms import build_line_type_lookup, build_sms_sender
 from .adapters.webhooks import WebhookSender
 from .api.body import MAX_BODY
 from .api.context import client_ip
-from .api.limits import ENDPOINT_LIMITS
-from .api.limits import install as install_limits
+from .api.limits import ENDPOINT_LIMITS, install as install_limits
 from .config import Settings
 from .logs import install_request_log
 from .metrics import Metrics
@@ -25,15 +24,16 @@ from .security.crypto import Cipher
 from .security.passwords import PasswordHasher, PasswordPolicy
 from .security.webauthn import WebAuthn
 from .services.accounts import AccountService
+from .services.audit import AuditChain, AuditLog
 from .services.clients import ClientService
 from .services.contact_change import ContactChangeService
 from .services.devices import KnownDevices
+from .services.exemptions import PaymentExemptions, TrustedPayees
 from .services.factors import FactorService
 from .services.hashing import GatedHasher, HashGate
 from .services.health import Health
 from .services.keys import KeyService
 from .services.login import LoginService
-from .services.audit import AuditChain, AuditLog
 from .services.operators import AccountAdmin, Incidents
 from .services.outbox import Outbox
 from .services.passkey import PasskeyLogin
@@ -45,7 +45,6 @@ from .services.reports import ReportService
 from .services.second_factor import SecondFactors
 from .services.sessions import Sessions
 from .services.sms_policy import SmsPolicy
-from .services.exemptions import PaymentExemptions, TrustedPayees
 from .services.step_up import StepUpService
 from .services.throttle import Throttle
 from .store import Store

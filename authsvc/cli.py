@@ -18,7 +18,6 @@ from . import errors, logs
 from .config import Settings, operator_name
 from .store import embedded, migrate
 
-
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Options of the whole command, accepted before or after the subcommand.
 _GLOBAL_FLAGS = ("--dev",)
@@ -193,11 +192,11 @@ def serve(bind: str | None, dev: bool) -> None:
         for name in applied:
             click.echo(f"applied migration {name}")
         _backfill_email_skeletons(settings.database_url)
+        import signal
+
         from werkzeug.serving import make_server
 
         from .app import create_app
-
-        import signal
 
         # SIGTERM ends the server like Ctrl+C, so the embedded PostgreSQL is stopped too.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -271,11 +270,9 @@ def _close_worker(server: Any, worker: Any) -> None:
 def _gunicorn(settings: Settings) -> None:
     from gunicorn.app.base import BaseApplication
 
+    from . import drain, metrics_server
     from .api.body import MAX_BODY
-    from . import drain
     from .workers import WORKER_CLASSES, AppAccessLogger, configure as configure_workers
-
-    from . import metrics_server
 
     # before the app (and prometheus_client) is loaded: every worker writes to this directory
     samples_dir, made_here = metrics_server.prepare_multiprocess_dir(

@@ -238,7 +238,7 @@ class Settings:
         """How the store reaches the database (``Store(url, **options)``)."""
         return {"pooled": self.database_pooler is not None, "direct_url": self.database_direct_url}
 
-    def replace(self, **changes: object) -> "Settings":
+    def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)
 
     def serving_problems(self) -> list[str]:
@@ -265,7 +265,7 @@ class Settings:
         bind: str | None = None,
         new_dev_data: bool = True,
         cwd: Path | None = None,
-    ) -> "Settings":
+    ) -> Settings:
         """``database_only`` (migrations): only the database settings are required.
 
         With ``dev`` and no ``AUTHSVC_DATA_DIR`` the dev data folder is the project's (see

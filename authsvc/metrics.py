@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
-
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
@@ -146,7 +145,7 @@ class Metrics:
         for route in limited:
             self.rate_limited.labels(route)
 
-    def shed(self, standing: "Standing") -> None:
+    def shed(self, standing: Standing) -> None:
         """A request answered 503 busy because password hashing was saturated."""
         self.hash_shed.labels("known" if standing.rank == 0 else "unknown").inc()
         self.throttle.labels("shed", "busy", standing.name).inc()

@@ -101,7 +101,7 @@ class MetricsServer:
 
         return app
 
-    def start(self) -> "MetricsServer":
+    def start(self) -> MetricsServer:
         self._thread = threading.Thread(target=self._server.serve_forever, name="authsvc-metrics", daemon=True)
         self._thread.start()
         return self

@@ -44,8 +44,8 @@ def main() -> None:
             call(known["email"]), call(new_email())  # warm up
             a, b = [], []
             for _ in range(args.rounds):
-                a.append(timed(lambda: call(known["email"])))
-                b.append(timed(lambda: call(new_email())))
+                a.append(timed(lambda call=call: call(known["email"])))
+                b.append(timed(lambda call=call: call(new_email())))
             print(f"{name:26} {statistics.median(a):12.2f} {statistics.median(b):12.2f}")
 
 

@@ -52,15 +52,24 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
-
-from _harness import ROOT, scratch_database
-from perf import (PASSWORD, Conn, _code, _login_clients, http_once, in_client_process, load, raw_request, redis_url,
-                  seed_login_accounts)
 
 import psycopg
+from _harness import ROOT, scratch_database
+from perf import (
+    PASSWORD,
+    Conn,
+    _code,
+    _login_clients,
+    http_once,
+    in_client_process,
+    load,
+    raw_request,
+    redis_url,
+    seed_login_accounts,
+)
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from authsvc.config import Settings
@@ -106,7 +115,7 @@ class Replica:
         self.log = Path(tempfile.gettempdir()) / f"authsvc-fleet-{self.port}.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 90) -> "Replica":
+    def start(self, timeout: float = 90) -> Replica:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "from authsvc.cli import main; main()", "--log-level", "WARNING", "serve"],
             env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self.log.open("a"))
@@ -180,7 +189,7 @@ backend be
 """)
         self.proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> "HAProxy":
+    def __enter__(self) -> HAProxy:
         self.proc = subprocess.Popen([self.exe, "-f", str(self.dir / "haproxy.cfg"), "-db"],
                                      stdout=subprocess.DEVNULL, stderr=(self.dir / "log").open("w"))
         deadline = time.monotonic() + 10
@@ -609,7 +618,7 @@ def _failover(args, key, twilio, smtp, stored, attrs: str) -> None:
         first_ok = min(oks_after) if oks_after else None
         first_fail = min(fails) if fails else t_kill
         statuses: dict[str, int] = {}
-        for t, s in result["events"]:
+        for _t, s in result["events"]:
             if s != 200:
                 statuses[str(s)] = statuses.get(str(s), 0) + 1
         print(f"acknowledged writes: {sum(acked.values())}, lost on the new primary: {lost}")

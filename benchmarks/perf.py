@@ -46,9 +46,8 @@ import urllib.parse
 import uuid
 from pathlib import Path
 
-from _harness import ROOT, scratch_database
-
 import psycopg
+from _harness import ROOT, scratch_database
 
 from authsvc.config import Settings
 from authsvc.security import crypto
@@ -229,7 +228,7 @@ class CpuMeter:
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
         return children(self.server_pid) + [self.server_pid], backends
 
-    def __enter__(self) -> "CpuMeter":
+    def __enter__(self) -> CpuMeter:
         workers, backends = self._pids()
         self._before = cpu_seconds(workers + backends)
         return self
@@ -488,7 +487,7 @@ class Profiler:
             if "Flask" not in stack and "gunicorn" not in stack or not n.isdigit():
                 continue
             total += int(n)
-            for name, keys in PROFILE_RULES:
+            for name, keys in PROFILE_RULES:  # noqa: B007 - name is used after the loop (for/else)
                 if any(k in stack for k in keys):
                     break
             else:
@@ -509,7 +508,7 @@ def pct(values: list[float], p: float) -> float:
 
 
 def load() -> str:
-    return "load average %.2f %.2f %.2f" % os.getloadavg()
+    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
 def measure_logins(port: int, pool: list[dict], clients: int, seconds: float) -> dict:

@@ -16,9 +16,8 @@ import io
 import pstats
 import time
 
-from _harness import bench_app
-
 import psycopg
+from _harness import bench_app
 
 from tests.support.flows import enroll_totp, register
 

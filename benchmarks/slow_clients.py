@@ -41,6 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import ROOT, scratch_database  # noqa: E402
+
 from tests.support.fake_twilio import FakeTwilio  # noqa: E402
 from tests.support.smtp_sink import SmtpSink  # noqa: E402
 
@@ -137,7 +138,7 @@ class Slow:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self) -> "Slow":
+    def start(self) -> Slow:
         self._thread.start()
         return self
 

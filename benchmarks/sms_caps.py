@@ -20,7 +20,6 @@ import psycopg
 from _harness import bench_app
 
 from authsvc.config import Settings
-
 from tests.support.flows import new_phone
 
 

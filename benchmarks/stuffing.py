@@ -53,9 +53,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from _harness import bench_app
-
 import redis
+from _harness import bench_app
 
 from tests.support.env import settings_env
 from tests.support.flows import enroll_totp, new_email, new_phone, register
@@ -462,7 +461,7 @@ def main() -> None:
         for th in threads:
             th.start()
         try:
-            for phase, seconds in zip(phases, (args.before, args.attack, args.after)):
+            for phase, seconds in zip(phases, (args.before, args.attack, args.after), strict=True):
                 current[0] = phase
                 sms_before = sum(m["to"] in victim_phones for m in twilio.snapshot())
                 if phase.name == "during":

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from authsvc import cli
 from tests.support.flows import bearer, enroll_totp, register
-from tests.support.metrics import metric
 from tests.support.messages import extract_code
+from tests.support.metrics import metric
 
 
 @pytest.fixture

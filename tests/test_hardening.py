@@ -81,7 +81,7 @@ def test_known_and_unknown_reset_emails_do_the_same_writes(client, twilio, smtp,
     mid = [db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("outbox", "audit_log", "password_resets")]
     client.post("/v1/password-resets", json={"email": "nobody@example.com"})
     after = [db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("outbox", "audit_log", "password_resets")]
-    assert [m - b for m, b in zip(mid, before)] == [a - m for a, m in zip(after, mid)] == [1, 1, 1]
+    assert [m - b for m, b in zip(mid, before, strict=True)] == [a - m for a, m in zip(after, mid, strict=True)] == [1, 1, 1]
 
 
 def test_taken_and_free_registrations_do_the_same_writes(client, twilio, smtp, db):
@@ -92,7 +92,7 @@ def test_taken_and_free_registrations_do_the_same_writes(client, twilio, smtp, d
     b = counts()
     start_registration(client)
     c = counts()
-    assert [y - x for x, y in zip(a, b)] == [y - x for x, y in zip(b, c)] == [1, 1]
+    assert [y - x for x, y in zip(a, b, strict=True)] == [y - x for x, y in zip(b, c, strict=True)] == [1, 1]
 
 
 def test_frozen_account_without_factor_gets_no_enrollment_token(client, twilio, smtp, db):

@@ -355,7 +355,8 @@ def test_returning_strangers_go_before_new_ones_and_fewer_failures_before_more()
             t = threading.Thread(target=_served_or_shed, args=(gate, standing, order, name))
             t.start()
             waiting.append(t)
-            _wait_for(lambda n=len(waiting): sum(gate.state()[k] for k in ("known_waiting", "unknown_waiting")) == n)
+            _wait_for(lambda n=len(waiting):  # noqa: B008 - the count when this one started waiting
+                      sum(gate.state()[k] for k in ("known_waiting", "unknown_waiting")) == n)
     finally:
         release.set()
         holder.join(JOIN)

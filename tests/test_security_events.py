@@ -6,7 +6,6 @@ import re
 import time
 from urllib.parse import parse_qs, urlsplit
 
-
 from tests.support.flows import bearer, login_password
 
 

@@ -410,7 +410,7 @@ def test_taken_email_sends_the_sms_either_way_and_notifies_the_owner_once_a_day(
     # the requester's phone gets a code exactly as for a free email...
     codes = [extract_code(twilio.wait_for(lambda m, p=p: m["to"] == p)["body"]) for p in phones]
     # ...but the code does not verify, and the owner got one notice, not a code
-    for rid, code in zip(rids, codes):
+    for rid, code in zip(rids, codes, strict=True):
         r = client.post(f"/v1/registrations/{rid}/verify", json={"phone_code": code, "email_code": code})
         assert r.status_code == 400 and r.get_json()["code"] == "verification_failed"
     time.sleep(0.4)

@@ -183,7 +183,7 @@ def test_metrics_never_separate_unknown_emails_from_wrong_passwords(client, user
     assert metric(app, "authsvc_throttle_decisions_total", decision="allowed") >= 2
 
 
-def test_attack_started_and_ended_webhooks(make_app, tsettings, receiver):
+def test_attack_started_and_ended_webhooks(make_app, tsettings, receiver):  # noqa: F811 - the fixture
     app = make_app(tsettings.replace(attack_failures_per_minute=6, webhook_url=receiver.url, webhook_secret=SECRET))
     client = app.test_client()
     for i in range(8):

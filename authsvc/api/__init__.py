@@ -5,8 +5,20 @@ from __future__ import annotations
 from flask import Flask
 
 from . import (
-    account, factors, health, introspect, jwks, login, passkey, payees, problems, recovery, registration, report_page,
-    spec, step_up,
+    account,
+    factors,
+    health,
+    introspect,
+    jwks,
+    login,
+    passkey,
+    payees,
+    problems,
+    recovery,
+    registration,
+    report_page,
+    spec,
+    step_up,
 )
 
 

@@ -14,7 +14,6 @@ import re
 from typing import TypeVar
 from urllib.parse import parse_qsl
 
-
 from flask import request
 from pydantic import BaseModel, ValidationError
 

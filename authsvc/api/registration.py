@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 
 from .. import i18n
-
 from . import body
 from .context import request_context
 from .schemas import RegistrationIn, RegistrationVerifyIn

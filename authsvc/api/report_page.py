@@ -17,8 +17,8 @@ import re
 from flask import Blueprint, Flask, Response, current_app, g, render_template, request
 
 from .. import errors, i18n
-from . import problems
 from ..services import messages
+from . import problems
 
 bp = Blueprint("report_page", __name__)
 

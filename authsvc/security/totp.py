@@ -58,7 +58,7 @@ def verify(
     steps = range(max(0, now_step - window), now_step + window + 1)
     expected = _codes(secret, steps)
     matched: int | None = None
-    for step, candidate in zip(steps, expected):
+    for step, candidate in zip(steps, expected, strict=True):
         equal = hmac.compare_digest(candidate.encode("ascii"), code.encode("ascii"))
         if equal and matched is None and (last_step is None or step > last_step):
             matched = step

@@ -33,17 +33,16 @@ from typing import Any
 
 import cbor2
 import webauthn as pywebauthn
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm as CryptoUnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.exceptions import InvalidSignature
-from cryptography.exceptions import UnsupportedAlgorithm as CryptoUnsupportedAlgorithm
 from webauthn.helpers import (
     base64url_to_bytes,
-    parse_authenticator_data,
     bytes_to_base64url,
     decode_credential_public_key,
     decoded_public_key_to_cryptography,
     options_to_json_dict,
     parse_authentication_credential_json,
+    parse_authenticator_data,
     parse_registration_credential_json,
     verify_signature,
 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from .. import errors
 from ..store import Store
 from .audit import audit

@@ -56,7 +56,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from .. import errors
@@ -98,7 +98,7 @@ def check_reason(reason: str | None) -> str:
 
 def _body(at: datetime, actor: str, event: str, account_id: Any, detail: Any) -> bytes:
     return json.dumps(
-        [at.astimezone(timezone.utc).isoformat(), actor, event, str(account_id) if account_id else None, detail],
+        [at.astimezone(UTC).isoformat(), actor, event, str(account_id) if account_id else None, detail],
         sort_keys=True, separators=(",", ":"), default=str,
     ).encode()
 
@@ -122,7 +122,7 @@ class AuditChain:
         self._material: tuple[bytes, int] | None = None
         self._lock = threading.Lock()
 
-    def install(self, store: Store) -> "AuditChain":
+    def install(self, store: Store) -> AuditChain:
         """Make the chain reachable from every transaction of ``store`` (``audit(tx, ...)``)."""
         store.extensions["audit_chain"] = self
         return self
@@ -171,9 +171,9 @@ class AuditChain:
     def checkpoint_mac(self, tx: Tx, at: datetime, last_id: int, head: bytes, seq: int | None = None) -> bytes:
         """A checkpoint's MAC: of a linked row (``seq`` None) or of seal ``seq`` (of row ``last_id``)."""
         if seq is None:
-            data = json.dumps([at.astimezone(timezone.utc).isoformat(), int(last_id), head.hex()]).encode()
+            data = json.dumps([at.astimezone(UTC).isoformat(), int(last_id), head.hex()]).encode()
             return hmac.new(self.key(tx), _CHECKPOINT_LABEL + data, hashlib.sha256).digest()
-        data = json.dumps([at.astimezone(timezone.utc).isoformat(), int(seq), int(last_id), head.hex()]).encode()
+        data = json.dumps([at.astimezone(UTC).isoformat(), int(seq), int(last_id), head.hex()]).encode()
         return hmac.new(self.key(tx), _SEALED_CHECKPOINT_LABEL + data, hashlib.sha256).digest()
 
     def unlinked_mac(self, tx: Tx, nonce: bytes, body: bytes) -> bytes:
@@ -199,7 +199,7 @@ def audit(tx: Tx, actor: str, event: str, account_id: str | None, /, **detail: A
         detail["os_user"] = os_user()
     detail = json.loads(json.dumps(detail, default=str))
     chain = _chain_of(tx)
-    at = datetime.now(timezone.utc)
+    at = datetime.now(UTC)
     nonce = os.urandom(16)
     tx.run(
         "audit_insert",
@@ -247,7 +247,7 @@ class Checkpoint:
     seq: int | None = None  # the seal it covers; None: a row of the linked chain
 
     def public(self) -> dict:
-        data = {"checkpoint_id": self.id, "at": self.at.astimezone(timezone.utc).isoformat(),
+        data = {"checkpoint_id": self.id, "at": self.at.astimezone(UTC).isoformat(),
                 "last_id": self.last_id, "head": self.head.hex(), "mac": self.mac.hex()}
         if self.seq is not None:
             data["seal"] = self.seq

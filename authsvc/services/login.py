@@ -43,19 +43,19 @@ from ..config import Settings
 from ..metrics import Metrics
 from ..security import crypto, passwords
 from ..store import Store, Tx
-from .hashing import GatedHasher
 from . import contacts, messages
 from .attempts import failed_attempt
 from .audit import audit
 from .devices import KnownDevices
 from .factors import issue_enrollment_token
+from .hashing import GatedHasher
 from .outbox import Outbox
 from .password_change import PasswordChangeService
 from .reports import ReportService
 from .second_factor import FAILURES_BEFORE_LOCK, FactorResult, SecondFactors
 from .sessions import RequestInfo, Sessions, TokenPair, device_name
-from .throttle import Blocked, Subject, Throttle, client_subjects, device_subject, email_subject
 from .sms_policy import SmsPolicy
+from .throttle import Blocked, Subject, Throttle, client_subjects, device_subject, email_subject
 
 MFA_MAX_ATTEMPTS = 5
 LOGIN_PASS_TTL = 24 * 3600  # a sign-in pass lives one day

@@ -13,10 +13,10 @@ from ..store import Store, Tx
 from . import contacts, messages
 from .audit import audit
 from .devices import KnownDevices
-from .throttle import mask_email
 from .outbox import Outbox
 from .password_change import end_old_proofs, lock_credentials
 from .sessions import Sessions
+from .throttle import mask_email
 
 
 class AccountAdmin:

@@ -34,9 +34,9 @@ import uuid
 from collections.abc import Callable
 from typing import Protocol
 
+from .. import errors
 from ..adapters.email import EmailSender
 from ..adapters.sms import SmsSender
-from .. import errors
 from ..errors import AuthsvcError
 from ..security.crypto import Cipher
 from ..store import Store, Tx

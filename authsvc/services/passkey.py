@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 from .. import errors
 from ..security.webauthn import WebAuthn
-from .ids import require_uuid
 from ..store import Store
+from .ids import require_uuid
 from .login import LoginService
 from .second_factor import SecondFactors
 from .sessions import RequestInfo, TokenPair

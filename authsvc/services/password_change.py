@@ -16,8 +16,8 @@ from ..security import crypto
 from ..security.passwords import PasswordPolicy
 from ..store import Store, Tx
 from . import messages
-from .hashing import GatedHasher
 from .audit import audit
+from .hashing import GatedHasher
 from .outbox import Outbox
 from .sessions import Sessions
 

@@ -28,11 +28,11 @@ from ..config import Settings
 from ..security import crypto
 from ..security.passwords import PasswordPolicy
 from ..store import Store, Tx
-from .hashing import GatedHasher
 from . import contacts, messages
 from .attempts import failed_attempt
 from .audit import audit
 from .devices import KnownDevices
+from .hashing import GatedHasher
 from .ids import require_uuid
 from .outbox import Outbox
 from .password_change import check_new_password, end_old_proofs, lock_credentials, refuse_current_password

@@ -25,12 +25,12 @@ from ..config import Settings
 from ..security import crypto
 from ..security.passwords import PasswordPolicy
 from ..store import Store
-from .hashing import GatedHasher
 from . import contacts, messages
 from .attempts import failed_attempt
 from .audit import audit
 from .devices import KnownDevices
 from .factors import issue_enrollment_token
+from .hashing import GatedHasher
 from .ids import require_uuid
 from .outbox import Outbox
 from .sessions import RequestInfo

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .. import errors, i18n
 from ..config import Settings
@@ -75,7 +75,7 @@ class ReportService:
         self._outbox.sms(tx, account["phone"], messages.sms(locale, "new_device", device=device, link=link))
         self._outbox.email(tx, account["email"], *messages.email(
             locale, "new_device", device=device, ip=info.ip, link=link,
-            time=i18n.format_time(datetime.now(timezone.utc), locale)))
+            time=i18n.format_time(datetime.now(UTC), locale)))
         audit(tx, "system", "login.new_device", account_id, session_id=session_id, ip=info.ip)
 
     def factor_guessing(self, tx: Tx, account: dict, info: RequestInfo | None, *, failures: int) -> None:
@@ -89,7 +89,7 @@ class ReportService:
         self._outbox.email(tx, account["email"], *messages.email(
             locale, "known_device_guessing", failures=failures, device=device,
             ip=(info.ip if info else None) or "-", link=link,
-            time=i18n.format_time(datetime.now(timezone.utc), locale)))
+            time=i18n.format_time(datetime.now(UTC), locale)))
 
     def describe(self, token: str) -> ReportSubject | None:
         """What a live link is about (None for an unknown, used or expired one); changes nothing."""

@@ -51,6 +51,7 @@ from ..config import Settings
 from ..metrics import Metrics
 from ..security import crypto
 from ..store import Store, Tx
+from . import spc
 from .attempts import failed_attempt
 from .audit import audit
 from .devices import KnownDevices
@@ -58,7 +59,6 @@ from .exemptions import PaymentExemptions
 from .ids import require_uuid
 from .outbox import Outbox
 from .second_factor import FAILURES_BEFORE_LOCK, SecondFactors
-from . import spc
 from .sessions import Principal
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ class StepUpService:
     def __init__(
         self, *, settings: Settings, store: Store, factors: SecondFactors, outbox: Outbox, metrics: Metrics,
         devices: KnownDevices, exemptions: PaymentExemptions,
-        reports: "ReportService | None" = None,
+        reports: ReportService | None = None,
     ) -> None:
         self._reports = reports
         self._settings = settings

@@ -191,7 +191,7 @@ class Throttle:
             [self._k("block", s) for s in subjects], count_keys + level_keys + ([ticket] if ticket else []),
             inflight, INFLIGHT_TTL)
         wait, reason = 0.0, "none"
-        for subject, seconds in zip(subjects, left):
+        for subject, seconds in zip(subjects, left, strict=False):
             if seconds > wait:
                 wait, reason = seconds, subject.scope
         self._maybe_end_attack()
@@ -204,7 +204,7 @@ class Throttle:
         if reserve:
             attack = self.attack_active()
             levels = values[2 * len(subjects):3 * len(subjects)]
-            for s, n, level in zip(subjects, running, levels):
+            for s, n, level in zip(subjects, running, levels, strict=False):
                 # Room before this subject's next wait: attempts in flight (here or on another
                 # replica) may each turn out a failure, so no more of them run at once. Once
                 # its budget is spent, one at a time after each wait (the next failure waits
@@ -261,7 +261,7 @@ class Throttle:
         previous = self._counters.get_many(
             [self._k("fail", s, int(now // self._budgets[s.scope].window) - 1) for s in attempt.subjects])
         blocked = []
-        for subject, current, prev in zip(attempt.subjects, currents, previous):
+        for subject, current, prev in zip(attempt.subjects, currents, previous, strict=False):
             budget = self._budgets[subject.scope]
             if current + prev * self._overlap(subject, now) < self._limit(subject, attack):
                 continue

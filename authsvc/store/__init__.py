@@ -38,7 +38,7 @@ def load_queries(directory: Path = _QUERIES_DIR) -> dict[str, str]:
     queries: dict[str, str] = {}
     for path in sorted(directory.glob("*.sql")):
         parts = _HEADER.split(path.read_text(encoding="utf-8"))
-        for name, body in zip(parts[1::2], parts[2::2]):
+        for name, body in zip(parts[1::2], parts[2::2], strict=True):
             if name in queries:
                 raise ValueError(f"query {name!r} is defined twice ({path.name})")
             queries[name] = body.strip().rstrip(";")

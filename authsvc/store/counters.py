@@ -146,7 +146,7 @@ class RedisCounters:
             return []
         values = self._redis.mget(keys)
         left = self.remaining(keys)
-        return [(k, v, t) for k, v, t in zip(keys, values, left) if v is not None]
+        return [(k, v, t) for k, v, t in zip(keys, values, left, strict=False) if v is not None]
 
 
 class MemoryCounters:

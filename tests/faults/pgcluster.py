@@ -39,7 +39,7 @@ class PgCluster:
         subprocess.run([str(self._bin / name), *args], check=True, capture_output=True, timeout=timeout,
                        cwd=self.dir, **kwargs)
 
-    def init(self) -> "PgCluster":
+    def init(self) -> PgCluster:
         if platform.system() != "Windows" and os.geteuid() == 0:
             import pwd
 
@@ -60,7 +60,7 @@ class PgCluster:
             )
         return self
 
-    def standby(self, *, synchronous: bool = True) -> "PgCluster":
+    def standby(self, *, synchronous: bool = True) -> PgCluster:
         """A streaming standby of this (running) cluster, made with ``pg_basebackup -R`` on a
         port of its own, not started. With ``synchronous`` this cluster waits for it at every
         commit (``synchronous_standby_names``), so an acknowledged write is on both."""

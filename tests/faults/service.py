@@ -56,11 +56,11 @@ class Service:
         self._log = tempfile.NamedTemporaryFile(prefix="authsvc-faults-", suffix=".log", delete=False)
         self.proc: subprocess.Popen | None = None
 
-    def start(self, *, probe: str = "/readyz", timeout: float = 60) -> "Service":
+    def start(self, *, probe: str = "/readyz", timeout: float = 60) -> Service:
         """Start ``authsvc serve`` and wait until ``probe`` answers 200."""
         return self.launch().wait_ready(probe=probe, timeout=timeout)
 
-    def launch(self) -> "Service":
+    def launch(self) -> Service:
         """Start ``authsvc serve`` without waiting (several replicas start at once)."""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "authsvc.cli", "serve"], env=self.env, cwd=ROOT,
@@ -68,7 +68,7 @@ class Service:
         )
         return self
 
-    def wait_ready(self, *, probe: str = "/readyz", timeout: float = 60) -> "Service":
+    def wait_ready(self, *, probe: str = "/readyz", timeout: float = 60) -> Service:
         """Wait until ``probe`` answers 200 (the process must have been launched)."""
         assert self.proc is not None
         deadline = time.monotonic() + timeout

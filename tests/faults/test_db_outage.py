@@ -67,7 +67,7 @@ class Traffic:
             self.samples.append(Sample(kind, started, seconds, status))
             self._stop.wait(pause)
 
-    def __enter__(self) -> "Traffic":
+    def __enter__(self) -> Traffic:
         plan = [("db", "POST", "/v1/introspect", PROBE_BODY, PROBE_HEADERS, 0.01)] * 3 + [
             ("healthz", "GET", "/healthz", None, {}, 0.05),
             ("readyz", "GET", "/readyz", None, {}, 0.1),

@@ -18,11 +18,10 @@ import time
 from collections import Counter
 
 import psutil
-import pytest
 
 from authsvc.app import build_container
 from tests.faults.service import Service, service_env
-from tests.support.flows import new_email, new_phone, STRONG_PASSWORD
+from tests.support.flows import STRONG_PASSWORD, new_email, new_phone
 
 GRACE = 30  # AUTHSVC_GRACEFUL_TIMEOUT the service runs with (the default)
 

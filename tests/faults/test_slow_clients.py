@@ -178,7 +178,7 @@ def test_slow_clients_cost_no_thread_and_are_cut_off_at_the_deadline(service):
     # before it would have finished sending (TRICKLE_SECONDS).
     assert len(slow.cut_after) == SLOW, f"{SLOW - len(slow.cut_after)} slow connections still open\n{log[-3000:]}"
     assert min(slow.cut_after.values()) >= READ_TIMEOUT - 0.5
-    assert all(sent < len(p) for sent, p in zip(slow.sent, slow.payloads))
+    assert all(sent < len(p) for sent, p in zip(slow.sent, slow.payloads, strict=True))
     # Those that sent something and read the answer got 408 (a reset may hide it: the
     # client's unread bytes), never anything the application answered.
     statuses = {_status(answer) for answer in slow.answers.values()}

@@ -75,7 +75,7 @@ def test_waves_of_sign_ups_and_first_sign_ins_from_new_devices_are_served(servic
 
     import pyotp
 
-    for i, (person, (_, body, _)) in enumerate(zip(people, signups)):  # they finish signing up
+    for i, (person, (_, body, _)) in enumerate(zip(people, signups, strict=True)):  # they finish signing up
         sms = twilio.wait_for(lambda m, p=person: m["to"] == p["phone"], timeout=15)
         mail = smtp.wait_for(lambda m, p=person: m["to"] == p["email"], timeout=15)
         status, done, _ = post(service, f"/v1/registrations/{body['registration_id']}/verify",

@@ -45,7 +45,7 @@ class Balancer:
                 return self.replicas[i]
         raise AssertionError("no replica in rotation")
 
-    def __enter__(self) -> "Balancer":
+    def __enter__(self) -> Balancer:
         self._thread.start()
         return self
 

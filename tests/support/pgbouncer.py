@@ -34,7 +34,7 @@ class PgBouncer:
     def url(self, dbname: str) -> str:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{dbname}"
 
-    def start(self) -> "PgBouncer":
+    def start(self) -> PgBouncer:
         (self.dir / "users.txt").write_text(f'"{self.user}" ""\n')
         # every database of the server, few server connections: clients share them, as 50 pods do
         (self.dir / "pgbouncer.ini").write_text(
@@ -63,7 +63,7 @@ class PgBouncer:
                 return self
             except psycopg.OperationalError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError("pgbouncer did not start:\n" + self.log())
+                    raise AssertionError("pgbouncer did not start:\n" + self.log()) from None
                 time.sleep(0.05)
 
     def log(self) -> str:

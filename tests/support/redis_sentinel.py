@@ -29,7 +29,7 @@ class Sentinel:
     def url(self) -> str:
         return f"redis+sentinel://127.0.0.1:{self.port}/{self.service}"
 
-    def start(self) -> "Sentinel":
+    def start(self) -> Sentinel:
         conf = self.dir / "sentinel.conf"
         conf.write_text(
             f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"

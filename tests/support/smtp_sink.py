@@ -31,7 +31,7 @@ class SmtpSink:
         self.delay = 0.0  # slow mode: seconds before each accepted message is acknowledged
 
     # --- lifecycle ---------------------------------------------------------------------
-    def start(self) -> "SmtpSink":
+    def start(self) -> SmtpSink:
         for attempt in range(5):  # the free port may be taken between probe and bind
             controller = Controller(_Handler(self), hostname="127.0.0.1", port=free_port())
             try:
@@ -49,7 +49,7 @@ class SmtpSink:
             self._controller.stop()
             self._controller = None
 
-    def __enter__(self) -> "SmtpSink":
+    def __enter__(self) -> SmtpSink:
         return self.start()
 
     def __exit__(self, *exc) -> None:
