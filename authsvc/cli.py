@@ -213,7 +213,8 @@ def serve(bind: str | None, dev: bool) -> None:
                 MetricsServer(settings.metrics_bind, app.extensions["authsvc"].metrics.render).start()
                 click.echo(f"metrics on http://{settings.metrics_bind}/metrics")
             except OSError as exc:
-                click.echo(f"metrics listener {settings.metrics_bind} failed ({exc}); serving without metrics", err=True)
+                click.echo(f"metrics listener {settings.metrics_bind} failed ({exc}); serving without metrics",
+                           err=True)
         click.echo(f"authsvc (dev) listening on http://{host}:{server.server_port}  "
                    f"public URL: {settings.public_url}  database: {logs.redact(settings.database_url or '')}")
         try:
@@ -470,7 +471,8 @@ def _check_reason(ctx: click.Context, param: click.Parameter, value: str | None)
 
 
 _reason = click.option("--reason", required=True, callback=_check_reason,
-                       help="Why: written to the audit log (at least 5 characters with a letter, e.g. a ticket and a few words).")
+                       help="Why: written to the audit log (at least 5 characters with a letter, "
+                            "e.g. a ticket and a few words).")
 
 
 @main.group()
@@ -593,7 +595,8 @@ def keys_usage(dev: bool) -> None:
         configured = [kid for kid, _ in c.settings.encryption_keys]
     finally:
         c.close()
-    for kid in sorted(set(usage) | set(configured), key=lambda k: (k not in configured, configured.index(k) if k in configured else 0, k)):
+    for kid in sorted(set(usage) | set(configured),
+                      key=lambda k: (k not in configured, configured.index(k) if k in configured else 0, k)):
         rows = usage.get(kid, {})
         role = ("encrypts" if kid == configured[0] else "decrypts only") if kid in configured else "NOT CONFIGURED"
         detail = ", ".join(f"{what} {n}" for what, n in sorted(rows.items())) or "nothing"

@@ -640,7 +640,8 @@ def parse_encryption_keys(raw: str) -> tuple[tuple[str, bytes], ...]:
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", kid):
             raise ConfigError(f"key id {kid!r} must be 1-32 letters, digits, '-' or '_'")
         try:
-            key = base64.b64decode(b64 + "=" * (-len(b64) % 4), altchars=b"-_" if ("-" in b64 or "_" in b64) else None, validate=True)
+            key = base64.b64decode(b64 + "=" * (-len(b64) % 4),
+                                   altchars=b"-_" if ("-" in b64 or "_" in b64) else None, validate=True)
         except (ValueError, TypeError):
             raise ConfigError(f"key {kid!r} is not valid base64") from None
         if len(key) != 32:

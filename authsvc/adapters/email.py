@@ -101,7 +101,8 @@ class SmtpEmail:
             self._deliver(msg, rcpt)
         except smtplib.SMTPResponseException as exc:
             reply = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
-            raise DeliveryError(f"SMTP server refused the message ({exc.smtp_code} {_safe_reply(reply, body)})") from exc
+            raise DeliveryError(
+                f"SMTP server refused the message ({exc.smtp_code} {_safe_reply(reply, body)})") from exc
         except (smtplib.SMTPException, OSError) as exc:  # OSError covers socket, ssl and timeouts
             raise DeliveryError(f"SMTP delivery failed ({type(exc).__name__})") from exc
         return msg["Message-ID"]

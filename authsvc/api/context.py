@@ -88,14 +88,16 @@ def _resolve_client_ip() -> str:
     peer = request.remote_addr or "0.0.0.0"
     header = settings.proxy_header
     name = "Forwarded" if header == "forwarded" else "X-Forwarded-For"
-    address = _resolve_cached(peer, tuple(request.headers.getlist(name)), settings.trusted_proxies, header == "forwarded")
+    address = _resolve_cached(peer, tuple(request.headers.getlist(name)), settings.trusted_proxies,
+                              header == "forwarded")
     if address.problem is not None:
         _report(container, peer, address)
     return address.ip
 
 
 @functools.lru_cache(maxsize=1024)
-def _resolve_cached(peer: str, headers: tuple[str, ...], trusted: tuple[Network, ...], forwarded: bool) -> ClientAddress:
+def _resolve_cached(peer: str, headers: tuple[str, ...], trusted: tuple[Network, ...],
+                    forwarded: bool) -> ClientAddress:
     """:func:`resolve_client_address` remembered for the last 1,024 distinct (peer, header)
     pairs: parsing the proxy header with ``ipaddress`` on every request was ~5% of an
     introspection's worker CPU, and a backend calls from the same few addresses."""

@@ -90,7 +90,8 @@ def show():
     if subject is None:
         return _page("invalid", _visitor_locale(), 404)
     locale = subject.locale
-    device = messages.device_label(locale, subject.browser, subject.os) if subject.reason in ("new_device", "factor_guessing") else None
+    device = (messages.device_label(locale, subject.browser, subject.os)
+              if subject.reason in ("new_device", "factor_guessing") else None)
     return _page("ask", locale, subject=subject, device=device, token=token,
                  when=i18n.format_time(subject.at, locale))
 

@@ -51,4 +51,5 @@ def verify(challenge_id: str):
 def redeem():
     client_id = auth.require_client()
     req = body.parse(RedeemIn)
-    return jsonify(_svc().redeem(client_id, token=req.step_up_token, action=req.action, transaction=_tx(req.transaction)))
+    return jsonify(_svc().redeem(client_id, token=req.step_up_token, action=req.action,
+                                 transaction=_tx(req.transaction)))

@@ -192,9 +192,10 @@ def _chain_of(tx: Tx) -> AuditChain:
 
 
 def audit(tx: Tx, actor: str, event: str, account_id: str | None, /, **detail: Any) -> None:
-    """Append one row (unlinked: the sealer links it after commit; no lock). An operator's entry (actor ``operator:<name>``, the name being what
-    ``AUTHSVC_OPERATOR`` declares) also records the OS user running the command (``os_user``,
-    from the process's uid), which no environment variable can change."""
+    """Append one row (unlinked: the sealer links it after commit; no lock). An operator's entry
+    (actor ``operator:<name>``, the name being what ``AUTHSVC_OPERATOR`` declares) also records
+    the OS user running the command (``os_user``, from the process's uid), which no environment
+    variable can change."""
     if actor.startswith("operator:"):
         detail["os_user"] = os_user()
     detail = json.loads(json.dumps(detail, default=str))
@@ -475,7 +476,8 @@ class AuditLog:
                     expected = self._chain.seal_mac(tx, prev, seq, row_id, row_hash)
                     if not hmac.compare_digest(bytes(s["seal"]), expected):
                         result.broken_at = row_id
-                        result.problem = f"seal {seq} (row {row_id}) was changed, or a seal before it was added or removed"
+                        result.problem = (f"seal {seq} (row {row_id}) was changed, "
+                                          "or a seal before it was added or removed")
                         return None
                     for label, head, cp_seq in wanted.get(row_id, ()):
                         # a sealed checkpoint names this seal; one from the previous version

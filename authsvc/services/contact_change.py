@@ -5,8 +5,8 @@ A new phone must be able to receive our SMS (``SmsPolicy.check_number``: 400
 the answer is the same and nothing is sent). Until the code is verified, resets and
 notifications keep using the old contact; when it is,
 the old contact is told (with a "this wasn't me" link). An email that already belongs to
-another account, or looks like one (same confusable skeleton), answers the same and gets a notice instead of a code, so the change cannot
-succeed and nothing reveals the other account.
+another account, or looks like one (same confusable skeleton), answers the same and gets a
+notice instead of a code, so the change cannot succeed and nothing reveals the other account.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 Liveness (``/healthz``) never touches the database: a process that serves is alive, whatever
 the database does. Readiness says 503 from the moment the process is told to stop (it serves
-on for a while, so load balancers take it out of rotation first). Otherwise it is quick and honest: while the store's circuit is open (the
-database was found unreachable) it says so without waiting; otherwise one pooled query
-checks that the database answers and its migrations are current.
+on for a while, so load balancers take it out of rotation first). Otherwise it is quick and
+honest: while the store's circuit is open (the database was found unreachable) it says so
+without waiting; otherwise one pooled query checks that the database answers and its
+migrations are current.
 """
 
 from __future__ import annotations

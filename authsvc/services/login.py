@@ -14,8 +14,8 @@ Rules (API contract, "Login"):
   unknown devices also count for the account (see ``second_factor``), which then locks unknown
   devices only, with growing delays; the owner's known devices are never locked out, and a
   successful login clears the escalation; a known device's own wrong answers are bounded per
-  device token (10 in 15 minutes, then it waits, and the owner is told once the wait starts); the token is bound to the password hash it was
-  issued for, so a password change or reset ends it;
+  device token (10 in 15 minutes, then it waits, and the owner is told once the wait starts);
+  the token is bound to the password hash it was issued for, so a password change or reset ends it;
 - a successful login answers with a device token: the known device's own (its life extended),
   or a new one, and then the owner is notified of the new device;
 - a frozen account learns so only after both factors; so does an account an operator unfroze,

@@ -42,7 +42,8 @@ SMS: dict[str, str] = {
     "recovery_codes_renewed": N_("New recovery codes were made for your account; the old ones no longer "
                                  "work. If this was not you, contact support now."),
     "password_changed": N_("Your password was changed. If this was not you, contact support now."),
-    "password_login_on": N_("Password sign-in was turned on for your account. If this was not you, contact support now."),
+    "password_login_on": N_("Password sign-in was turned on for your account. "
+                            "If this was not you, contact support now."),
     "password_login_off": N_("Password sign-in was turned off for your account: sign in with your passkey. "
                              "If this was not you, contact support now."),
     "password_reset": N_("Your password was reset and every session signed out. "
@@ -53,7 +54,8 @@ SMS: dict[str, str] = {
                           "Contact support to restore access."),
     "operator_frozen": N_("Your account was frozen by our security team. Contact support to restore access."),
     "operator_unfrozen": N_("Your account is active again. You can sign in."),
-    "operator_unfrozen_reset": N_("Your account is active again. Reset your password to sign in: we text a code to this phone."),
+    "operator_unfrozen_reset": N_("Your account is active again. "
+                                  "Reset your password to sign in: we text a code to this phone."),
     "operator_password_change": N_("For your security you must choose a new password at your next sign-in."),
     "operator_factors_reset": N_("Your second factors were reset by our security team. "
                                  "Sign in to set up a new one."),

@@ -120,7 +120,8 @@ class AccountAdmin:
         """Accounts whose second-factor lock holds unknown devices now."""
         with self._store.transaction() as tx:
             rows = tx.all("locked_accounts", limit=limit)
-        return [{"account_id": str(r["id"]), "email": mask_email(r["email"]), "lock_count": r["lock_count"], "seconds_left": r["seconds_left"]} for r in rows]
+        return [{"account_id": str(r["id"]), "email": mask_email(r["email"]), "lock_count": r["lock_count"],
+                 "seconds_left": r["seconds_left"]} for r in rows]
 
     def lift_lock(self, ref: str, *, operator: str, reason: str) -> str:
         """End the account's second-factor lock for unknown devices and its escalation."""

@@ -132,7 +132,8 @@ class Sessions:
             "jti": str(uuid.uuid4()),
             "client_id": self._settings.frontend_client_id,  # RFC 9068: the frontend's client
         }
-        return TokenPair(self._keys.sign(claims), refresh, ttl, str(session["id"]), session["acr"], list(session["amr"]))
+        return TokenPair(self._keys.sign(claims), refresh, ttl, str(session["id"]), session["acr"],
+                         list(session["amr"]))
 
     def refresh(self, refresh_token: str, info: RequestInfo | None = None) -> TokenPair:
         """Rotate a refresh token. The session row is locked before its tokens (the one lock

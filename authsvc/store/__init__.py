@@ -329,9 +329,10 @@ class Store:
 
         Every channel of this store shares one listener thread and one connection of its own
         (outside the pool; to ``direct_url`` when set). Behind a transaction pooler without a
-        direct URL nothing is ever delivered and ``on_state`` is never called. ``on_state(True)`` is called once LISTEN on the channel is in place,
-        ``on_state(False)`` whenever the connection is lost or cannot be made (notifications may
-        have been missed from then on); the thread reconnects every ``probe_interval`` seconds
+        direct URL nothing is ever delivered and ``on_state`` is never called. ``on_state(True)``
+        is called once LISTEN on the channel is in place, ``on_state(False)`` whenever the
+        connection is lost or cannot be made (notifications may have been missed from then on);
+        the thread reconnects every ``probe_interval`` seconds
         until :meth:`close`. A cache built on this must only be trusted between
         ``on_state(True)`` and ``on_state(False)``.
         """
