@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 from flask import Flask, g, request
 
@@ -17,6 +15,7 @@ from .api.body import MAX_BODY
 from .api.context import client_ip
 from .api.limits import ENDPOINT_LIMITS, install as install_limits
 from .config import Settings
+from .container import Container
 from .logs import install_request_log
 from .metrics import Metrics
 from .security import passwords
@@ -49,47 +48,6 @@ from .services.step_up import StepUpService
 from .services.throttle import Throttle
 from .store import Store
 from .store.counters import build_counters
-
-
-@dataclass
-class Container:
-    """Everything a request handler may call; kept in ``app.extensions["authsvc"]``."""
-
-    settings: Settings
-    store: Store
-    outbox: Outbox
-    keys: KeyService
-    registration: RegistrationService
-    login: LoginService
-    passkey: PasskeyLogin
-    sessions: Sessions
-    factors: FactorService
-    step_up: StepUpService
-    trusted_payees: TrustedPayees
-    accounts: AccountService
-    clients: ClientService
-    reports: ReportService
-    admin: AccountAdmin
-    incidents: Incidents
-    audit_log: AuditLog
-    password_change: PasswordChangeService
-    password_reset: PasswordResetService
-    contact_change: ContactChangeService
-    health: Health
-    metrics: Metrics
-    hasher: GatedHasher
-    sms: SmsPolicy
-    reencryption: Reencryption
-    devices: KnownDevices
-    throttle: Throttle
-    limiter: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def close(self) -> None:
-        self.audit_log.stop()
-        self.outbox.stop()
-        self.hasher.close()
-        self.store.close()
 
 
 def build_container(settings: Settings) -> Container:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
 from .. import errors
 from . import auth, body
+from .container import container
 from .schemas import AccountPatchIn
 
 bp = Blueprint("account", __name__)
 
 
 def _svc():
-    return current_app.extensions["authsvc"]
+    return container()
 
 
 @bp.get("/v1/account")

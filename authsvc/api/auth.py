@@ -6,16 +6,17 @@ import base64
 import binascii
 from urllib.parse import unquote_plus
 
-from flask import current_app, request
+from flask import request
 
 from .. import errors
 from ..services.factors import Actor
 from ..services.sessions import Principal, RequestInfo
+from .container import container
 from .context import client_ip, request_context
 
 
 def _container():
-    return current_app.extensions["authsvc"]
+    return container()
 
 
 def _bearer() -> str:

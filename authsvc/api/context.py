@@ -28,9 +28,10 @@ import logging
 import time
 from dataclasses import dataclass
 
-from flask import current_app, g, request
+from flask import g, request
 
 from ..services.sessions import RequestInfo
+from .container import container
 
 MAX_HEADER = 256
 _log = logging.getLogger(__name__)
@@ -83,15 +84,15 @@ def rate_limit_key(ip: str) -> str:
 
 
 def _resolve_client_ip() -> str:
-    container = current_app.extensions["authsvc"]
-    settings = container.settings
+    services = container()
+    settings = services.settings
     peer = request.remote_addr or "0.0.0.0"
     header = settings.proxy_header
     name = "Forwarded" if header == "forwarded" else "X-Forwarded-For"
     address = _resolve_cached(peer, tuple(request.headers.getlist(name)), settings.trusted_proxies,
                               header == "forwarded")
     if address.problem is not None:
-        _report(container, peer, address)
+        _report(services, peer, address)
     return address.ip
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, send_from_directory
 
+from .container import container
+
 bp = Blueprint("dev_example", __name__, url_prefix="/example")
 FILES = Path(__file__).resolve().parent.parent / "example"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -27,7 +29,7 @@ def register(app: Flask) -> None:
 
 
 def _container():
-    return current_app.extensions["authsvc"]
+    return container()
 
 
 @bp.after_request

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
 from . import auth, body
+from .container import container
 from .schemas import EmptyIn, TotpBeginIn, TotpConfirmIn, WebauthnAddIn, WebauthnOptionsIn
 
 bp = Blueprint("factors", __name__)
 
 
 def _svc():
-    return current_app.extensions["authsvc"].factors
+    return container().factors
 
 
 def _created(payload: dict):

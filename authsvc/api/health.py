@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
+
+from .container import container
 
 bp = Blueprint("health", __name__)
 
@@ -15,7 +17,7 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    ready, reason = current_app.extensions["authsvc"].health.readiness()
+    ready, reason = container().health.readiness()
     resp = jsonify(status="ready" if ready else "unavailable", detail=reason)
     resp.status_code = 200 if ready else 503
     return resp

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
 from . import auth, body
+from .container import container
 from .schemas import IntrospectIn
 
 bp = Blueprint("introspect", __name__)
@@ -14,4 +15,4 @@ bp = Blueprint("introspect", __name__)
 def introspect():
     auth.require_client()
     req = body.parse(IntrospectIn, form=True)  # RFC 7662 clients send a form; JSON works too
-    return jsonify(current_app.extensions["authsvc"].sessions.introspect(req.token))
+    return jsonify(container().sessions.introspect(req.token))

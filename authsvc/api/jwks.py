@@ -3,16 +3,17 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
 from ..services.metadata import authorization_server_metadata
+from .container import container
 
 bp = Blueprint("jwks", __name__)
 
 
 @bp.get("/.well-known/jwks.json")
 def jwks():
-    resp = jsonify(current_app.extensions["authsvc"].keys.jwks())
+    resp = jsonify(container().keys.jwks())
     # Rotations publish new keys ahead of use, so caches may keep this for 5 minutes.
     resp.headers["Cache-Control"] = "public, max-age=300"
     return resp
@@ -20,6 +21,6 @@ def jwks():
 
 @bp.get("/.well-known/oauth-authorization-server")
 def oauth_authorization_server():
-    resp = jsonify(authorization_server_metadata(current_app.extensions["authsvc"].settings))
+    resp = jsonify(authorization_server_metadata(container().settings))
     resp.headers["Cache-Control"] = "public, max-age=300"
     return resp

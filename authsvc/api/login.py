@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
 from ..services.login import EnrollmentGrant
 from . import auth, body
+from .container import container
 from .schemas import LoginIn, MfaIn, PasswordChangeIn, RefreshIn, ReportIn
 
 bp = Blueprint("login", __name__)
 
 
 def _svc():
-    return current_app.extensions["authsvc"]
+    return container()
 
 
 def tokens_response(pair):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
 from . import auth, body
+from .container import container
 from .login import tokens_response
 from .schemas import EmptyIn, PasskeyLoginIn
 
@@ -12,7 +13,7 @@ bp = Blueprint("passkey", __name__)
 
 
 def _svc():
-    return current_app.extensions["authsvc"].passkey
+    return container().passkey
 
 
 @bp.post("/v1/login/passkey/options")

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from .. import errors
 from . import auth, body
+from .container import container
 from .schemas import TrustedPayeeIn
 
 bp = Blueprint("payees", __name__)
 
 
 def _svc():
-    return current_app.extensions["authsvc"].trusted_payees
+    return container().trusted_payees
 
 
 @bp.get("/v1/payees/trusted")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from . import auth, body
+from .container import container
 from .context import client_ip
 from .schemas import CodeIn, EmailChangeIn, PasswordResetIn, PhoneChangeIn, ResetCompleteIn, ResetFactorIn, ResetSmsIn
 
@@ -12,7 +13,7 @@ bp = Blueprint("recovery", __name__)
 
 
 def _svc():
-    return current_app.extensions["authsvc"]
+    return container()
 
 
 def _accepted(payload: dict):

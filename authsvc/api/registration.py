@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from .. import i18n
 from . import body
+from .container import container
 from .context import request_context
 from .schemas import RegistrationIn, RegistrationVerifyIn
 
@@ -15,7 +16,7 @@ bp = Blueprint("registration", __name__)
 @bp.post("/v1/registrations")
 def start():
     req = body.parse(RegistrationIn)
-    started = current_app.extensions["authsvc"].registration.start(
+    started = container().registration.start(
         email=req.email, phone=req.phone, password=req.password, info=request_context(),
         locale=req.locale or request.accept_languages.best_match(i18n.LOCALES),
     )
@@ -27,7 +28,7 @@ def start():
 @bp.post("/v1/registrations/<registration_id>/verify")
 def verify(registration_id: str):
     req = body.parse(RegistrationVerifyIn)
-    verified = current_app.extensions["authsvc"].registration.verify(
+    verified = container().registration.verify(
         registration_id, phone_code=req.phone_code, email_code=req.email_code
     )
     resp = jsonify(

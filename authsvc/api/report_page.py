@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import re
 
-from flask import Blueprint, Flask, Response, current_app, g, render_template, request
+from flask import Blueprint, Flask, Response, g, render_template, request
 
 from .. import errors, i18n
 from ..services import messages
 from . import problems
+from .container import container
 
 bp = Blueprint("report_page", __name__)
 
@@ -58,7 +59,7 @@ def install(app: Flask) -> None:
 
 
 def _svc():
-    return current_app.extensions["authsvc"]
+    return container()
 
 
 def _page(state: str, locale: str, status: int = 200, **context: object) -> Response:

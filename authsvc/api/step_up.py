@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
 from ..services.step_up import ExemptStepUp
 from . import auth, body
+from .container import container
 from .schemas import RedeemIn, StepUpIn, StepUpVerifyIn
 
 bp = Blueprint("step_up", __name__)
 
 
 def _svc():
-    return current_app.extensions["authsvc"].step_up
+    return container().step_up
 
 
 def _tx(model):
