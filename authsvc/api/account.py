@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
 
 from .. import errors
+from ..container import Container
 from . import auth, body
 from .container import container
 from .schemas import AccountPatchIn
@@ -12,18 +14,18 @@ from .schemas import AccountPatchIn
 bp = Blueprint("account", __name__)
 
 
-def _svc():
+def _svc() -> Container:
     return container()
 
 
 @bp.get("/v1/account")
-def account():
+def account() -> ResponseReturnValue:
     principal = auth.require_bearer()
     return jsonify(_svc().accounts.describe(principal.account_id))
 
 
 @bp.patch("/v1/account")
-def update_account():
+def update_account() -> ResponseReturnValue:
     actor = auth.require_actor()
     req = body.parse(AccountPatchIn)
     if req.locale is not None and actor.enrollment_token_id is not None:
@@ -36,20 +38,20 @@ def update_account():
 
 
 @bp.get("/v1/sessions")
-def sessions():
+def sessions() -> ResponseReturnValue:
     principal = auth.require_bearer()
     return jsonify(_svc().sessions.list(principal))
 
 
 @bp.delete("/v1/sessions/<session_id>")
-def revoke(session_id: str):
+def revoke(session_id: str) -> ResponseReturnValue:
     principal = auth.require_bearer()
     _svc().sessions.revoke(principal, session_id)
     return "", 204
 
 
 @bp.delete("/v1/sessions")
-def revoke_others():
+def revoke_others() -> ResponseReturnValue:
     principal = auth.require_bearer()
     _svc().sessions.revoke_others(principal)
     return "", 204

@@ -9,13 +9,14 @@ from urllib.parse import unquote_plus
 from flask import request
 
 from .. import errors
+from ..container import Container
 from ..services.factors import Actor
 from ..services.sessions import Principal, RequestInfo
 from .container import container
 from .context import client_ip, request_context
 
 
-def _container():
+def _container() -> Container:
     return container()
 
 

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 
 from flask import request
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from .. import errors
 
@@ -136,7 +137,7 @@ def parse(model: type[M], *, form: bool = False) -> M:
         raise errors.InvalidRequest("the body does not match the schema", errors=problems) from None
 
 
-def _message(e: dict) -> str:
+def _message(e: ErrorDetails) -> str:
     if e["type"] == "extra_forbidden":
         return "unknown field"
     return e["msg"]

@@ -15,7 +15,9 @@ import base64
 from pathlib import Path
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, send_from_directory
+from flask.typing import ResponseReturnValue
 
+from ..container import Container
 from .container import container
 
 bp = Blueprint("dev_example", __name__, url_prefix="/example")
@@ -28,7 +30,7 @@ def register(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-def _container():
+def _container() -> Container:
     return container()
 
 
@@ -40,23 +42,23 @@ def _headers(resp: Response) -> Response:
 
 
 @bp.get("/")
-def index():
+def index() -> ResponseReturnValue:
     return send_from_directory(FILES, "index.html", max_age=0)
 
 
 @bp.get("/<any('app.js', 'style.css'):name>")
-def asset(name: str):
+def asset(name: str) -> ResponseReturnValue:
     return send_from_directory(FILES, name, max_age=0)
 
 
 @bp.get("/dev/outbox")
-def outbox():
+def outbox() -> ResponseReturnValue:
     recorder = _container().extra.get("dev_outbox")
     return jsonify(recorder.recent() if recorder else [])
 
 
 @bp.post("/dev/redeem")
-def redeem():
+def redeem() -> ResponseReturnValue:
     c = _container()
     creds = c.extra.get("dev_client")
     if creds is None:

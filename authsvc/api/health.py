@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
 
 from .container import container
 
@@ -11,12 +12,12 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
-def healthz():
+def healthz() -> ResponseReturnValue:
     return jsonify(status="ok")
 
 
 @bp.get("/readyz")
-def readyz():
+def readyz() -> ResponseReturnValue:
     ready, reason = container().health.readiness()
     resp = jsonify(status="ready" if ready else "unavailable", detail=reason)
     resp.status_code = 200 if ready else 503

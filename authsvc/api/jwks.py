@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
 
 from ..services.metadata import authorization_server_metadata
 from .container import container
@@ -12,7 +13,7 @@ bp = Blueprint("jwks", __name__)
 
 
 @bp.get("/.well-known/jwks.json")
-def jwks():
+def jwks() -> ResponseReturnValue:
     resp = jsonify(container().keys.jwks())
     # Rotations publish new keys ahead of use, so caches may keep this for 5 minutes.
     resp.headers["Cache-Control"] = "public, max-age=300"
@@ -20,7 +21,7 @@ def jwks():
 
 
 @bp.get("/.well-known/oauth-authorization-server")
-def oauth_authorization_server():
+def oauth_authorization_server() -> ResponseReturnValue:
     resp = jsonify(authorization_server_metadata(container().settings))
     resp.headers["Cache-Control"] = "public, max-age=300"
     return resp

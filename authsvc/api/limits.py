@@ -85,5 +85,6 @@ def install(app: Flask, settings: Settings) -> Limiter:
         hooks.remove(limiter._check_request_limit)
     for endpoint, limit in ENDPOINT_LIMITS.items():
         if endpoint in app.view_functions:
-            app.view_functions[endpoint] = limiter.limit(limit)(app.view_functions[endpoint])
+            # (flask-limiter types the wrapped view as possibly async; ours are not)
+            app.view_functions[endpoint] = limiter.limit(limit)(app.view_functions[endpoint])  # type: ignore[assignment]
     return limiter

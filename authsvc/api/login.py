@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
+from flask.typing import ResponseReturnValue
 
+from ..container import Container
 from ..services.login import EnrollmentGrant
+from ..services.sessions import TokenPair
 from . import auth, body
 from .container import container
 from .schemas import LoginIn, MfaIn, PasswordChangeIn, RefreshIn, ReportIn
@@ -12,11 +15,11 @@ from .schemas import LoginIn, MfaIn, PasswordChangeIn, RefreshIn, ReportIn
 bp = Blueprint("login", __name__)
 
 
-def _svc():
+def _svc() -> Container:
     return container()
 
 
-def tokens_response(pair):
+def tokens_response(pair: TokenPair) -> Response:
     out = {
         "access_token": pair.access_token,
         "refresh_token": pair.refresh_token,
@@ -32,7 +35,7 @@ def tokens_response(pair):
 
 
 @bp.post("/v1/login")
-def login():
+def login() -> ResponseReturnValue:
     req = body.parse(LoginIn)
     ch = _svc().login.password(email=req.email, password=req.password, info=auth.info(),
                                login_pass=req.login_pass)
@@ -43,7 +46,7 @@ def login():
 
 
 @bp.post("/v1/login/mfa")
-def mfa():
+def mfa() -> ResponseReturnValue:
     req = body.parse(MfaIn)
     result = _svc().login.second_factor(
         mfa_token=req.mfa_token, method=req.method, code=req.code, credential=req.credential, info=auth.info()
@@ -54,27 +57,27 @@ def mfa():
 
 
 @bp.post("/v1/token/refresh")
-def refresh():
+def refresh() -> ResponseReturnValue:
     req = body.parse(RefreshIn)
     return tokens_response(_svc().sessions.refresh(req.refresh_token, auth.info()))
 
 
 @bp.post("/v1/logout")
-def logout():
+def logout() -> ResponseReturnValue:
     principal = auth.require_bearer()
     _svc().sessions.logout(principal)
     return "", 204
 
 
 @bp.post("/v1/password-change")
-def password_change():
+def password_change() -> ResponseReturnValue:
     req = body.parse(PasswordChangeIn)
     _svc().password_change.change(req.password_change_token, req.new_password)
     return "", 204
 
 
 @bp.post("/v1/security/reports")
-def report():
+def report() -> ResponseReturnValue:
     req = body.parse(ReportIn)
     _svc().reports.report(req.report_token)
     return "", 202

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
+from flask.typing import ResponseReturnValue
 
 from .. import errors
+from ..services.exemptions import TrustedPayees
 from . import auth, body
 from .container import container
 from .schemas import TrustedPayeeIn
@@ -12,18 +14,18 @@ from .schemas import TrustedPayeeIn
 bp = Blueprint("payees", __name__)
 
 
-def _svc():
+def _svc() -> TrustedPayees:
     return container().trusted_payees
 
 
 @bp.get("/v1/payees/trusted")
-def list_trusted():
+def list_trusted() -> ResponseReturnValue:
     principal = auth.require_bearer()
     return jsonify(payees=_svc().list(principal))
 
 
 @bp.post("/v1/payees/trusted")
-def add_trusted():
+def add_trusted() -> ResponseReturnValue:
     principal = auth.require_bearer()
     req = body.parse(TrustedPayeeIn)
     step_up = request.headers.get("X-Step-Up-Token")
@@ -33,7 +35,7 @@ def add_trusted():
 
 
 @bp.delete("/v1/payees/trusted")
-def remove_trusted():
+def remove_trusted() -> ResponseReturnValue:
     principal = auth.require_bearer()
     payees = request.args.getlist("payee")
     if len(payees) != 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, json
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from .. import errors
 
@@ -58,7 +58,7 @@ def register(app: Flask) -> None:
         headers = {}
         if status == 429:
             headers["Retry-After"] = str(_retry_after(app))
-        if status == 405 and exc.valid_methods:
+        if status == 405 and isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             headers["Allow"] = ", ".join(exc.valid_methods)
         return problem(status, _HTTP_CODES.get(status, "http_error"), exc.name,
                        exc.description or exc.name, headers=headers)
@@ -72,7 +72,7 @@ def register(app: Flask) -> None:
 def _retry_after(app: Flask) -> int:
     import time
 
-    limiter = app.extensions.get("authsvc").limiter
+    limiter = app.extensions["authsvc"].limiter
     current = limiter.current_limit if limiter else None
     if current is None:
         return 60

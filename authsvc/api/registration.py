@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
+from flask.typing import ResponseReturnValue
 
 from .. import i18n
 from . import body
@@ -14,7 +15,7 @@ bp = Blueprint("registration", __name__)
 
 
 @bp.post("/v1/registrations")
-def start():
+def start() -> ResponseReturnValue:
     req = body.parse(RegistrationIn)
     started = container().registration.start(
         email=req.email, phone=req.phone, password=req.password, info=request_context(),
@@ -26,7 +27,7 @@ def start():
 
 
 @bp.post("/v1/registrations/<registration_id>/verify")
-def verify(registration_id: str):
+def verify(registration_id: str) -> ResponseReturnValue:
     req = body.parse(RegistrationVerifyIn)
     verified = container().registration.verify(
         registration_id, phone_code=req.phone_code, email_code=req.email_code

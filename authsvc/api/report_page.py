@@ -15,8 +15,10 @@ import logging
 import re
 
 from flask import Blueprint, Flask, Response, g, render_template, request
+from flask.typing import ResponseReturnValue
 
 from .. import errors, i18n
+from ..container import Container
 from ..services import messages
 from . import problems
 from .container import container
@@ -58,7 +60,7 @@ def install(app: Flask) -> None:
         werkzeug_log.addFilter(QueryStringFilter())
 
 
-def _svc():
+def _svc() -> Container:
     return container()
 
 
@@ -85,7 +87,7 @@ def _token(raw: str | None) -> str | None:
 
 
 @bp.get("/report")
-def show():
+def show() -> ResponseReturnValue:
     token = _token(request.args.get("token"))
     subject = _svc().reports.describe(token) if token else None
     if subject is None:
@@ -98,7 +100,7 @@ def show():
 
 
 @bp.post("/report")
-def confirm():
+def confirm() -> ResponseReturnValue:
     if request.mimetype != "application/x-www-form-urlencoded":
         return problems.problem(415, "unsupported_media_type", "Unsupported media type",
                                 "the report form is application/x-www-form-urlencoded")

@@ -70,7 +70,8 @@ class FactorAnswerIn(Strict):
 
 class MfaIn(FactorAnswerIn):
     mfa_token: Token
-    method: Literal["totp", "webauthn", "recovery_code", "sms"]  # sms: accounts without a factor
+    # the field is redeclared wider than FactorAnswerIn's, which pydantic allows
+    method: Literal["totp", "webauthn", "recovery_code", "sms"]  # type: ignore[assignment]  # sms: accounts without a factor
 
 
 class RefreshIn(Strict):
@@ -138,7 +139,7 @@ class TrustedPayeeIn(Strict):
 class StepUpVerifyIn(FactorAnswerIn):
     """``spc``: a Secure Payment Confirmation assertion (``payment.get``) in ``credential``."""
 
-    method: Literal["totp", "webauthn", "recovery_code", "spc"]
+    method: Literal["totp", "webauthn", "recovery_code", "spc"]  # type: ignore[assignment]  # wider than the base
 
 
 class RedeemIn(Strict):

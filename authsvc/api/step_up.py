@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from typing import Any
 
-from ..services.step_up import ExemptStepUp
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel
+
+from ..services.step_up import ExemptStepUp, StepUpService
 from . import auth, body
 from .container import container
 from .schemas import RedeemIn, StepUpIn, StepUpVerifyIn
@@ -12,16 +16,16 @@ from .schemas import RedeemIn, StepUpIn, StepUpVerifyIn
 bp = Blueprint("step_up", __name__)
 
 
-def _svc():
+def _svc() -> StepUpService:
     return container().step_up
 
 
-def _tx(model):
+def _tx(model: BaseModel | None) -> dict[str, Any] | None:
     return model.model_dump() if model is not None else None
 
 
 @bp.post("/v1/step-up")
-def create():
+def create() -> ResponseReturnValue:
     principal = auth.require_bearer()
     req = body.parse(StepUpIn)
     ch = _svc().create(principal, req.action, _tx(req.transaction), recurring=req.recurring,
@@ -42,14 +46,14 @@ def create():
 
 
 @bp.post("/v1/step-up/<challenge_id>/verify")
-def verify(challenge_id: str):
+def verify(challenge_id: str) -> ResponseReturnValue:
     principal = auth.require_bearer()
     req = body.parse(StepUpVerifyIn)
     return jsonify(_svc().verify(principal, challenge_id, method=req.method, code=req.code, credential=req.credential))
 
 
 @bp.post("/v1/step-up/redeem")
-def redeem():
+def redeem() -> ResponseReturnValue:
     client_id = auth.require_client()
     req = body.parse(RedeemIn)
     return jsonify(_svc().redeem(client_id, token=req.step_up_token, action=req.action,
