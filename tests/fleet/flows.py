@@ -9,7 +9,6 @@ import time
 from tests.support.flows import enroll_webauthn, register
 from tests.support.soft_authenticator import SoftAuthenticator
 
-
 REVOKED_WITHIN = 2.0  # the contract: a revoked client stops everywhere within 2 s
 
 

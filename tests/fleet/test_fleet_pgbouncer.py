@@ -14,8 +14,16 @@ from psycopg.conninfo import conninfo_to_dict
 from authsvc import errors
 from authsvc.store import Store
 from tests.fleet.conftest import clone_database, start_fleet, stop_fleet
-from tests.fleet.flows import (client_revoked_everywhere, introspect, kid_of, new_account, new_backend, redeem,
-                               sign_in, step_up)
+from tests.fleet.flows import (
+    client_revoked_everywhere,
+    introspect,
+    kid_of,
+    new_account,
+    new_backend,
+    redeem,
+    sign_in,
+    step_up,
+)
 from tests.support import pgbouncer
 
 pytestmark = pytest.mark.skipif(

@@ -17,10 +17,9 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from tests.fleet.conftest import random_ip
-from tests.fleet.flows import (client_revoked_everywhere, introspect, new_account, new_backend, redeem, sign_in,
-                               step_up)
 from tests.faults.service import ROOT
+from tests.fleet.conftest import random_ip
+from tests.fleet.flows import client_revoked_everywhere, introspect, new_account, new_backend, redeem, sign_in, step_up
 from tests.support.concurrency import race
 from tests.support.flows import STRONG_PASSWORD, new_email, new_phone
 
@@ -77,7 +76,7 @@ def test_one_time_things_work_once_whichever_replicas_race(fleet, twilio, smtp):
     answers = [account["key"].get(body["webauthn_options"]) for _ in c]
     statuses = race([lambda cl=cl, a=a: cl.post("/v1/login/mfa", json={
         "mfa_token": body["mfa_token"], "method": "webauthn", "credential": a}).status_code
-        for cl, a in zip(c, answers)])
+        for cl, a in zip(c, answers, strict=True)])
     assert sorted(statuses) == [200, 401, 401], statuses
     # a refresh token, used on three replicas at once
     tokens = sign_in(c[1], account)
@@ -153,7 +152,7 @@ def test_db_upgrade_from_several_processes_at_once(pg_admin_url):
         assert [p.returncode for p in procs] == [0, 0, 0], outputs
         files = sorted(p.stem for p in Path(ROOT / "migrations").glob("*.sql"))
         applied_by = [sum(f"applied {f}" in out.splitlines() for out in outputs) for f in files]
-        assert applied_by == [1] * len(files), list(zip(files, applied_by))  # each by exactly one process
+        assert applied_by == [1] * len(files), list(zip(files, applied_by, strict=True))  # each by exactly one process
         with psycopg.connect(url) as conn:
             assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(files)
         status = subprocess.run([sys.executable, "-m", "authsvc.cli", "db", "status"], env=env, cwd=ROOT,
