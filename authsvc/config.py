@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any, overload
 from urllib.parse import unquote, urlsplit
 
 from .errors import ConfigError
@@ -234,11 +235,11 @@ class Settings:
         transaction pooler (the direct URL when there is one)."""
         return self.database_direct_url or self.database_url
 
-    def store_options(self) -> dict[str, object]:
+    def store_options(self) -> dict[str, Any]:
         """How the store reaches the database (``Store(url, **options)``)."""
         return {"pooled": self.database_pooler is not None, "direct_url": self.database_direct_url}
 
-    def replace(self, **changes: object) -> Settings:
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
     def serving_problems(self) -> list[str]:
@@ -277,6 +278,12 @@ class Settings:
         """
         env = os.environ if env is None else env
 
+        @overload
+        def get(name: str) -> str | None: ...
+        @overload
+        def get(name: str, default: str) -> str: ...
+        @overload
+        def get(name: str, default: str | None) -> str | None: ...
         def get(name: str, default: str | None = None) -> str | None:
             value = env.get(PREFIX + name)
             return value if value not in (None, "") else default
@@ -406,12 +413,13 @@ class Settings:
                 except ValueError:
                     problems.append(f"AUTHSVC_TRUSTED_PROXIES: {item.strip()!r} is not a CIDR")
 
-        metrics_bind: str | None = (get("METRICS_BIND", "127.0.0.1:9100") or "").strip()
-        if metrics_bind.lower() in ("off", "none"):
+        metrics_listen = (get("METRICS_BIND", "127.0.0.1:9100") or "").strip()
+        metrics_bind: str | None = metrics_listen
+        if metrics_listen.lower() in ("off", "none"):
             metrics_bind = None
-        elif not re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}", metrics_bind):
+        elif not re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}", metrics_listen):
             problems.append("AUTHSVC_METRICS_BIND must be host:port (or 'off')")
-        elif bind_port and int(metrics_bind.rpartition(":")[2]) == bind_port:
+        elif bind_port and int(metrics_listen.rpartition(":")[2]) == bind_port:
             problems.append("AUTHSVC_METRICS_BIND must use another port than the API (metrics are never public)")
 
         proxy_header = (get("PROXY_HEADER", "x-forwarded-for") or "").strip().lower()
@@ -526,7 +534,7 @@ class Settings:
             hash_failing_budget=ints["HASH_FAILING_BUDGET_MS"] / 1000,
             rate_limits_per_process=bool(per_process),
             metrics_bind=metrics_bind,
-            metrics_dir=Path(get("METRICS_DIR")) if get("METRICS_DIR") else None,
+            metrics_dir=Path(get("METRICS_DIR", "")) if get("METRICS_DIR") else None,
             issuer=issuer,
             audience=get("AUDIENCE", "authsvc"),
             frontend_client_id=get("FRONTEND_CLIENT_ID", "frontend"),

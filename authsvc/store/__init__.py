@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg
 import psycopg.errors
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout, TooManyRequests
 
 from .. import errors
@@ -72,7 +72,7 @@ def wrap_errors() -> Iterator[None]:
 _NOT_WRITABLE = (psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.SerializationFailure)
 
 
-def writable(conn: psycopg.Connection, *, ask: bool = False) -> bool:
+def writable(conn: psycopg.Connection[Any], *, ask: bool = False) -> bool:
     """Whether ``conn`` is on a primary that accepts writes, whatever the URL asked for
     (``target_session_attrs``). PostgreSQL >= 14 reports both settings when the session starts
     (no round trip); otherwise, or with ``ask`` (a pooler replays the settings of the server
@@ -83,6 +83,7 @@ def writable(conn: psycopg.Connection, *, ask: bool = False) -> bool:
         row = conn.execute(
             "SELECT pg_is_in_recovery() AS standby, current_setting('transaction_read_only') AS ro"
         ).fetchone()
+        assert row is not None  # a SELECT without FROM answers one row
         standby = "on" if (row["standby"] if isinstance(row, dict) else row[0]) else "off"
         read_only = row["ro"] if isinstance(row, dict) else row[1]
     return standby != "on" and read_only != "on"
@@ -94,7 +95,7 @@ class NotWritable(psycopg.OperationalError):
 
 # The listener's connection is idle for long stretches: keepalives find a silently dead peer
 # (a failed-over host, a dropped NAT entry) in about 20 s instead of the kernel's hours.
-_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 2}
+_KEEPALIVES: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 2}
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,7 +109,7 @@ class Tx:
     """Runs named queries on one connection inside one transaction."""
 
     def __init__(
-        self, conn: psycopg.Connection, queries: dict[str, str], extensions: dict[str, Any] | None = None
+        self, conn: psycopg.Connection[DictRow], queries: dict[str, str], extensions: dict[str, Any] | None = None
     ) -> None:
         self._conn = conn
         self._queries = queries
@@ -116,7 +117,7 @@ class Tx:
         # (the audit chain's key: services/audit.py)
         self.extensions = extensions if extensions is not None else {}
 
-    def _run(self, name: str, params: dict[str, Any]) -> psycopg.Cursor:
+    def _run(self, name: str, params: dict[str, Any]) -> psycopg.Cursor[DictRow]:
         try:
             sql = self._queries[name]
         except KeyError:
@@ -181,7 +182,7 @@ class Store:
         self._down = False
         self._closing = threading.Event()
         self._prober: threading.Thread | None = None
-        self._failed_pool: ConnectionPool | None = None
+        self._failed_pool: ConnectionPool[Any] | None = None
         self.extensions: dict[str, Any] = {}
         self._subscribers: list[_Subscriber] = []
         self._listener: threading.Thread | None = None
@@ -190,10 +191,10 @@ class Store:
         self.pool.open(wait=False)
 
     # ------------------------------------------------------------------ the pool
-    def _new_pool(self) -> ConnectionPool:
+    def _new_pool(self) -> ConnectionPool[Any]:
         store = self
 
-        class _Connection(psycopg.Connection):  # type: ignore[type-arg]
+        class _Connection(psycopg.Connection):
             @classmethod
             def connect(cls, *args: Any, **kwargs: Any) -> Any:
                 try:
@@ -238,7 +239,7 @@ class Store:
         return not self._down
 
     @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection]:
+    def _connection(self) -> Iterator[psycopg.Connection[DictRow]]:
         if self._down:
             raise errors.StoreUnavailable("database unavailable")
         pool = self.pool
@@ -302,7 +303,7 @@ class Store:
             yield Tx(conn, QUERIES, self.extensions)
 
     @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection]:
+    def connection(self) -> Iterator[psycopg.Connection[DictRow]]:
         """A pooled autocommit connection (for store-internal helpers such as ``migrate``)."""
         with wrap_errors(), self._connection() as conn:
             yield conn
@@ -353,12 +354,14 @@ class Store:
                 self._listener.start()
 
     def _listen_loop(self) -> None:
+        url = self.listen_url
+        assert url is not None  # the listener is started only when there is one
         last_logged = float("-inf")
         while not self._closing.is_set():
             active: list[_Subscriber] = []
             try:
                 with psycopg.connect(
-                    self.listen_url, connect_timeout=self._connect_timeout, autocommit=True, **_KEEPALIVES
+                    url, connect_timeout=self._connect_timeout, autocommit=True, **_KEEPALIVES
                 ) as conn:
                     channels: set[str] = set()
                     while not self._closing.is_set():

@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Protocol, cast
 
 import redis
 
@@ -31,7 +31,7 @@ class CounterStore(Protocol):
     def get_many(self, keys: list[str]) -> list[int]:
         """Integer values (0 for missing keys)."""
 
-    def peek(self, live: list[str], values: list[str], enter: list[str] = (), ttl: int = 1
+    def peek(self, live: list[str], values: list[str], enter: Sequence[str] = (), ttl: int = 1
              ) -> tuple[list[float], list[int], list[int]]:
         """``remaining(live)``, ``get_many(values)`` and, first, one added to each ``enter`` key
         (created with ``ttl``), all at one instant (no other operation in between) and in one
@@ -94,9 +94,9 @@ class RedisCounters:
         return int(pipe.execute()[1])
 
     def get_many(self, keys: list[str]) -> list[int]:
-        return [int(v) if v is not None else 0 for v in self._redis.mget(keys)] if keys else []
+        return [int(v) if v is not None else 0 for v in cast(list[str | None], self._redis.mget(keys))] if keys else []
 
-    def peek(self, live: list[str], values: list[str], enter: list[str] = (), ttl: int = 1
+    def peek(self, live: list[str], values: list[str], enter: Sequence[str] = (), ttl: int = 1
              ) -> tuple[list[float], list[int], list[int]]:
         pipe = self._redis.pipeline(transaction=bool(enter))  # MULTI: one instant
         for key in enter:
@@ -138,13 +138,13 @@ class RedisCounters:
         return [max(0, ms) / 1000 for ms in pipe.execute()]
 
     def delete(self, keys: list[str]) -> int:
-        return int(self._redis.delete(*keys)) if keys else 0
+        return cast(int, self._redis.delete(*keys)) if keys else 0
 
     def scan(self, prefix: str) -> list[tuple[str, str, float]]:
         keys = list(self._redis.scan_iter(match=_glob_escape(prefix) + "*", count=500))
         if not keys:
             return []
-        values = self._redis.mget(keys)
+        values = cast(list[str | None], self._redis.mget(keys))  # (redis-py types sync and async together)
         left = self.remaining(keys)
         return [(k, v, t) for k, v, t in zip(keys, values, left, strict=False) if v is not None]
 
@@ -187,7 +187,7 @@ class MemoryCounters:
             now = self._clock()
             return [int(item[0]) if (item := self._live(k, now)) else 0 for k in keys]
 
-    def peek(self, live: list[str], values: list[str], enter: list[str] = (), ttl: int = 1
+    def peek(self, live: list[str], values: list[str], enter: Sequence[str] = (), ttl: int = 1
              ) -> tuple[list[float], list[int], list[int]]:
         with self._lock:  # re-entrant below: one instant
             entered = self._add_many(list(enter), 1, ttl)
@@ -263,7 +263,7 @@ class FallbackCounters:
     def get_many(self, keys: list[str]) -> list[int]:
         return self._call("get_many", keys)  # type: ignore[return-value]
 
-    def peek(self, live: list[str], values: list[str], enter: list[str] = (), ttl: int = 1
+    def peek(self, live: list[str], values: list[str], enter: Sequence[str] = (), ttl: int = 1
              ) -> tuple[list[float], list[int], list[int]]:
         return self._call("peek", live, values, enter, ttl)  # type: ignore[return-value]
 
@@ -282,7 +282,7 @@ class FallbackCounters:
     def delete(self, keys: list[str]) -> int:
         # both: a lift must also clear what was counted in memory during an outage
         n = self.fallback.delete(keys)
-        return max(n, self._call("delete", keys))  # type: ignore[arg-type]
+        return max(n, self._call("delete", keys))  # type: ignore[call-overload]
 
     def scan(self, prefix: str) -> list[tuple[str, str, float]]:
         return self._call("scan", prefix)  # type: ignore[return-value]

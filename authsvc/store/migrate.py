@@ -12,6 +12,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.rows import tuple_row
@@ -68,9 +69,11 @@ def discover(directory: Path) -> list[Migration]:
     return found
 
 
-def _applied(conn: psycopg.Connection) -> dict[str, str]:
+def _applied(conn: psycopg.Connection[Any]) -> dict[str, str]:
     cur = conn.cursor(row_factory=tuple_row)  # the pool's connections make dict rows
-    exists = cur.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()[0]
+    row = cur.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    assert row is not None  # a SELECT without FROM answers one row
+    exists = row[0]
     if not exists:
         return {}
     return dict(cur.execute("SELECT version, checksum FROM schema_migrations").fetchall())
@@ -81,7 +84,7 @@ def status(url: str, directory: Path) -> Status:
         return status_of(conn, directory)
 
 
-def status_of(conn: psycopg.Connection, directory: Path) -> Status:
+def status_of(conn: psycopg.Connection[Any], directory: Path) -> Status:
     """The same, on a connection the caller holds (the service's pool, for ``/readyz``)."""
     migrations = discover(directory)
     applied = _applied(conn)
