@@ -78,14 +78,14 @@ def build_container(settings: Settings) -> Container:
         if settings.webhook_url and settings.webhook_secret
         else None
     )
-    sms, email = build_sms_sender(settings), build_email_sender(settings)
+    sms_sender, email = build_sms_sender(settings), build_email_sender(settings)
     dev_outbox = DevOutbox() if settings.dev else None  # the example page reads the console's messages
     if dev_outbox is not None:
         if settings.sms_provider == "console":
-            sms = dev_outbox.sms(sms)
+            sms_sender = dev_outbox.sms(sms_sender)
         if not settings.smtp_url:
             email = dev_outbox.email(email)
-    outbox = Outbox(store, cipher, sms=sms, email=email, webhooks=webhooks)
+    outbox = Outbox(store, cipher, sms=sms_sender, email=email, webhooks=webhooks)
     metrics.watch_outbox(outbox.depth)
     sms = SmsPolicy(settings=settings, store=store, outbox=outbox, metrics=metrics,
                     lookup=build_line_type_lookup(settings))

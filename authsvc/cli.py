@@ -10,13 +10,16 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import errors, logs
 from .config import Settings, operator_name
 from .store import embedded, migrate
+
+if TYPE_CHECKING:
+    from .container import Container
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Options of the whole command, accepted before or after the subcommand.
@@ -88,8 +91,8 @@ def _explain(exc: BaseException, database_url: str | None) -> str:
     if isinstance(exc, errors.UniqueViolation):
         return f"the database refused a duplicate ({exc.constraint}): check what already exists, then retry"
     if isinstance(exc, errors.StoreError):
-        cause = exc.__cause__
-        text = f"{type(cause).__name__}: {' '.join(str(cause).split())[:200]}" if cause else exc.detail
+        origin = exc.__cause__
+        text = f"{type(origin).__name__}: {' '.join(str(origin).split())[:200]}" if origin else exc.detail
         hint = ("the database role lacks a privilege: use the migration role for `db upgrade`, the service "
                 "role otherwise (README, Database roles)") if "InsufficientPrivilege" in text else \
                "check the database's state and logs, then retry"
@@ -144,6 +147,13 @@ def _settings(dev: bool, *, database_only: bool = False, bind: str | None = None
     return settings
 
 
+def _url(url: str | None) -> str:
+    """A database URL that ``_settings`` made sure of (``Settings.from_env`` refuses to go on
+    without one outside --dev; with --dev the embedded server's)."""
+    assert url is not None
+    return url
+
+
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--log-level", default="INFO", show_default=True, type=click.Choice(_LEVELS, case_sensitive=False),
               help="Level of authsvc's own log lines (JSON, one per line on stdout); other libraries log "
@@ -188,10 +198,10 @@ def serve(bind: str | None, dev: bool) -> None:
             raise click.ClickException("refusing to start: " + "; ".join(problems))
     _check_can_listen(host, port)  # before anything claims to listen (or migrates)
     if dev:
-        applied = migrate.upgrade(settings.database_url, settings.migrations_dir)
+        applied = migrate.upgrade(_url(settings.database_url), settings.migrations_dir)
         for name in applied:
             click.echo(f"applied migration {name}")
-        _backfill_email_skeletons(settings.database_url)
+        _backfill_email_skeletons(_url(settings.database_url))
         import signal
 
         from werkzeug.serving import make_server
@@ -288,7 +298,7 @@ def _gunicorn(settings: Settings) -> None:
     def when_ready(arbiter: Any) -> None:  # in the master, which serves no API request
         logging.getLogger("authsvc").info("listening on %s with %s worker(s)", settings.bind, settings.workers)
         if settings.metrics_bind:
-            depth = OutboxDepthCollector(lambda: dict(query_once(settings.database_url, "outbox_depth") or {}))
+            depth = OutboxDepthCollector(lambda: dict(query_once(_url(settings.database_url), "outbox_depth") or {}))
             try:
                 server = metrics_server.MetricsServer(settings.metrics_bind, metrics_server.instance_renderer([depth]))
             except OSError as exc:  # the API matters more than its metrics: serve on, loudly
@@ -313,7 +323,7 @@ def _gunicorn(settings: Settings) -> None:
 
     log_level = logging.getLevelName(logging.getLogger("authsvc").getEffectiveLevel())
 
-    class _App(BaseApplication):  # type: ignore[misc]
+    class _App(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", settings.bind)
             self.cfg.set("workers", settings.workers)
@@ -397,9 +407,9 @@ def db_upgrade(dev: bool) -> None:
     """Apply pending migrations (safe to run from several instances at once)."""
     settings = _settings(dev, database_only=True)
     # a session-level advisory lock: on the direct URL when a transaction pooler is in front
-    applied = migrate.upgrade(settings.migration_url, settings.migrations_dir)
+    applied = migrate.upgrade(_url(settings.migration_url), settings.migrations_dir)
     click.echo("\n".join(f"applied {n}" for n in applied) if applied else "database is current")
-    _backfill_email_skeletons(settings.migration_url)
+    _backfill_email_skeletons(_url(settings.migration_url))
 
 
 def _backfill_email_skeletons(url: str) -> None:
@@ -424,7 +434,7 @@ def _backfill_email_skeletons(url: str) -> None:
 def db_status(dev: bool) -> None:
     """Show applied and pending migrations; exit 1 when not current."""
     settings = _settings(dev, database_only=True)
-    st = migrate.status(settings.database_url, settings.migrations_dir)
+    st = migrate.status(_url(settings.database_url), settings.migrations_dir)
     click.echo(f"applied: {len(st.applied)}")
     for name in st.pending:
         click.echo(f"pending: {name}")
@@ -453,7 +463,7 @@ def _safe(value: object) -> str:
     return "".join(out)
 
 
-def _container(dev: bool):
+def _container(dev: bool) -> Container:
     from .app import build_container
 
     return build_container(_settings(dev))

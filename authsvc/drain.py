@@ -35,7 +35,7 @@ class DrainFlag:
 
 
 def draining_arbiter(flag: DrainFlag, seconds: float) -> type[Arbiter]:
-    class DrainingArbiter(Arbiter):  # type: ignore[misc]
+    class DrainingArbiter(Arbiter):
         _drain_until: float | None = None
 
         def handle_term(self) -> None:

@@ -26,7 +26,7 @@ import sys
 import time
 import warnings
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 ACCESS_LOGGER = "authsvc.access"
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -79,8 +79,8 @@ class StdoutHandler(logging.StreamHandler):
     def __init__(self) -> None:
         super().__init__(sys.stdout)
 
-    @property  # type: ignore[override]
-    def stream(self):  # noqa: ANN201 - mirrors logging.StreamHandler.stream
+    @property
+    def stream(self) -> TextIO:  # mirrors logging.StreamHandler.stream
         return sys.stdout
 
     @stream.setter

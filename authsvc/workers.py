@@ -114,7 +114,7 @@ def _log_refusal(framer: RequestFramer | None, status: int, detail: str, peer: A
     })
 
 
-class DrainingThreadWorker(ThreadWorker):  # type: ignore[misc]
+class DrainingThreadWorker(ThreadWorker):
     """gthread whose event loop reads whole requests before a thread serves them (above), and
     which takes in the queued connections on SIGTERM and answers them within
     ``graceful_timeout`` like the requests in flight."""
@@ -352,7 +352,7 @@ class _Prefetched:
         return getattr(self._sock, name)
 
 
-class DrainingSyncWorker(SyncWorker):  # type: ignore[misc]
+class DrainingSyncWorker(SyncWorker):
     """sync: reads each whole request within the read deadline before serving it (the same
     rules as the gthread worker, but one connection at a time: a slow client still holds the
     worker until its deadline, so this class belongs behind a buffering proxy); after the loop
@@ -416,7 +416,7 @@ WORKER_CLASSES: dict[str, Any] = {
 }
 
 
-class AppAccessLogger(glogging.Logger):  # type: ignore[misc]
+class AppAccessLogger(glogging.Logger):
     """gunicorn's logger without its access log: the app writes its own JSON access line
     (``authsvc.access``). gunicorn otherwise builds its access-log atoms for every request
     even though its access logger is held at WARNING and drops the line (measured: ~5% of a

@@ -19,6 +19,7 @@ from email.utils import getaddresses, make_msgid, parseaddr
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
+from ..config import Settings
 from ..errors import ConfigError, DeliveryError
 
 _DEFAULT_PORTS = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
@@ -110,7 +111,7 @@ class SmtpEmail:
     def _deliver(self, msg: EmailMessage, rcpt: str) -> None:
         context = ssl.create_default_context()
         if self._scheme == "smtps":
-            smtp = smtplib.SMTP_SSL(self._host, self._port, timeout=self._timeout, context=context)
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(self._host, self._port, timeout=self._timeout, context=context)
         else:
             smtp = smtplib.SMTP(self._host, self._port, timeout=self._timeout)
         try:
@@ -142,7 +143,7 @@ class ConsoleEmail:
         return _message_id(message_id, self._from)
 
 
-def build_email_sender(settings) -> EmailSender:
+def build_email_sender(settings: Settings) -> EmailSender:
     if settings.smtp_url:
         return SmtpEmail(settings.smtp_url, settings.email_from)
     if not settings.dev:

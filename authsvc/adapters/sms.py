@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -17,6 +17,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
+from ..config import Settings
 from ..errors import ConfigError, DeliveryError
 
 
@@ -46,14 +47,14 @@ class _RebasedHttpClient(TwilioHttpClient):
     """Sends requests for ``https://*.twilio.com`` (api., lookups., ...) to ``api_base`` instead
     (path and query kept): one local fake then serves Messages and Lookup alike."""
 
-    def __init__(self, api_base: str, **kwargs) -> None:
+    def __init__(self, api_base: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         base = urlsplit(api_base)
         if base.scheme not in ("http", "https") or not base.netloc:
             raise ConfigError("twilio api_base must be an http(s):// URL")
         self._scheme, self._netloc, self._prefix = base.scheme, base.netloc, base.path.rstrip("/")
 
-    def request(self, method, url, *args, **kwargs):
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
         if parts.scheme == "https" and (host == "twilio.com" or host.endswith(".twilio.com")):
@@ -64,9 +65,9 @@ class _RebasedHttpClient(TwilioHttpClient):
 class TwilioSms:
     def __init__(
         self,
-        account_sid: str,
-        auth_token: str,
-        from_number: str,
+        account_sid: str | None,
+        auth_token: str | None,
+        from_number: str | None,
         *,
         api_base: str | None = None,
         timeout: float = 10,
@@ -98,7 +99,8 @@ class TwilioSms:
 class TwilioLookup:
     """Line type intelligence from Twilio Lookup v2 (a paid request per number: callers cache)."""
 
-    def __init__(self, account_sid: str, auth_token: str, *, api_base: str | None = None, timeout: float = 5) -> None:
+    def __init__(self, account_sid: str | None, auth_token: str | None, *, api_base: str | None = None,
+                 timeout: float = 5) -> None:
         if not (account_sid and auth_token):
             raise ConfigError("twilio account_sid and auth_token are required for Lookup")
         self._client = _client(account_sid, auth_token, api_base, timeout)
@@ -134,7 +136,7 @@ class ConsoleSms:
         return "console-" + secrets.token_hex(16)
 
 
-def build_sms_sender(settings) -> SmsSender:
+def build_sms_sender(settings: Settings) -> SmsSender:
     if settings.sms_provider == "twilio":
         return TwilioSms(
             settings.twilio_account_sid,
@@ -149,7 +151,7 @@ def build_sms_sender(settings) -> SmsSender:
     raise ConfigError(f"unknown sms_provider {settings.sms_provider!r}")
 
 
-def build_line_type_lookup(settings) -> LineTypeLookup | None:
+def build_line_type_lookup(settings: Settings) -> LineTypeLookup | None:
     """Twilio Lookup when AUTHSVC_TWILIO_LOOKUP is on, else None (offline checks only)."""
     if not settings.twilio_lookup:
         return None

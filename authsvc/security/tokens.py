@@ -69,18 +69,19 @@ def public_jwk(jwk: Mapping[str, Any]) -> dict[str, Any]:
 
 def load_public_key(key: Mapping[str, Any] | PublicKey) -> PublicKey:
     """A P-256 public key from a JWK dict (or a key object, checked). ``ValueError`` if not one."""
+    loaded: object = key
     if isinstance(key, Mapping):
         if key.get("kty") != "EC" or key.get("crv") != "P-256" or "d" in key:
             raise ValueError("not a public P-256 JWK")
         if key.get("alg", ALG) != ALG:
             raise ValueError("JWK is not for ES256")
         try:
-            key = ECAlgorithm.from_jwk(dict(public_jwk(key)))
+            loaded = ECAlgorithm.from_jwk(dict(public_jwk(key)))
         except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
             raise ValueError("invalid JWK") from exc
-    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+    if not isinstance(loaded, ec.EllipticCurvePublicKey) or not isinstance(loaded.curve, ec.SECP256R1):
         raise ValueError("not a P-256 public key")
-    return key
+    return loaded
 
 
 def load_private_key(private_pem: bytes) -> ec.EllipticCurvePrivateKey:

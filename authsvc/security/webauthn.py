@@ -53,6 +53,7 @@ from webauthn.helpers.structs import (
     AuthenticatorAttachment,
     AuthenticatorSelectionCriteria,
     PublicKeyCredentialDescriptor,
+    PublicKeyCredentialType,
     ResidentKeyRequirement,
     UserVerificationRequirement,
 )
@@ -274,7 +275,7 @@ class WebAuthn:
         {displayName, icon}}`` as offered. Returns its new sign count and flags."""
         try:
             parsed = parse_authentication_credential_json(_as_object(credential))
-            if bytes_to_base64url(parsed.raw_id) != parsed.id or parsed.type != "public-key":
+            if bytes_to_base64url(parsed.raw_id) != parsed.id or parsed.type != PublicKeyCredentialType.PUBLIC_KEY:
                 raise ValueError("id and rawId differ, or not a public-key credential")
             client_data_bytes = bytes(parsed.response.client_data_json)
             auth_data_bytes = bytes(parsed.response.authenticator_data)
