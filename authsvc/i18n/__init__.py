@@ -20,6 +20,7 @@ import functools
 import gettext
 from datetime import datetime
 from pathlib import Path
+from typing import TypeGuard
 from zoneinfo import ZoneInfo
 
 from babel import dates
@@ -33,7 +34,7 @@ SOURCE_LOCALE = "en"
 _TIMEZONES = {"en": "UTC", "ja": "Asia/Tokyo"}
 
 
-def supported(locale: str | None) -> bool:
+def supported(locale: str | None) -> TypeGuard[str]:
     return locale in LOCALES
 
 

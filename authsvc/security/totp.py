@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import re
 import time
+from typing import TypeGuard
 
 import pyotp
 
@@ -29,7 +30,7 @@ def provisioning_uri(secret: str, *, account_name: str, issuer: str) -> str:
     return _totp(secret).provisioning_uri(name=account_name, issuer_name=issuer)
 
 
-def is_well_formed(code: object) -> bool:
+def is_well_formed(code: object) -> TypeGuard[str]:
     """Exactly six ASCII digits (no spaces, no full-width or other Unicode digits)."""
     return isinstance(code, str) and _CODE_RE.fullmatch(code) is not None
 

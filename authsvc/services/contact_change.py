@@ -92,6 +92,7 @@ class ContactChangeService:
                 self._sms.send(tx, to=new_value, purpose="phone_change", account_id=principal.account_id, ip=ip,
                                body=messages.sms(locale, "phone_change_code", code=code, minutes=minutes))
             elif taken:  # to the owner's own address (the typed one may only look like it)
+                assert owner is not None  # taken means found
                 self._outbox.email(tx, owner["email"], *messages.email(locale, "email_change_taken"))
             else:
                 self._outbox.email(tx, new_value, *messages.email(locale, "email_change_code", code=code,
@@ -117,6 +118,7 @@ class ContactChangeService:
                     if tx.one("complete_contact_change", id=change_id) is None:
                         raise failed
                     old = tx.one("account_by_id", account_id=principal.account_id)
+                    assert old is not None  # the session's account (a foreign key)
                     if row["kind"] == "phone":
                         tx.run("set_phone", account_id=principal.account_id, phone=row["new_value"])
                     else:

@@ -20,7 +20,8 @@ _log = logging.getLogger(__name__)
 
 def backfill(store: Store, *, batch: int = 500) -> tuple[int, list[str]]:
     """(accounts filled in, ids of accounts left without a skeleton because of a look-alike)."""
-    filled, clashes, after = 0, [], None
+    filled, after = 0, None
+    clashes: list[str] = []
     while True:
         with store.transaction() as tx:
             rows = tx.all("accounts_without_skeleton", after=after, limit=batch)

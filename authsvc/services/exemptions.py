@@ -39,6 +39,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Protocol
 
 from .. import errors
 from ..config import Settings
@@ -46,6 +47,12 @@ from ..store import Store, Tx
 from .audit import audit
 from .sessions import Principal
 from .throttle import Throttle
+
+
+class StepUpConsumer(Protocol):
+    """What payees need of ``StepUpService`` (named here, so this module does not import it)."""
+
+    def consume(self, tx: Tx, *, account_id: str, session_id: str | None, action: str, token: str | None) -> None: ...
 
 RECURRING_MIN_INTERVAL = 24 * 3600
 MAX_TRUSTED_PAYEES = 100
@@ -140,7 +147,7 @@ class TrustedPayees:
     """The account's trusted payees: listed and removed with the session alone, added under a
     step-up ``payee.trust`` (consumed in the transaction of the addition). Both audited."""
 
-    def __init__(self, *, store: Store, step_up) -> None:  # step_up: StepUpService (no cycle)
+    def __init__(self, *, store: Store, step_up: StepUpConsumer) -> None:
         self._store = store
         self._step_up = step_up
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import base64
+import builtins
 import json
 import uuid
 from dataclasses import dataclass
@@ -245,7 +246,7 @@ class FactorService:
         except errors.UniqueViolation:
             raise errors.CredentialExists("this authenticator is already registered") from None
         self._outbox.kick()
-        result = {"factor_id": factor_id, "status": "active"}
+        result: dict[str, Any] = {"factor_id": factor_id, "status": "active"}
         if codes:
             result["recovery_codes"] = codes
         return result
@@ -271,7 +272,7 @@ class FactorService:
         self._outbox.kick()
 
     # ------------------------------------------------------------------ recovery codes, removal
-    def regenerate_recovery_codes(self, actor: Actor) -> list[str]:
+    def regenerate_recovery_codes(self, actor: Actor) -> builtins.list[str]:
         with self._store.transaction() as tx:
             account = self._authorize(tx, actor, "factor.recovery_codes")
             if not tx.scalar("active_factor_count", account_id=actor.account_id):

@@ -36,6 +36,7 @@ the caller on every request.
 
 from __future__ import annotations
 
+import builtins
 import json
 import threading
 import time
@@ -231,7 +232,7 @@ class KeyService:
             self._listening = listening
         self.refresh()
 
-    def prune(self, older_than: int = PRUNE_AFTER) -> list[str]:
+    def prune(self, older_than: int = PRUNE_AFTER) -> builtins.list[str]:
         """Delete keys unpublished more than ``older_than`` seconds ago; returns their kids."""
         with self._store.transaction() as tx:
             rows = tx.all("key_delete_expired", older_than=int(older_than))
@@ -266,6 +267,7 @@ class KeyService:
             public_jwk=json.dumps(jwk, sort_keys=True),
             activate_in=activate_in,
         )
+        assert row is not None  # INSERT ... RETURNING
         tx.all(
             "key_retire_others",
             kid=kid,

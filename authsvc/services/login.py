@@ -154,6 +154,7 @@ class LoginService:
             self._episode_notice(blocked, account)
             raise invalid
         self._throttle.passed(attempt)
+        assert account is not None  # ok needs a registered account
         account_id = str(account["id"])
         token = crypto.new_token()
         sms_code = None
@@ -276,6 +277,7 @@ class LoginService:
                 raise rejected
             account_id = str(row["account_id"])
             account = tx.one("lock_account", account_id=account_id)
+            assert account is not None  # the token's account (a foreign key)
             if row["password_fp"] is None or not crypto.mac_equals(
                 bytes(row["password_fp"]), passwords.hash_fingerprint(account["password_hash"])
             ):
@@ -328,6 +330,7 @@ class LoginService:
         nothing here, and it must not keep the owner's passkey out, even on a new device (the
         owner is notified of a new device as always). Returns the outcome for ``deliver``."""
         account = tx.one("lock_account", account_id=account_id)
+        assert account is not None  # the caller's proof named this account
         known_token_id = self._devices.known_to(tx, info.device_token, account_id)
         return self._complete(tx, account, result, info, known_token_id)
 

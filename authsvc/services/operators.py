@@ -176,12 +176,14 @@ class Incidents:
             if incident is None:
                 incident = tx.one("insert_incident", id=str(uuid.uuid4()), kind=self.KIND,
                                   reason=reason, operator=operator)
+                assert incident is not None  # INSERT ... RETURNING
                 audit(tx, f"operator:{operator}", "incident.started", None, incident=str(incident["id"]),
                       kind=self.KIND, reason=reason)
         incident_id = str(incident["id"])
         while True:
             with self._store.transaction() as tx:
                 current = tx.one("lock_incident", id=incident_id)
+                assert current is not None  # incidents are never deleted
                 rows = tx.all("require_password_change_batch", cursor=current["cursor"],
                               started_at=current["started_at"], limit=batch_size)
                 if not rows:

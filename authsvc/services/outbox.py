@@ -78,7 +78,7 @@ class Outbox:
         self._store = store
         self._cipher = cipher
         self._lease_seconds = lease_seconds
-        self._handlers: dict[str, Callable[[dict], None]] = {
+        self._handlers: dict[str, Callable[[dict], object]] = {
             "sms": lambda p: sms.send(p["to"], p["body"]),
             "email": lambda p: email.send(p["to"], p["subject"], p["body"], message_id=p.get("key")),
         }
@@ -193,7 +193,9 @@ class Outbox:
 
     def depth(self) -> dict[str, int]:
         with self._store.transaction() as tx:
-            return dict(tx.one("outbox_depth"))
+            depth = tx.one("outbox_depth")
+        assert depth is not None  # an aggregate: always one row
+        return dict(depth)
 
     def recent_errors(self, limit: int = 10) -> list[dict]:
         """Undelivered messages whose last attempt failed, newest first, with the cause."""

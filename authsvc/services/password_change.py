@@ -82,6 +82,7 @@ class PasswordChangeService:
         account_id = str(row["account_id"])
         with self._store.transaction() as tx:
             account = tx.one("account_by_id", account_id=account_id)
+        assert account is not None  # the token's account (a foreign key)
         password = check_new_password(self._policy, new_password, email_normalized=account["email_normalized"])
         refuse_current_password(self._hasher, account["password_hash"], password)
         password_hash = self._hasher.hash(password, known=True)

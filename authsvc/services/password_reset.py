@@ -99,6 +99,7 @@ class PasswordResetService:
             client_key = network_keys(ip)[0]
             sent = tx.one("reset_sms_sent_recently", account_id=account_id, phone=phone, known=known,
                           client_key=client_key)
+            assert sent is not None  # aggregates: always one row
             within = sent["per_account"] < MAX_SMS_PER_HOUR and sent["per_phone"] < MAX_SMS_PER_HOUR
             if not known:
                 within = within and sent["per_client"] < MAX_SMS_PER_CLIENT
@@ -138,6 +139,7 @@ class PasswordResetService:
         failed_attempt(tx, "password_reset_failed", str(row["id"]), max_attempts=MAX_ATTEMPTS)
         if count_for_account:
             account = tx.one("lock_account", account_id=row["account_id"])
+            assert account is not None  # the reset's account (a foreign key)
             self._factors.record_failure(tx, account)
 
     def verify_sms(self, reset_id: str, code: str) -> dict:
@@ -153,6 +155,7 @@ class PasswordResetService:
                 and row["sms_verified_at"] is None
                 and self._cipher.mac_matches(row["sms_code_mac"], self._purpose(reset_id), code)
             )
+            answer: dict[str, Any] | None
             if not ok:
                 self._fail(tx, row, count_for_account=False)
                 answer = None
@@ -203,7 +206,7 @@ class PasswordResetService:
         with self._store.transaction() as tx:
             row = tx.one("lock_live_password_reset", id=reset_id)
             account = tx.one("account_by_id", account_id=row["account_id"]) if row and row["account_id"] else None
-        if account is None or row["reset_token_hash"] is None or not crypto.mac_equals(
+        if account is None or row is None or row["reset_token_hash"] is None or not crypto.mac_equals(
             bytes(row["reset_token_hash"]), crypto.hash_token(reset_token)
         ):
             raise invalid

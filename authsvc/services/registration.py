@@ -145,6 +145,7 @@ class RegistrationService:
                 bundle.append({"kind": "sms", "to": phone,
                                "body": messages.sms(locale, "registration_code", code=phone_code, minutes=minutes)})
             if notify_owner:
+                assert owner is not None  # notify_owner implies taken
                 subject, body = messages.email(locale, "registration_taken")
                 # to the owner's own address (the typed one may only look like it)
                 bundle.append({"kind": "email", "to": owner["email"], "subject": subject, "body": body})

@@ -112,6 +112,7 @@ class ReportService:
                 raise errors.InvalidToken("unknown, used or expired report token")
             account_id = str(row["account_id"])
             contact = tx.one("freeze_account", account_id=account_id)
+            assert contact is not None  # the token's account (a foreign key)
             revoked = self._sessions.revoke_all(tx, account_id, "reported")
             devices = self._devices.revoke_all(tx, account_id, "reported")
             audit(tx, "user", "account.frozen", account_id, via="report", reason=row["reason"], sessions=revoked,

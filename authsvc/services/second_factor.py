@@ -28,7 +28,7 @@ import logging
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from .. import errors
 from ..security import totp
@@ -110,6 +110,7 @@ class SecondFactors:
         """The methods the account can answer with, and WebAuthn request options when it has a
         key (with ``challenge`` as given, e.g. derived from a payment; else a random one)."""
         row = tx.one("factor_offer", account_id=account_id)  # one round trip for all three
+        assert row is not None  # aggregates: always one row
         credential_ids = [bytes(c) for c in row["webauthn_credential_ids"]]
         methods = ["webauthn"] if credential_ids else []
         if row["has_totp"]:
@@ -126,8 +127,9 @@ class SecondFactors:
         tx.run("delete_recovery_codes", account_id=account_id)
         codes = new_recovery_codes()
         for code in codes:
-            tx.run("insert_recovery_code", account_id=account_id,
-                   code_hash=recovery_code_hash(normalize_recovery_code(code)))
+            normalized = normalize_recovery_code(code)
+            assert normalized is not None  # new codes are well formed
+            tx.run("insert_recovery_code", account_id=account_id, code_hash=recovery_code_hash(normalized))
         return codes
 
     # ------------------------------------------------------------------ checking an answer
@@ -267,9 +269,11 @@ class SecondFactors:
             handle = self.webauthn.user_handle(credential)
         except errors.InvalidFactor:
             return None
-        factor = tx.one("passkey_by_credential", credential_id=credential_id)
+        found = tx.one("passkey_by_credential", credential_id=credential_id)
+        # only read where ``matched`` (so found); the same work either way for the timing
+        factor = cast(dict[str, Any], found)
         matched = (
-            factor is not None and handle is not None
+            found is not None and handle is not None
             and handles_equal(handle, bytes(factor["webauthn_user_id"]))
         )
         try:

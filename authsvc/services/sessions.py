@@ -103,6 +103,7 @@ class Sessions:
             device_name=device_name(info.user_agent),
             device_token_id=device_token_id,
         )
+        assert session is not None  # INSERT ... RETURNING
         return self._issue(tx, session)
 
     def _lifetime(self) -> dict[str, int]:
@@ -157,10 +158,11 @@ class Sessions:
                     raise invalid
                 moved = info is not None and self._other_device(tx, session, info)
                 tx.run("session_refreshed", session_id=str(session["id"]), ip=info.ip if info else None,
-                       user_agent=info.user_agent if moved else None,
-                       device_name=device_name(info.user_agent) if moved else None)
-                if moved and self.on_new_device is not None:
+                       user_agent=info.user_agent if moved and info is not None else None,
+                       device_name=device_name(info.user_agent) if moved and info is not None else None)
+                if moved and info is not None and self.on_new_device is not None:
                     account = tx.one("account_by_id", account_id=str(session["account_id"]))
+                    assert account is not None  # the session's account (a foreign key)
                     self.on_new_device(tx, account, str(session["id"]), info)
                 outcome: TokenPair | errors.AuthsvcError = self._issue(tx, session)
             else:

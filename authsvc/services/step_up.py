@@ -85,6 +85,7 @@ def canonical_transaction(tx: dict | None) -> dict | None:
     if not isinstance(payee, str) or not 1 <= len(payee) <= 256 or not payee.isprintable():
         problems.append({"field": "transaction.payee", "message": "1 to 256 printable characters"})
     if not problems:
+        assert isinstance(amount, str)  # checked above
         try:
             value = Decimal(amount)
         except InvalidOperation:  # pragma: no cover - the pattern already excludes it
@@ -93,6 +94,7 @@ def canonical_transaction(tx: dict | None) -> dict | None:
             problems.append({"field": "transaction.amount", "message": "must be greater than zero"})
     if problems:
         raise errors.InvalidRequest("the transaction is not valid", errors=problems)
+    assert isinstance(amount, str)  # checked above
     normalized = format(Decimal(amount).normalize(), "f")
     return {"amount": normalized, "currency": currency, "payee": payee}
 
@@ -191,6 +193,7 @@ class StepUpService:
         challenge_id = str(uuid.uuid4())
         ttl = self._settings.step_up_ttl
         if action == "payment.authorize" and allow_exemption and not recurring and self._exemptions.enabled:
+            assert canonical is not None  # _check_action requires one for a payment
             exempt = self._exempt(principal, canonical, tx_hash)
             if exempt is not None:
                 return exempt
@@ -206,6 +209,7 @@ class StepUpService:
             if action == "payment.authorize" and challenge is not None:
                 payment_ids = self._factors.payment_credential_ids(tx, principal.account_id)
                 if payment_ids:
+                    assert canonical is not None  # _check_action requires one for a payment
                     expected = spc.expected_payment(self._settings, canonical)
                     spc_request = self._factors.webauthn.payment_request(
                         credential_ids=payment_ids, challenge=challenge, payee_name=expected["payeeName"],
@@ -263,6 +267,7 @@ class StepUpService:
                 raise rejected
             self._check_session_age(principal, row["action"])
             account = tx.one("lock_account", account_id=principal.account_id)
+            assert account is not None  # the session's account (a foreign key)
             known = self._check_paused(tx, principal)
             result = None
             if method in row["methods"]:
