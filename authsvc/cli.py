@@ -176,7 +176,12 @@ def main(log_level: str, dev: bool) -> None:
         names = ("psycopg.pool", "authsvc.store")
         for name in names:
             logging.getLogger(name).addFilter(_errors_only)
-        ctx.call_on_close(lambda: [logging.getLogger(name).removeFilter(_errors_only) for name in names])
+
+        def remove_filters() -> None:
+            for name in names:
+                logging.getLogger(name).removeFilter(_errors_only)
+
+        ctx.call_on_close(remove_filters)
 
 
 def _errors_only(record: logging.LogRecord) -> bool:
