@@ -17,6 +17,10 @@ def test_readiness_turns_503_before_the_listener_closes(db_url, twilio, smtp):
         assert service.request("GET", "/readyz")[0] == 200
         service.signal()
         signalled = time.monotonic()
+        # the master handles the signal on its next turn (<= 1 s): readiness turns 503 then
+        while service.request("GET", "/readyz", timeout=5)[0] == 200:
+            assert time.monotonic() - signalled < 1.5, "readiness still 200 after the signal"
+            time.sleep(0.02)
         seen: list[tuple[float, int, int, int]] = []
         while time.monotonic() - signalled < DRAIN - 0.5:
             ready = service.request("GET", "/readyz", timeout=5)[0]
