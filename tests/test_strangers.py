@@ -197,3 +197,16 @@ def test_registration_stands_at_the_gate_as_a_stranger(app, client):
     resp, _, _ = start_registration(client)
     assert resp.status_code == 202
     assert metric(app, "authsvc_throttle_decisions_total", decision="allowed", standing="stranger") == before + 1
+
+
+def test_an_address_past_its_sign_in_budget_cannot_hash_through_registration(client):
+    from tests.support.flows import new_email, new_phone
+
+    for i in range(20):
+        assert attempt(client, f"reg-list-{i}@example.com", WRONG, "192.0.2.42").status_code == 401
+    body = {"email": new_email(), "phone": new_phone(), "password": "correct horse battery staple 42"}
+    refused = client.post("/v1/registrations", json=body, headers={"X-Forwarded-For": "192.0.2.42"})
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    # a neighbour registers as usual
+    assert client.post("/v1/registrations", json={**body, "email": new_email()},
+                       headers={"X-Forwarded-For": "192.0.2.43"}).status_code == 202
