@@ -401,22 +401,6 @@ def main() -> None:
             for w in workers:
                 w.join(20)
 
-        def honest_driver() -> None:
-            interval = 1 / args.honest_rate
-            nxt = time.monotonic()
-            workers: list[threading.Thread] = []
-            while not stop_all.is_set():
-                nxt += interval
-                th = threading.Thread(target=honest_login, daemon=True)
-                th.start()
-                workers.append(th)
-                workers = [w for w in workers if w.is_alive()]
-                delay = nxt - time.monotonic()
-                if delay > 0:
-                    stop_all.wait(delay)
-            for w in workers:
-                w.join(20)
-
         cursor = [0]
 
         def attacker() -> None:
@@ -454,7 +438,7 @@ def main() -> None:
                     phase.password_hits += hit
                     phase.takeovers += takeover
 
-        threads = [threading.Thread(target=honest_driver, daemon=True),
+        threads = [threading.Thread(target=driver, args=(args.honest_rate, honest_login), daemon=True),
                    threading.Thread(target=driver, args=(args.new_device_rate, new_device_signin), daemon=True),
                    threading.Thread(target=driver, args=(args.registration_rate, registration), daemon=True)]
         threads += [threading.Thread(target=attacker, daemon=True) for _ in range(args.attackers)]
