@@ -92,7 +92,6 @@ class Attempt:
     subjects: list[Subject]
     standing: Standing
     inflight: list[str]  # the in-flight counters it holds until its outcome
-    seen: dict[Subject, float]  # each subject's failures in the window before it
     ticket: str | None  # where a 503 leaves the right to come back ahead of other strangers
 
 
@@ -178,7 +177,7 @@ class Throttle:
         ``failed``, ``passed`` or ``shed``.
         """
         if not self._enabled or not subjects:
-            return Attempt(subjects, KNOWN if known else stranger(), [], {}, None)
+            return Attempt(subjects, KNOWN if known else stranger(), [], None)
         now = time.time()
         ticket = None if known else self._ticket_key(subjects)
         buckets = {s: int(now // self._budgets[s.scope].window) for s in subjects}
@@ -196,13 +195,13 @@ class Throttle:
                 wait, reason = seconds, subject.scope
         self._maybe_end_attack()
         seen = {s: values[2 * i] + values[2 * i + 1] * self._overlap(s, now) for i, s in enumerate(subjects)}
-        standing = KNOWN if known else self._standing(seen, values[-1] if ticket else 0, now)
+        attack = self.attack_active()
+        standing = KNOWN if known else self._standing(seen, values[-1] if ticket else 0, now, attack)
         if wait > 0:
             self._release(inflight)
             self._metrics.throttle.labels("throttled", reason, standing.name).inc()
             raise errors.RateLimited(max(1, int(wait + 0.999)), "too many failed sign-ins; try again later")
         if reserve:
-            attack = self.attack_active()
             levels = values[2 * len(subjects):3 * len(subjects)]
             for s, n, level in zip(subjects, running, levels, strict=False):
                 # Room before this subject's next wait: attempts in flight (here or on another
@@ -215,18 +214,18 @@ class Throttle:
                     self._metrics.throttle.labels("throttled", s.scope, standing.name).inc()
                     raise errors.RateLimited(CONCURRENT_WAIT, "too many failed sign-ins; try again later")
         self._metrics.throttle.labels("allowed", "none", standing.name).inc()
-        return Attempt(subjects, standing, inflight, seen, ticket)
+        return Attempt(subjects, standing, inflight, ticket)
 
     def _release(self, inflight: list[str]) -> None:
         if inflight:
             self._counters.move([], 1, inflight)
 
-    def _standing(self, seen: dict[Subject, float], ticket_not_before: int, now: float) -> Standing:
+    def _standing(self, seen: dict[Subject, float], ticket_not_before: int, now: float, attack: bool) -> Standing:
         score = sum(n / WEIGHTS.get(s.scope, 1) for s, n in seen.items())
         client = next((n for s, n in seen.items() if s.scope == "client"), 0.0)
         if ticket_not_before and now * 1000 >= ticket_not_before and client < 1:
             return returning(score)
-        if score >= 1 and self.attack_active():
+        if score >= 1 and attack:
             return failing(score)
         return stranger(score)
 
@@ -275,8 +274,8 @@ class Throttle:
         return blocked
 
     def passed(self, attempt: Attempt) -> None:
-        """The attempt is no longer in flight (it failed, turned out right, or never got to
-        hashing)."""
+        """The attempt is no longer in flight: it turned out right, or never got to hashing
+        (``failed`` moves a wrong one from in flight to the failures itself)."""
         if self._enabled:
             self._release(attempt.inflight)
         attempt.inflight = []
