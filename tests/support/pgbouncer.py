@@ -4,6 +4,7 @@ in front of a PostgreSQL server, for the tests that run the service through it."
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -52,7 +53,7 @@ class PgBouncer:
             os.chmod(f, 0o644)
         args = [self.binary, str(self.dir / "pgbouncer.ini")]
         if os.geteuid() == 0:  # it refuses to run as root
-            args[1:1] = ["-u", "nobody"]
+            args[1:1] = ["-u", self._run_as()]
         self._log = open(self.dir / "log", "wb")
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
@@ -65,6 +66,17 @@ class PgBouncer:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError("pgbouncer did not start:\n" + self.log()) from None
                 time.sleep(0.05)
+
+    def _run_as(self) -> str:
+        """An unprivileged user that can reach the server: ``nobody`` for TCP; for a Unix socket
+        (the embedded PostgreSQL keeps it in its own data folder, closed to others) the
+        folder's owner."""
+        host = self.target[0]
+        if host.startswith("/"):
+            owner = Path(host).stat().st_uid
+            if owner != 0:
+                return pwd.getpwuid(owner).pw_name
+        return "nobody"
 
     def log(self) -> str:
         return (self.dir / "log").read_text(errors="replace")[-5000:]
