@@ -20,7 +20,8 @@ while honest users on known devices keep signing in (issue 6, "Done when").
   when the next try would start after 10 s; a new-device sign-in succeeds with its TOTP step;
 - the attacker: a leaked list (mostly unknown emails; some registered ones, a few with the real
   password), replayed by closed-loop threads that send the next request as soon as the previous
-  answer arrives and ignore ``Retry-After``, rotating over ``--addresses`` addresses (60% IPv4
+  answer arrives (each on a kept-alive connection, unless ``--no-attacker-keepalive``) and
+  ignore ``Retry-After``, rotating over ``--addresses`` addresses (60% IPv4
   over /24s, 40% IPv6 over /48s, each address its own /64; past what 198.18.0.0/15 holds, as
   for a residential proxy pool of 100,000, every further address is its own IPv6 /48); a
   password hit is followed by one guessed TOTP code (a takeover if it worked).
@@ -195,6 +196,8 @@ def main() -> None:
     ap.add_argument("--after", type=float, default=20)
     ap.add_argument("--attackers", type=int, default=24, help="closed-loop attacker threads")
     ap.add_argument("--addresses", type=int, default=1000)
+    ap.add_argument("--attacker-keepalive", action=argparse.BooleanOptionalAction, default=True,
+                    help="attackers reuse their connection (default), or open one per request")
     ap.add_argument("--list-size", type=int, default=20000)
     ap.add_argument("--honest", type=int, default=100, help="honest accounts (TOTP allows ~1 login per 30 s each)")
     ap.add_argument("--honest-rate", type=float, default=2.0, help="honest logins per second, in total")
@@ -405,6 +408,33 @@ def main() -> None:
 
         def attacker() -> None:
             arng = random.Random(secrets.randbits(32))
+            conn: list[http.client.HTTPConnection | None] = [None]  # kept alive, as a real attacker's
+
+            def send(path: str, body: dict, headers: dict[str, str]) -> tuple[int, dict]:
+                if not args.attacker_keepalive:
+                    return request(port, "POST", path, body, headers)
+                for again in (False, True):
+                    if conn[0] is None:
+                        conn[0] = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+                    try:
+                        conn[0].request("POST", path, body=json.dumps(body),
+                                        headers={"Content-Type": "application/json", **headers})
+                        resp = conn[0].getresponse()
+                        raw = resp.read()
+                        if resp.will_close:
+                            conn[0].close()
+                            conn[0] = None
+                        try:
+                            return resp.status, json.loads(raw) if raw else {}
+                        except ValueError:
+                            return resp.status, {}
+                    except (OSError, http.client.HTTPException):
+                        conn[0].close()
+                        conn[0] = None
+                        if again:
+                            raise
+                raise AssertionError("unreachable")
+
             while not stop_all.is_set():
                 if not attack_on.is_set():
                     attack_on.wait(0.2)
@@ -417,8 +447,8 @@ def main() -> None:
                 headers = {"X-Forwarded-For": ip, "User-Agent": "python-requests/2.31"}
                 phase = current[0]
                 try:
-                    status, body = request(port, "POST", "/v1/login", {"email": email, "password": password}, headers)
-                except OSError as exc:
+                    status, body = send("/v1/login", {"email": email, "password": password}, headers)
+                except (OSError, http.client.HTTPException) as exc:
                     status, body = type(exc).__name__, {}
                 hit = takeover = False
                 extra = 0
@@ -426,11 +456,11 @@ def main() -> None:
                     hit = True
                     code = f"{arng.randrange(10 ** 6):06d}"
                     try:
-                        s2, _ = request(port, "POST", "/v1/login/mfa",
-                                        {"mfa_token": body.get("mfa_token", ""), "method": "totp", "code": code}, headers)
+                        s2, _ = send("/v1/login/mfa",
+                                     {"mfa_token": body.get("mfa_token", ""), "method": "totp", "code": code}, headers)
                         extra = 1
                         takeover = s2 == 200
-                    except OSError:
+                    except (OSError, http.client.HTTPException):
                         pass
                 with phase.lock:
                     phase.attacker_requests += 1 + extra
