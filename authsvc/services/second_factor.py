@@ -27,6 +27,7 @@ import hashlib
 import logging
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -178,22 +179,11 @@ class SecondFactors:
             return None
         if handle is not None and not handles_equal(handle, bytes(factor["webauthn_user_id"])):
             return None
-        try:
-            assertion = self.webauthn.verify_payment_authentication(
+        return self._assertion_result(
+            tx, account_id, factor, "spc", lambda: self.webauthn.verify_payment_authentication(
                 credential=credential, expected_challenge=challenge, expected_payment=payment,
                 public_key=bytes(factor["public_key"]), current_sign_count=factor["sign_count"],
-            )
-        except errors.SignCountRegression:
-            tx.run("webauthn_counter_regression", id=factor["id"])
-            audit(tx, "system", "webauthn.counter_regression", account_id, factor_id=str(factor["id"]))
-            _log.warning("webauthn counter regression on factor %s", factor["id"])
-            return None
-        except errors.InvalidFactor:
-            return None
-        if not self._accept(tx, factor, assertion):
-            return None  # a concurrent use of the same assertion won
-        acr, key = webauthn_assurance(factor, assertion)
-        return FactorResult("spc", ("pwd", key, "mfa"), acr, str(factor["id"]))
+            ))
 
     def _totp(self, tx: Tx, account_id: str, code: str | None) -> FactorResult | None:
         if not totp.is_well_formed(code):
@@ -232,13 +222,20 @@ class SecondFactors:
             return None
         if handle is not None and not handles_equal(handle, bytes(factor["webauthn_user_id"])):
             return None
+        return self._assertion_result(tx, account_id, factor, "webauthn", lambda: self.webauthn.verify_authentication(
+            credential=credential,
+            expected_challenge=challenge,
+            public_key=bytes(factor["public_key"]),
+            current_sign_count=factor["sign_count"],
+        ))
+
+    def _assertion_result(
+        self, tx: Tx, account_id: str, factor: dict, method: str, verify: Callable[[], Assertion]
+    ) -> FactorResult | None:
+        """A WebAuthn or SPC assertion's outcome: a counter regression is recorded and audited, a
+        valid assertion is accepted once (a concurrent use of the same one loses)."""
         try:
-            assertion = self.webauthn.verify_authentication(
-                credential=credential,
-                expected_challenge=challenge,
-                public_key=bytes(factor["public_key"]),
-                current_sign_count=factor["sign_count"],
-            )
+            assertion = verify()
         except errors.SignCountRegression:
             tx.run("webauthn_counter_regression", id=factor["id"])
             audit(tx, "system", "webauthn.counter_regression", account_id, factor_id=str(factor["id"]))
@@ -249,7 +246,7 @@ class SecondFactors:
         if not self._accept(tx, factor, assertion):
             return None  # a concurrent use of the same assertion won
         acr, key = webauthn_assurance(factor, assertion)
-        return FactorResult("webauthn", ("pwd", key, "mfa"), acr, str(factor["id"]))
+        return FactorResult(method, ("pwd", key, "mfa"), acr, str(factor["id"]))
 
     @staticmethod
     def _accept(tx: Tx, factor: dict, assertion: Assertion) -> bool:
