@@ -1,0 +1,5 @@
+"""``python -m authsvc.cli``: the ``authsvc`` command."""
+
+from . import main
+
+main()
