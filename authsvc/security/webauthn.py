@@ -6,14 +6,10 @@ signature counter must grow whenever the authenticator keeps one. ``user_handle`
 assertion's userHandle so that the caller can check it is the credential owner's (W3C
 WebAuthn section 7.2, step 6; py_webauthn leaves that to the relying party).
 
-Secure Payment Confirmation (W3C SPC): a credential enrolled with the ``payment`` extension
-(``registration_options(payment=True)``: ``{"payment": {"isPayment": true}}``, a platform
-authenticator, resident key and user verification required, as browsers demand) can sign a
-``payment.get`` assertion through ``PaymentRequest``. py_webauthn accepts only
-``webauthn.get`` client data, so ``verify_payment_authentication`` runs the same steps (W3C
-WebAuthn 7.2, SPC 4.4) with py_webauthn's parsers and signature check: type ``payment.get``,
-challenge, origin, the ``payment`` member equal to the transaction bound to the challenge,
-RP id hash, user present and verified, the signature, then the counter rule above.
+A credential enrolled with the ``payment`` extension (``registration_options(payment=True)``)
+can also sign Secure Payment Confirmation (``payment.get``) assertions: those are checked in
+``webauthn_payment.py``, with this module's rules (:data:`BAD_INPUT`, :func:`as_object`,
+:func:`check_counter`).
 
 Every failure caused by the client's data raises :class:`errors.InvalidFactor` (a cloned-looking
 counter raises its subclass :class:`errors.SignCountRegression`); no py_webauthn, cbor, json,
@@ -22,13 +18,10 @@ base64 or cryptography exception leaves this module.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import cbor2
@@ -42,7 +35,6 @@ from webauthn.helpers import (
     decoded_public_key_to_cryptography,
     options_to_json_dict,
     parse_authentication_credential_json,
-    parse_authenticator_data,
     parse_registration_credential_json,
     verify_signature,
 )
@@ -53,15 +45,13 @@ from webauthn.helpers.structs import (
     AuthenticatorAttachment,
     AuthenticatorSelectionCriteria,
     PublicKeyCredentialDescriptor,
-    PublicKeyCredentialType,
     ResidentKeyRequirement,
     UserVerificationRequirement,
 )
 
 from authsvc import errors
 
-_REJECTED = "WebAuthn assertion rejected"
-_AMOUNT = re.compile(r"[0-9]{1,18}(\.[0-9]{1,6})?")  # a PaymentCurrencyAmount value we accept
+REJECTED = "WebAuthn assertion rejected"
 TIMEOUT_MS = 300_000
 MIN_CHALLENGE_BYTES = 16
 SUPPORTED_ALGS = [
@@ -73,7 +63,7 @@ SUPPORTED_ALGS = [
 # What malformed or forged client data can make the libraries raise. binascii.Error,
 # json.JSONDecodeError, UnicodeDecodeError and cbor2's CBORDecodeError are ValueErrors;
 # py_webauthn wraps most CBOR/clientDataJSON errors in its own WebAuthnException family.
-_BAD_INPUT = (
+BAD_INPUT = (
     WebAuthnException,
     InvalidSignature,
     CryptoUnsupportedAlgorithm,
@@ -169,7 +159,7 @@ class WebAuthn:
         self, *, credential: dict | str, expected_challenge: bytes
     ) -> RegisteredCredential:
         try:
-            parsed = parse_registration_credential_json(_as_object(credential))
+            parsed = parse_registration_credential_json(as_object(credential))
             verified = pywebauthn.verify_registration_response(
                 credential=parsed,
                 expected_challenge=expected_challenge,
@@ -179,7 +169,7 @@ class WebAuthn:
                 supported_pub_key_algs=SUPPORTED_ALGS,
             )
             _check_usable(verified.credential_public_key)
-        except _BAD_INPUT as exc:
+        except BAD_INPUT as exc:
             raise errors.InvalidFactor("WebAuthn registration rejected") from exc
         return RegisteredCredential(
             credential_id=verified.credential_id,
@@ -221,7 +211,7 @@ class WebAuthn:
         """Verify an assertion for the stored credential; returns its new sign count and flags."""
         try:
             verified = pywebauthn.verify_authentication_response(
-                credential=parse_authentication_credential_json(_as_object(credential)),
+                credential=parse_authentication_credential_json(as_object(credential)),
                 expected_challenge=expected_challenge,
                 expected_rp_id=self.rp_id,
                 expected_origin=self.origins,
@@ -231,13 +221,10 @@ class WebAuthn:
                 credential_current_sign_count=0,
                 require_user_verification=True,
             )
-        except _BAD_INPUT as exc:
-            raise errors.InvalidFactor(_REJECTED) from exc
+        except BAD_INPUT as exc:
+            raise errors.InvalidFactor(REJECTED) from exc
         new = verified.new_sign_count
-        if (new or current_sign_count) and new <= current_sign_count:
-            # Same client-facing detail as any rejection, and no counter values: telling the
-            # holder of a cloned key where the counter stands would help them skip ahead.
-            raise errors.SignCountRegression(_REJECTED)
+        check_counter(new, current_sign_count)
         return Assertion(
             sign_count=new,
             backup_eligible=verified.credential_device_type.value == "multi_device",
@@ -245,107 +232,11 @@ class WebAuthn:
             user_verified=bool(verified.user_verified),
         )
 
-    def payment_request(
-        self, *, credential_ids: Sequence[bytes], challenge: bytes, payee_name: str, total: dict, instrument: dict
-    ) -> dict:
-        """What ``PaymentRequest`` needs for method ``secure-payment-confirmation``: the
-        method data (``credentialIds``, ``challenge``, ``rpId``, ``payeeName``, ``instrument``,
-        ``timeout``; binary values base64url) and the ``total`` for the request's details."""
-        return {
-            "credentialIds": [bytes_to_base64url(c) for c in credential_ids],
-            "challenge": bytes_to_base64url(challenge),
-            "rpId": self.rp_id,
-            "payeeName": payee_name,
-            "instrument": dict(instrument),
-            "total": dict(total),
-            "timeout": TIMEOUT_MS,
-        }
-
-    def verify_payment_authentication(
-        self,
-        *,
-        credential: dict | str,
-        expected_challenge: bytes,
-        expected_payment: dict,
-        public_key: bytes,
-        current_sign_count: int,
-    ) -> Assertion:
-        """Verify an SPC assertion (client data ``payment.get``) for the stored credential;
-        ``expected_payment`` is ``{payeeName, total: {currency, value}, instrument:
-        {displayName, icon}}`` as offered. Returns its new sign count and flags."""
-        try:
-            parsed = parse_authentication_credential_json(_as_object(credential))
-            if bytes_to_base64url(parsed.raw_id) != parsed.id or parsed.type != PublicKeyCredentialType.PUBLIC_KEY:
-                raise ValueError("id and rawId differ, or not a public-key credential")
-            client_data_bytes = bytes(parsed.response.client_data_json)
-            auth_data_bytes = bytes(parsed.response.authenticator_data)
-            client_data = json.loads(client_data_bytes)
-            if not isinstance(client_data, dict) or client_data.get("type") != "payment.get":
-                raise ValueError("client data type is not payment.get")
-            challenge = client_data.get("challenge")
-            if not isinstance(challenge, str) or not secrets.compare_digest(
-                base64url_to_bytes(challenge), expected_challenge
-            ):
-                raise ValueError("not the challenge offered")
-            if client_data.get("origin") not in self.origins:
-                raise ValueError("unexpected origin")
-            self._check_payment(client_data.get("payment"), expected_payment)
-            auth_data = parse_authenticator_data(auth_data_bytes)
-            if not secrets.compare_digest(auth_data.rp_id_hash, hashlib.sha256(self.rp_id.encode()).digest()):
-                raise ValueError("unexpected RP ID hash")
-            if not (auth_data.flags.up and auth_data.flags.uv):
-                raise ValueError("user not present and verified")
-            decoded = decode_credential_public_key(public_key)
-            verify_signature(
-                public_key=decoded_public_key_to_cryptography(decoded),
-                signature_alg=decoded.alg,
-                signature=bytes(parsed.response.signature),
-                data=auth_data_bytes + hashlib.sha256(client_data_bytes).digest(),
-            )
-        except _BAD_INPUT as exc:
-            raise errors.InvalidFactor(_REJECTED) from exc
-        new = auth_data.sign_count
-        if (new or current_sign_count) and new <= current_sign_count:
-            raise errors.SignCountRegression(_REJECTED)
-        return Assertion(
-            sign_count=new,
-            backup_eligible=bool(auth_data.flags.be),
-            backed_up=bool(auth_data.flags.bs),
-            user_verified=bool(auth_data.flags.uv),
-        )
-
-    def _check_payment(self, payment: Any, expected: dict) -> None:
-        """The client data's ``payment`` member shows exactly what was bound to the challenge:
-        our RP id, one of our origins on top, the payee, the total and the instrument."""
-        if not isinstance(payment, dict):
-            raise TypeError("no payment member")
-        if payment.get("rpId") != self.rp_id or payment.get("topOrigin") not in self.origins:
-            raise ValueError("payment rpId or topOrigin differ")
-        if payment.get("payeeName") != expected["payeeName"] or payment.get("payeeOrigin") is not None:
-            raise ValueError("payee differs")
-        total = payment.get("total")
-        if not isinstance(total, dict) or set(total) != {"currency", "value"}:
-            raise ValueError("total malformed")
-        value = total["value"]
-        if (
-            total["currency"] != expected["total"]["currency"]
-            or not isinstance(value, str)
-            or not _AMOUNT.fullmatch(value)
-            or Decimal(value) != Decimal(expected["total"]["value"])
-        ):
-            raise ValueError("total differs")
-        instrument = payment.get("instrument")
-        if not isinstance(instrument, dict) or not set(instrument) <= {"displayName", "icon", "iconMustBeShown"}:
-            raise ValueError("instrument malformed")
-        if (instrument.get("displayName") != expected["instrument"]["displayName"]
-                or instrument.get("icon") != expected["instrument"]["icon"]):
-            raise ValueError("instrument differs")
-
     @staticmethod
     def credential_id(credential: dict | str) -> bytes:
         """The raw credential id (rawId) a PublicKeyCredential JSON claims to be."""
         try:
-            data = _as_object(credential)
+            data = as_object(credential)
             raw_id_b64 = data["rawId"]
             if not isinstance(raw_id_b64, str) or raw_id_b64 != data.get("id"):
                 raise ValueError("id and rawId differ")
@@ -353,7 +244,7 @@ class WebAuthn:
             # base64url_to_bytes skips stray characters: insist on the canonical encoding.
             if not raw_id or bytes_to_base64url(raw_id) != raw_id_b64:
                 raise ValueError("rawId is not canonical base64url")
-        except _BAD_INPUT as exc:
+        except BAD_INPUT as exc:
             raise errors.InvalidFactor("Malformed WebAuthn credential") from exc
         return raw_id
 
@@ -362,7 +253,7 @@ class WebAuthn:
     def user_handle(credential: dict | str) -> bytes | None:
         """The ``response.userHandle`` an assertion carries (None when absent or empty)."""
         try:
-            response = _as_object(credential).get("response")
+            response = as_object(credential).get("response")
             if not isinstance(response, dict):
                 raise TypeError("response must be an object")
             handle_b64 = response.get("userHandle")
@@ -373,7 +264,7 @@ class WebAuthn:
             handle = base64url_to_bytes(handle_b64)
             if bytes_to_base64url(handle) != handle_b64:
                 raise ValueError("userHandle is not canonical base64url")
-        except _BAD_INPUT as exc:
+        except BAD_INPUT as exc:
             raise errors.InvalidFactor("Malformed WebAuthn credential") from exc
         return handle
 
@@ -384,6 +275,15 @@ def decoy_public_key() -> bytes:
     an unknown credential and a bad signature take the same work)."""
     numbers = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
     return cbor2.dumps({1: 2, 3: -7, -1: 1, -2: numbers.x.to_bytes(32, "big"), -3: numbers.y.to_bytes(32, "big")})
+
+
+def check_counter(new: int, current: int) -> None:
+    """The counter rule, after a genuine signature: it must grow whenever the authenticator
+    keeps one (either value non-zero); otherwise :class:`errors.SignCountRegression`."""
+    if (new or current) and new <= current:
+        # Same client-facing detail as any rejection, and no counter values: telling the
+        # holder of a cloned key where the counter stands would help them skip ahead.
+        raise errors.SignCountRegression(REJECTED)
 
 
 def handles_equal(a: bytes, b: bytes) -> bool:
@@ -403,7 +303,7 @@ def _check_usable(cose_key: bytes) -> None:
     raise ValueError("an empty signature verified")  # cannot happen; fail closed anyway
 
 
-def _as_object(credential: Any) -> dict:
+def as_object(credential: Any) -> dict:
     """The credential as a dict; invalid input raises ValueError/TypeError (-> InvalidFactor)."""
     if isinstance(credential, str):
         try:

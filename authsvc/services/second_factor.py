@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from .. import errors
-from ..security import totp
+from ..security import totp, webauthn_payment
 from ..security.crypto import Cipher
 from ..security.webauthn import Assertion, WebAuthn, decoy_public_key, handles_equal
 from ..store import Tx
@@ -180,8 +180,8 @@ class SecondFactors:
         if handle is not None and not handles_equal(handle, bytes(factor["webauthn_user_id"])):
             return None
         return self._assertion_result(
-            tx, account_id, factor, "spc", lambda: self.webauthn.verify_payment_authentication(
-                credential=credential, expected_challenge=challenge, expected_payment=payment,
+            tx, account_id, factor, "spc", lambda: webauthn_payment.verify_payment_authentication(
+                self.webauthn, credential=credential, expected_challenge=challenge, expected_payment=payment,
                 public_key=bytes(factor["public_key"]), current_sign_count=factor["sign_count"],
             ))
 

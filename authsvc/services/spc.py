@@ -1,11 +1,12 @@
 """Secure Payment Confirmation (W3C SPC): what the browser shows and signs for a payment.
 
 A ``payment.authorize`` step-up of an account with payment credentials (WebAuthn credentials
-enrolled with the ``payment`` extension) offers the method ``spc``: the ``PaymentRequest``
-data of ``WebAuthn.payment_request`` for the transaction bound to the challenge. The browser
-itself shows the payee (``payeeName`` is the transaction's ``payee``), the total and the
-instrument, and the authenticator signs client data of type ``payment.get`` whose ``payment``
-member must equal that transaction (``expected_payment``); anything else is a wrong answer.
+enrolled with the ``payment`` extension) offers the method ``spc``: the ``PaymentRequest`` data
+of ``security.webauthn_payment.payment_request`` for the transaction bound to the challenge.
+The browser itself shows the payee (``payeeName`` is the transaction's ``payee``), the total
+and the instrument, and the authenticator signs client data of type ``payment.get`` whose
+``payment`` member must equal that transaction (``expected_payment``); anything else is a wrong
+answer.
 The instrument is the operator's (``AUTHSVC_SPC_INSTRUMENT_NAME``, ``AUTHSVC_SPC_INSTRUMENT_ICON``;
 by default the RP name and a small built-in card icon as a ``data:`` URL, which browsers can
 show without fetching anything).

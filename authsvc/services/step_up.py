@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 from .. import errors
 from ..config import Settings
 from ..metrics import Metrics
-from ..security import crypto
+from ..security import crypto, webauthn_payment
 from ..store import Store, Tx
 from . import spc
 from .attempts import failed_attempt
@@ -211,9 +211,9 @@ class StepUpService:
                 if payment_ids:
                     assert canonical is not None  # _check_action requires one for a payment
                     expected = spc.expected_payment(self._settings, canonical)
-                    spc_request = self._factors.webauthn.payment_request(
-                        credential_ids=payment_ids, challenge=challenge, payee_name=expected["payeeName"],
-                        total=expected["total"], instrument=expected["instrument"],
+                    spc_request = webauthn_payment.payment_request(
+                        self._factors.webauthn, credential_ids=payment_ids, challenge=challenge,
+                        payee_name=expected["payeeName"], total=expected["total"], instrument=expected["instrument"],
                     )
                     methods = ["spc", *methods]
             tx.run(
