@@ -21,6 +21,18 @@ are closed without blocking the event loop: the write side is shut and the socke
 the loop (at most ``LINGER_SECONDS``) until the client closes its side, instead of gunicorn's
 blocking drain in the loop.
 
+**Waiting at the gate takes no thread from anyone else.** A sign-in or a registration may
+wait at the hash gate for seconds (by its standing: :mod:`authsvc.services.hashing`), holding
+the thread that serves it. On gunicorn's one pool of ``threads`` (8), such requests filled every
+thread while a known device's second-factor step or an introspection waited behind them for a
+thread (measured: known-device sign-ins at p50 4.9 s with 48 attacker connections), and
+the requests queued in the pool beyond them were invisible to the gate, which could therefore
+neither order nor shed them. So ``POST /v1/login`` and ``POST /v1/registrations`` are served by
+a pool of their own, ``gate_threads`` per worker (``AUTHSVC_GATE_THREADS``, 256: more than the
+waiters of a full stranger budget, so the gate sees every one of them, puts a known device
+first and sheds by budget); everything else keeps the ``threads`` pool. A thread waiting at
+the gate sleeps on a condition of its own and costs no CPU.
+
 **Nothing accepted is lost.** On SIGTERM gunicorn's own workers stop accepting at once;
 whatever arrived a moment before is lost with the listening socket. These first take in the
 connections already queued on the socket (the kernel's backlog: accepted by TCP, not yet by
@@ -39,6 +51,7 @@ import socket
 import struct
 import time
 from collections import deque
+from concurrent import futures
 from functools import partial
 from typing import Any
 
@@ -55,7 +68,7 @@ RECV_SIZE = 65536
 MAX_HEAD = 32 * 1024  # request line and headers: ours are a few hundred bytes
 
 # Set by ``configure`` in the master before the workers fork.
-_options: dict[str, float] = {"read_timeout": 10.0, "max_body": 64 * 1024}
+_options: dict[str, float] = {"read_timeout": 10.0, "max_body": 64 * 1024, "gate_threads": 256}
 
 _access = logging.getLogger(logs.ACCESS_LOGGER)
 
@@ -67,10 +80,23 @@ _ERRORS: dict[int, type[errors.AuthsvcError]] = {
 _METRIC_REASONS = {400: "malformed", 408: "timeout", 413: "too_large", 431: "head_too_large"}
 
 
-def configure(*, read_timeout: float, max_body: int) -> None:
-    """The read deadline (seconds) and the largest body accepted (bytes), for every worker."""
+# Requests that may wait at the hash gate: served by the gate's own thread pool.
+_GATED_LINES = (b"POST /v1/login ", b"POST /v1/login?", b"POST /v1/registrations ", b"POST /v1/registrations?")
+
+
+def may_wait_at_gate(data: bytes) -> bool:
+    """True for a request (as received) that may wait at the hash gate: a sign-in's password
+    step or a registration, whichever device sends it (a device token is checked only in the
+    thread, so a forged one must not reach the other pool)."""
+    return data.startswith(_GATED_LINES)
+
+
+def configure(*, read_timeout: float, max_body: int, gate_threads: int = 256) -> None:
+    """The read deadline (seconds), the largest body accepted (bytes) and the gate's threads, for
+    every worker."""
     _options["read_timeout"] = float(read_timeout)
     _options["max_body"] = int(max_body)
+    _options["gate_threads"] = int(gate_threads)
 
 
 def problem_response(status: int, detail: str) -> bytes:
@@ -126,6 +152,7 @@ class DrainingThreadWorker(ThreadWorker):
         self.reading: deque[TConn] = deque()  # connections reading a request, oldest deadline first
         self.lingering: deque[tuple[float, socket.socket]] = deque()
         self._idle_until: float | None = None  # set on SIGTERM: when silent connections close
+        self.gate_pool: futures.ThreadPoolExecutor | None = None  # requests that may wait at the gate
 
     # --- taking connections in --------------------------------------------------------------
     def accept(self, listener: socket.socket) -> None:
@@ -224,7 +251,18 @@ class DrainingThreadWorker(ThreadWorker):
         conn.init()  # the parser, on a new connection; the kept one otherwise
         conn.parser.unreader.unread(data)
         conn.data_ready = True
+        conn.may_wait = may_wait_at_gate(data)
         self.enqueue_req(conn)
+
+    def enqueue_req(self, conn: TConn) -> None:
+        """A complete request to a thread: the gate's pool or the others'."""
+        if not getattr(conn, "may_wait", False):
+            super().enqueue_req(conn)
+            return
+        if self.gate_pool is None:
+            self.gate_pool = futures.ThreadPoolExecutor(int(_options["gate_threads"]), thread_name_prefix="gate")
+        fs = self.gate_pool.submit(self.handle, conn)
+        fs.add_done_callback(lambda fut: self.method_queue.defer(self.finish_request, conn, fut))
 
     # --- deadlines and closing --------------------------------------------------------------
     def murder_pending(self) -> None:  # run by gunicorn's loop about once a second
@@ -327,12 +365,19 @@ class DrainingThreadWorker(ThreadWorker):
                 if self.nr_conns == before:  # nothing was waiting (EAGAIN)
                     break
 
+    def handle_quit(self, sig: Any, frame: Any) -> None:
+        if self.gate_pool is not None:
+            self.gate_pool.shutdown(wait=False)
+        super().handle_quit(sig, frame)
+
     def run(self) -> None:
         try:
             super().run()
         finally:
             while self.lingering:
                 self._final_close(self.lingering.popleft()[1])
+            if self.gate_pool is not None:
+                self.gate_pool.shutdown(wait=False)
 
 
 class _Prefetched:

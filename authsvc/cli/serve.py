@@ -170,7 +170,8 @@ def _gunicorn(settings: Settings) -> None:
             # Each worker's event loop reads whole requests (head and body) within the read
             # deadline before a thread serves them: slow clients cost no thread (README,
             # "Slow clients"; authsvc/workers.py).
-            configure_workers(read_timeout=settings.request_read_timeout, max_body=MAX_BODY)
+            configure_workers(read_timeout=settings.request_read_timeout, max_body=MAX_BODY,
+                              gate_threads=settings.gate_threads)
             if settings.worker_class == "gthread":  # (threads > 1 would turn sync into gthread)
                 self.cfg.set("threads", settings.threads)
             # The access log is the app's own JSON line (authsvc.access); gunicorn's error log

@@ -23,6 +23,7 @@ Rules (API contract, "Known devices and the list attack", Overload and Strangers
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import os
@@ -71,10 +72,16 @@ class ShedCounter(Protocol):
     def __call__(self, standing: Standing) -> None: ...
 
 
+@dataclass
+class Timing:
+    seconds: float | None = None
+
+
 @dataclass(eq=False)
 class _Waiter:
     standing: Standing
     seq: int
+    wake: threading.Condition
     key: tuple[int, float, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -82,7 +89,11 @@ class _Waiter:
 
 
 class HashGate:
-    """A priority gate with a bounded wait around a CPU-bound section."""
+    """A priority gate with a bounded wait around a CPU-bound section.
+
+    Waiters are kept sorted by (rank, score, arrival), and each has a condition of its own on
+    the gate's lock: a freed slot wakes the head only, so hundreds of waiting threads cost
+    nothing while they wait (a shared condition woke every one of them on every hash)."""
 
     def __init__(
         self,
@@ -104,9 +115,10 @@ class HashGate:
         self.failing_room = failing_room if failing_room is not None else slots
         self._on_shed = on_shed
         self._clock = clock
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._running = 0
-        self._waiting: list[_Waiter] = []
+        self._waiting: list[_Waiter] = []  # sorted by key: the head is [0]
+        self._failing_waiting = 0
         self._seq = itertools.count()
         self._cost: float | None = None  # running estimate of one computation, seconds
 
@@ -116,7 +128,7 @@ class HashGate:
         return self._cost
 
     def state(self) -> dict[str, int]:
-        with self._cond:
+        with self._lock:
             known = sum(w.standing.rank == 0 for w in self._waiting)
             return {"running": self._running, "known_waiting": known,
                     "unknown_waiting": len(self._waiting) - known}
@@ -134,52 +146,64 @@ class HashGate:
         rounds = math.ceil((self._running + ahead + 1 - self.slots) / self.slots)
         return max(0, rounds) * self._cost
 
-    def _head(self) -> _Waiter | None:
-        return min(self._waiting, key=lambda w: w.key) if self._waiting else None
-
     def _shed(self, standing: Standing, wait: float) -> errors.Busy:
         if self._on_shed is not None:
             self._on_shed(standing)
         return errors.Busy(max(1, math.ceil(wait)))
 
+    def _wake_head(self) -> None:
+        if self._waiting and self._running < self.slots:
+            self._waiting[0].wake.notify()
+
     @contextmanager
-    def slot(self, *, known: bool = False, standing: Standing | None = None) -> Iterator[None]:
+    def slot(self, *, known: bool = False, standing: Standing | None = None) -> Iterator[Timing]:
+        """Hold one of the slots for a computation. The caller may set the yielded
+        ``Timing.seconds`` to what the computation itself took (measured on the thread that ran
+        it); otherwise the time the slot was held counts, which also holds the request
+        thread's wait to take the GIL back: with many threads busy in Python that doubled the
+        estimate and shed waves that the cores could hash within budget."""
         standing = KNOWN if known else (standing or STRANGER)
-        with self._cond:
+        with self._lock:
             if self._running < self.slots and not self._waiting:
                 self._running += 1
             else:
-                me = _Waiter(standing, next(self._seq))
+                me = _Waiter(standing, next(self._seq), threading.Condition(self._lock))
                 budget = self.budget_for(standing)
-                ahead = sum(w.key < me.key for w in self._waiting)
+                ahead = bisect.bisect_left(self._waiting, me.key, key=_key)
                 expected = self._expected_wait(ahead)
                 if expected > budget:
                     raise self._shed(standing, expected)
-                if standing.name == "failing" and sum(
-                    w.standing.name == "failing" for w in self._waiting
-                ) >= self.failing_room:
+                is_failing = standing.name == "failing"
+                if is_failing and self._failing_waiting >= self.failing_room:
                     raise self._shed(standing, max(expected, self._expected_wait(len(self._waiting))))
-                self._waiting.append(me)
+                self._waiting.insert(ahead, me)
+                self._failing_waiting += is_failing
                 deadline = self._clock() + budget
                 try:
-                    while not (self._running < self.slots and self._head() is me):
+                    while not (self._running < self.slots and self._waiting[0] is me):
                         remaining = deadline - self._clock()
                         if remaining <= 0:
                             raise self._shed(standing, self._expected_wait(len(self._waiting)))
-                        self._cond.wait(remaining)
+                        me.wake.wait(remaining)
                 finally:
-                    self._waiting.remove(me)
-                    self._cond.notify_all()  # the next head may go now (or after we left)
+                    del self._waiting[bisect.bisect_left(self._waiting, me.key, key=_key)]
+                    self._failing_waiting -= is_failing
+                    self._wake_head()  # leaving the head: the next may go (spurious wakes are harmless)
                 self._running += 1
         started = self._clock()
+        timing = Timing()
         try:
-            yield
+            yield timing
         finally:
-            took = self._clock() - started
-            with self._cond:
+            took = timing.seconds if timing.seconds is not None else self._clock() - started
+            with self._lock:
                 self._running -= 1
                 self._cost = took if self._cost is None else (1 - _EWMA_WEIGHT) * self._cost + _EWMA_WEIGHT * took
-                self._cond.notify_all()
+                self._wake_head()
+
+
+def _key(waiter: _Waiter) -> tuple[int, float, int]:
+    return waiter.key
 
 
 class GatedHasher:
@@ -206,13 +230,21 @@ class GatedHasher:
         self._pool_pid = 0
         self._pool_lock = threading.Lock()
 
-    def _run(self, fn: Callable[..., _T], *args: str) -> _T:
+    def _run(self, timing: Timing, fn: Callable[..., _T], *args: str) -> _T:
         if self._pool is None or self._pool_pid != os.getpid():  # none yet, or forked
             with self._pool_lock:
                 if self._pool is None or self._pool_pid != os.getpid():
                     self._pool = ThreadPoolExecutor(self.gate.slots, thread_name_prefix="argon2")
                     self._pool_pid = os.getpid()
-        return self._pool.submit(fn, *args).result()
+
+        def timed() -> _T:
+            started = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                timing.seconds = time.perf_counter() - started
+
+        return self._pool.submit(timed).result()
 
     def close(self) -> None:
         """Let the hashing threads end (a computation in progress finishes first)."""
@@ -222,17 +254,17 @@ class GatedHasher:
             pool.shutdown(wait=False)
 
     def hash(self, password: str, *, known: bool = False, standing: Standing | None = None) -> str:
-        with self.gate.slot(known=known, standing=standing):
-            return self._run(self.hasher.hash, password)
+        with self.gate.slot(known=known, standing=standing) as timing:
+            return self._run(timing, self.hasher.hash, password)
 
     def verify(self, stored_hash: str, password: str, *, known: bool = False,
                standing: Standing | None = None) -> bool:
-        with self.gate.slot(known=known, standing=standing):
-            return self._run(self.hasher.verify, stored_hash, password)
+        with self.gate.slot(known=known, standing=standing) as timing:
+            return self._run(timing, self.hasher.verify, stored_hash, password)
 
     def dummy_verify(self, password: str, *, known: bool = False, standing: Standing | None = None) -> None:
-        with self.gate.slot(known=known, standing=standing):
-            self._run(self.hasher.dummy_verify, password)
+        with self.gate.slot(known=known, standing=standing) as timing:
+            self._run(timing, self.hasher.dummy_verify, password)
 
     def needs_rehash(self, stored_hash: str) -> bool:
         return self.hasher.needs_rehash(stored_hash)
