@@ -1,8 +1,8 @@
 """Benchmark: a credential-stuffing replay against the service run as an operator would run it,
 while honest users on known devices keep signing in (issue 6, "Done when").
 
-    python benchmarks/stuffing.py [--before 20] [--attack 60] [--after 20] [--attackers 24]
-                                  [--addresses 1000] [--honest 100] [--honest-rate 2]
+    python benchmarks/stuffing.py [--before 20] [--attack 60] [--after 20] [--attackers 48]
+                                  [--attack-procs 2] [--attack-rate 0] [--addresses 1000] [--honest 100] [--honest-rate 2]
                                   [--new-device-rate 0.5] [--registration-rate 0.2]
 
 - the service: ``authsvc serve`` (gunicorn, production settings) on a free 127.0.0.1 port, with
@@ -19,9 +19,10 @@ while honest users on known devices keep signing in (issue 6, "Done when").
   ``--registration-rate``; both honour ``Retry-After`` (429 or 503) as an app does, giving up
   when the next try would start after 10 s; a new-device sign-in succeeds with its TOTP step;
 - the attacker: a leaked list (mostly unknown emails; some registered ones, a few with the real
-  password), replayed by closed-loop threads that send the next request as soon as the previous
-  answer arrives (each on a kept-alive connection, unless ``--no-attacker-keepalive``) and
-  ignore ``Retry-After``, rotating over ``--addresses`` addresses (60% IPv4
+  password), replayed from ``--attack-procs`` processes of its own (asyncio, raw sockets,
+  ``--attackers`` connections in all) that send the next request as soon as the previous answer
+  arrives, or at ``--attack-rate`` requests/s in all (each on a kept-alive connection, unless
+  ``--no-attacker-keepalive``), and ignore ``Retry-After``, rotating over ``--addresses`` addresses (60% IPv4
   over /24s, 40% IPv6 over /48s, each address its own /64; past what 198.18.0.0/15 holds, as
   for a residential proxy pool of 100,000, every further address is its own IPv6 /48); a
   password hit is followed by one guessed TOTP code (a takeover if it worked).
@@ -41,6 +42,7 @@ import argparse
 import http.client
 import ipaddress
 import json
+import multiprocessing as mp
 import os
 import random
 import secrets
@@ -161,6 +163,113 @@ def request_ra(port: int, path: str, body: dict, headers: dict[str, str]) -> tup
         conn.close()
 
 
+# ---------------------------------------------------------------------- the attacker (processes)
+# The attacker runs in processes of its own (``--attack-procs``), each an asyncio loop driving
+# its share of ``--attackers`` kept-alive raw-socket connections: a Python client in the
+# benchmark's own process topped out at ~400 requests/s (it shared one GIL with the honest
+# streams), which is the client's limit, not the service's. Requests are built once per list
+# entry as bytes; answers are read by Content-Length.
+
+OFF, STOP = -1, -2
+
+
+def _http_request(path: str, body: bytes, ip: str, port: int) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"User-Agent: python-requests/2.31\r\nX-Forwarded-For: {ip}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+async def _exchange(reader, writer, raw: bytes) -> tuple[int, bytes, bool]:
+    """Send one request; (status, body, server keeps the connection)."""
+    writer.write(raw)
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    length, keep = 0, True
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        name = name.strip().lower()
+        if name == "content-length":
+            length = int(value)
+        elif name == "connection" and value.strip().lower() == "close":
+            keep = False
+    body = await reader.readexactly(length) if length else b""
+    return status, body, keep
+
+
+def attacker_process(port: int, leaked: list, addresses: list, conns: int, rate: float, keepalive: bool,
+                     start: int, stride: int, phase_value, results) -> None:
+    """One attacker process: ``conns`` connections, closed loop (``rate`` 0) or paced at ``rate``
+    requests/s in total; entry ``start``, ``start + stride``, ... of the list. Puts its per-phase
+    counts on ``results`` when ``phase_value`` says STOP."""
+    import asyncio
+
+    counts: dict[int, dict] = {}
+    cursor = [start]
+
+    def tally(phase: int) -> dict:
+        return counts.setdefault(phase, {"requests": 0, "status": Counter(), "hits": 0, "takeovers": 0})
+
+    async def one_connection(k: int) -> None:
+        arng = random.Random(secrets.randbits(32))
+        reader = writer = None
+        interval = conns / rate if rate > 0 else 0.0
+        nxt = time.monotonic() + arng.random() * interval
+        while True:
+            phase = phase_value.value
+            if phase == STOP:
+                break
+            if phase == OFF:
+                await asyncio.sleep(0.05)
+                nxt = time.monotonic()
+                continue
+            if interval:
+                delay = nxt - time.monotonic()
+                nxt = max(nxt, time.monotonic() - interval) + interval  # no catch-up bursts
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            i = cursor[0]
+            cursor[0] += stride
+            email, password = leaked[i % len(leaked)]
+            ip = addresses[i % len(addresses)]
+            t = tally(phase)
+            try:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                body = json.dumps({"email": email, "password": password}).encode()
+                status, answer, keep = await asyncio.wait_for(
+                    _exchange(reader, writer, _http_request("/v1/login", body, ip, port)), 20)
+                t["requests"] += 1
+                t["status"][str(status)] += 1
+                if status == 200:  # a password hit: one guessed TOTP code
+                    t["hits"] += 1
+                    token = json.loads(answer).get("mfa_token", "")
+                    guess = json.dumps({"mfa_token": token, "method": "totp",
+                                        "code": f"{arng.randrange(10 ** 6):06d}"}).encode()
+                    s2, _, keep = await asyncio.wait_for(
+                        _exchange(reader, writer, _http_request("/v1/login/mfa", guess, ip, port)), 20)
+                    t["requests"] += 1
+                    t["takeovers"] += s2 == 200
+                if not (keep and keepalive):
+                    writer.close()
+                    reader = writer = None
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                t["requests"] += 1
+                t["status"][type(exc).__name__] += 1
+                if writer is not None:
+                    writer.close()
+                reader = writer = None
+        if writer is not None:
+            writer.close()
+
+    async def run() -> None:
+        await asyncio.gather(*(one_connection(k) for k in range(conns)))
+
+    cpu = time.process_time()
+    asyncio.run(run())
+    results.put({"phases": counts, "cpu": time.process_time() - cpu})
+
+
 class Stream:
     """One honest stream's outcomes in one phase."""
 
@@ -194,7 +303,10 @@ def main() -> None:
     ap.add_argument("--before", type=float, default=20)
     ap.add_argument("--attack", type=float, default=60)
     ap.add_argument("--after", type=float, default=20)
-    ap.add_argument("--attackers", type=int, default=24, help="closed-loop attacker threads")
+    ap.add_argument("--attackers", type=int, default=48, help="attacker connections, in all")
+    ap.add_argument("--attack-procs", type=int, default=2, help="attacker processes (asyncio, raw sockets)")
+    ap.add_argument("--attack-rate", type=float, default=0,
+                    help="attacker requests/s in all (0: closed loop, each connection sends when answered)")
     ap.add_argument("--addresses", type=int, default=1000)
     ap.add_argument("--attacker-keepalive", action=argparse.BooleanOptionalAction, default=True,
                     help="attackers reuse their connection (default), or open one per request")
@@ -255,7 +367,6 @@ def main() -> None:
         port = free_port()
         service = Service(settings, port, redis_url, prefix, {})
         stop_all = threading.Event()
-        attack_on = threading.Event()
         phases = [Phase("before"), Phase("during"), Phase("after")]
         current = [phases[0]]
         pool_lock = threading.Lock()
@@ -404,93 +515,54 @@ def main() -> None:
             for w in workers:
                 w.join(20)
 
-        cursor = [0]
-
-        def attacker() -> None:
-            arng = random.Random(secrets.randbits(32))
-            conn: list[http.client.HTTPConnection | None] = [None]  # kept alive, as a real attacker's
-
-            def send(path: str, body: dict, headers: dict[str, str]) -> tuple[int, dict]:
-                if not args.attacker_keepalive:
-                    return request(port, "POST", path, body, headers)
-                for again in (False, True):
-                    if conn[0] is None:
-                        conn[0] = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
-                    try:
-                        conn[0].request("POST", path, body=json.dumps(body),
-                                        headers={"Content-Type": "application/json", **headers})
-                        resp = conn[0].getresponse()
-                        raw = resp.read()
-                        if resp.will_close:
-                            conn[0].close()
-                            conn[0] = None
-                        try:
-                            return resp.status, json.loads(raw) if raw else {}
-                        except ValueError:
-                            return resp.status, {}
-                    except (OSError, http.client.HTTPException):
-                        conn[0].close()
-                        conn[0] = None
-                        if again:
-                            raise
-                raise AssertionError("unreachable")
-
-            while not stop_all.is_set():
-                if not attack_on.is_set():
-                    attack_on.wait(0.2)
-                    continue
-                with pool_lock:
-                    i = cursor[0]
-                    cursor[0] += 1
-                email, password = leaked[i % len(leaked)]
-                ip = addresses[i % len(addresses)]
-                headers = {"X-Forwarded-For": ip, "User-Agent": "python-requests/2.31"}
-                phase = current[0]
-                try:
-                    status, body = send("/v1/login", {"email": email, "password": password}, headers)
-                except (OSError, http.client.HTTPException) as exc:
-                    status, body = type(exc).__name__, {}
-                hit = takeover = False
-                extra = 0
-                if status == 200:
-                    hit = True
-                    code = f"{arng.randrange(10 ** 6):06d}"
-                    try:
-                        s2, _ = send("/v1/login/mfa",
-                                     {"mfa_token": body.get("mfa_token", ""), "method": "totp", "code": code}, headers)
-                        extra = 1
-                        takeover = s2 == 200
-                    except (OSError, http.client.HTTPException):
-                        pass
-                with phase.lock:
-                    phase.attacker_requests += 1 + extra
-                    phase.attacker_status[str(status)] += 1
-                    phase.password_hits += hit
-                    phase.takeovers += takeover
-
         threads = [threading.Thread(target=driver, args=(args.honest_rate, honest_login), daemon=True),
                    threading.Thread(target=driver, args=(args.new_device_rate, new_device_signin), daemon=True),
                    threading.Thread(target=driver, args=(args.registration_rate, registration), daemon=True)]
-        threads += [threading.Thread(target=attacker, daemon=True) for _ in range(args.attackers)]
+        ctx = mp.get_context("spawn")  # the children hold no copy of this process's threads or pools
+        phase_value = ctx.Value("i", OFF, lock=False)
+        results = ctx.Queue()
+        procs = args.attack_procs
+        attackers = [ctx.Process(target=attacker_process, daemon=True,
+                                 args=(port, leaked, addresses, args.attackers // procs + (k < args.attackers % procs),
+                                       args.attack_rate / procs, args.attacker_keepalive, k, procs, phase_value, results))
+                     for k in range(procs)]
+        for proc in attackers:
+            proc.start()
         for th in threads:
             th.start()
+        attacker_cpu = 0.0
         try:
             for phase, seconds in zip(phases, (args.before, args.attack, args.after), strict=True):
                 current[0] = phase
                 sms_before = sum(m["to"] in victim_phones for m in twilio.snapshot())
                 if phase.name == "during":
-                    attack_on.set()
+                    phase_value.value = phases.index(phase)
                 start = time.perf_counter()
                 time.sleep(seconds)
                 if phase.name == "during":
-                    attack_on.clear()
+                    phase_value.value = OFF
                 phase.seconds = time.perf_counter() - start
                 phase.load = " ".join(f"{x:.2f}" for x in os.getloadavg())
                 time.sleep(0.5 if phase.name != "after" else 2)
                 phase.sms = sum(m["to"] in victim_phones for m in twilio.snapshot()) - sms_before
         finally:
             stop_all.set()
-            attack_on.set()
+            phase_value.value = STOP
+            for _ in attackers:
+                try:
+                    got = results.get(timeout=30)
+                except Exception:  # noqa: BLE001 - a lost attacker process: its counts are missing
+                    print("warning: an attacker process sent no counts", file=sys.stderr)
+                    continue
+                attacker_cpu += got["cpu"]
+                for index, t in got["phases"].items():
+                    ph = phases[index]
+                    ph.attacker_requests += t["requests"]
+                    ph.attacker_status.update(t["status"])
+                    ph.password_hits += t["hits"]
+                    ph.takeovers += t["takeovers"]
+            for proc in attackers:
+                proc.join(10)
             for th in threads:
                 th.join(30)
             service.stop()
@@ -500,7 +572,9 @@ def main() -> None:
                 r.delete(*keys[k:k + 500])
 
     print(f"credential stuffing vs known devices: authsvc serve (gunicorn, default workers), Redis, trusted proxy; "
-          f"{args.attackers} closed-loop attacker threads over {len(addresses)} addresses "
+          f"{args.attackers} attacker connections in {args.attack_procs} processes "
+          f"({'closed loop' if not args.attack_rate else f'paced at {args.attack_rate:g}/s'}, "
+          f"client CPU {attacker_cpu:.1f} s) over {len(addresses)} addresses "
           f"({sum(':' not in a for a in addresses)} IPv4, {sum(':' in a for a in addresses)} IPv6); "
           f"list {len(leaked)} entries; {args.honest} honest accounts at {args.honest_rate}/s; set-up {setup_s:.0f} s")
     print(f"{'phase':<7} {'secs':>5} {'known ok':>10} {'p50 ms':>8} {'p99 ms':>8} {'honest req':>10} "
