@@ -10,36 +10,12 @@ from __future__ import annotations
 import re
 import threading
 
-import pytest
-
 from authsvc.services.throttle import client_subjects, email_subject
 from tests.support.flows import enroll_totp, register
 from tests.support.metrics import metric
-from tests.test_throttle import PROXY, WRONG, attempt
+from tests.throttle.conftest import WRONG, attempt
 
 NOTICE = "Many failed sign-ins to your account"
-
-
-@pytest.fixture
-def tsettings(redis_settings):
-    return redis_settings.replace(trusted_proxies=PROXY)
-
-
-@pytest.fixture
-def app(make_app, tsettings):
-    return make_app(tsettings)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture
-def user(client, twilio, smtp):
-    account = register(client, twilio, smtp, phone=None)
-    factor = enroll_totp(client, account["enrollment_token"])
-    return {**account, "recovery_codes": factor["recovery_codes"]}
 
 
 def login_pass_from(mail: dict) -> str:

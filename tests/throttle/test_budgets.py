@@ -6,7 +6,6 @@ trusted proxy), as behind the real proxy. Each test has its own Redis key prefix
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import time
 
@@ -14,43 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from authsvc import cli
-from tests.support.flows import enroll_totp, register
 from tests.support.metrics import metric
 from tests.test_webhooks import SECRET, receiver  # noqa: F401 - the receiver fixture
-
-PROXY = (ipaddress.ip_network("127.0.0.1/32"),)
-WRONG = "not the password at all 1"
-
-
-@pytest.fixture
-def tsettings(redis_settings):
-    return redis_settings.replace(trusted_proxies=PROXY)
-
-
-@pytest.fixture
-def app(make_app, tsettings):
-    return make_app(tsettings)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture
-def user(client, twilio, smtp):
-    account = register(client, twilio, smtp, phone=None)
-    factor = enroll_totp(client, account["enrollment_token"])
-    return {**account, "recovery_codes": factor["recovery_codes"]}
-
-
-def attempt(client, email, password, ip, token=None):
-    headers = {"X-Forwarded-For": ip}
-    if token:
-        headers["X-Device-Token"] = token
-    return client.post("/v1/login", json={"email": email, "password": password}, headers=headers)
-
-
+from tests.throttle.conftest import WRONG, attempt
 
 
 def comparable(resp) -> tuple:
