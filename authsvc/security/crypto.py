@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .. import errors
+from . import contexts
 
 _VERSION = "v1"
 _NONCE_LEN = 12
@@ -67,7 +68,7 @@ class Cipher:
         self.current_kid = keys[0][0]
         # one MAC key per encryption key, the current one's first
         self._mac_keys = [
-            HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"authsvc mac v1").derive(key)
+            HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=contexts.MAC_KEY_INFO).derive(key)
             for _, key in keys
         ]
         self._mac_key = self._mac_keys[0]

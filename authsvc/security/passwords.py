@@ -20,6 +20,7 @@ import argon2
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from .. import errors
+from . import contexts
 
 MIN_LENGTH = 8
 MAX_LENGTH = 128
@@ -81,7 +82,7 @@ def hash_fingerprint(stored_hash: str) -> bytes:
     """An identifier of one stored password hash (not of the password: the hash is salted).
     Proofs that follow a password check (an mfa_token) carry it, so a new password, which
     always has a new hash, ends them."""
-    return hashlib.sha256(b"authsvc password hash fp v1\x00" + stored_hash.encode()).digest()
+    return hashlib.sha256(contexts.PASSWORD_HASH_FP_LABEL + stored_hash.encode()).digest()
 
 
 def too_long(password: str) -> bool:

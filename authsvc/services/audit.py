@@ -61,6 +61,7 @@ from typing import Any, Protocol
 
 from .. import errors
 from ..config import os_user
+from ..security import contexts
 from ..security.crypto import Cipher
 from ..store import Store, Tx
 
@@ -74,11 +75,6 @@ UNSEALED_BOUND = 60.0  # seconds: an unsealed row older than this is a failure o
 KEY_ID = 1
 MIN_REASON = 5
 MAX_REASON = 500
-_ROW_LABEL = b"authsvc audit row v2\x00"
-_CHECKPOINT_LABEL = b"authsvc audit checkpoint v1\x00"
-_UNLINKED_LABEL = b"authsvc audit row v3\x00"
-_SEAL_LABEL = b"authsvc audit seal v1\x00"
-_SEALED_CHECKPOINT_LABEL = b"authsvc audit checkpoint v2\x00"
 
 
 def check_reason(reason: str | None) -> str:
@@ -107,10 +103,6 @@ def _legacy_digest(prev: bytes, body: bytes) -> bytes:
     return hashlib.sha256(prev + body).digest()
 
 
-def _key_aad(key_id: int) -> bytes:
-    return f"audit-chain-key:{key_id}".encode()
-
-
 class AuditChain:
     """The chain key: created once per database, kept encrypted, cached in memory once read.
 
@@ -135,7 +127,8 @@ class AuditChain:
                 if tx.one("audit_key_get") is None:
                     last = tx.one("audit_last_hash")
                     material = {"key": os.urandom(32).hex(), "legacy_until": int(last["id"]) if last else 0}
-                    sealed = self._cipher.encrypt(json.dumps(material).encode(), aad=_key_aad(KEY_ID))
+                    sealed = self._cipher.encrypt(json.dumps(material).encode(),
+                                                  aad=contexts.audit_chain_key_aad(KEY_ID))
                     tx.run("audit_key_insert", key_enc=sealed)
 
     def _load(self, tx: Tx) -> tuple[bytes, int]:
@@ -144,7 +137,7 @@ class AuditChain:
         row = tx.one("audit_key_get")
         if row is None:
             raise errors.StoreError("the audit chain key is missing (run the service once to create it)")
-        material = json.loads(self._cipher.decrypt(row["key_enc"], aad=_key_aad(row["id"])))
+        material = json.loads(self._cipher.decrypt(row["key_enc"], aad=contexts.audit_chain_key_aad(row["id"])))
         loaded = (bytes.fromhex(material["key"]), int(material["legacy_until"]))
         with self._lock:
             self._material = loaded
@@ -161,27 +154,27 @@ class AuditChain:
         row = tx.one("audit_key_get")
         if row is None or not self._cipher.needs_reencrypt(row["key_enc"]):
             return 0
-        plain = self._cipher.decrypt(row["key_enc"], aad=_key_aad(row["id"]))
+        plain = self._cipher.decrypt(row["key_enc"], aad=contexts.audit_chain_key_aad(row["id"]))
         return tx.run("audit_key_rewrap", id=row["id"], old=row["key_enc"],
-                      key_enc=self._cipher.encrypt(plain, aad=_key_aad(row["id"])))
+                      key_enc=self._cipher.encrypt(plain, aad=contexts.audit_chain_key_aad(row["id"])))
 
     def row_mac(self, tx: Tx, prev: bytes, body: bytes) -> bytes:
-        return hmac.new(self.key(tx), _ROW_LABEL + prev + body, hashlib.sha256).digest()
+        return hmac.new(self.key(tx), contexts.AUDIT_ROW_LABEL + prev + body, hashlib.sha256).digest()
 
     def checkpoint_mac(self, tx: Tx, at: datetime, last_id: int, head: bytes, seq: int | None = None) -> bytes:
         """A checkpoint's MAC: of a linked row (``seq`` None) or of seal ``seq`` (of row ``last_id``)."""
         if seq is None:
             data = json.dumps([at.astimezone(UTC).isoformat(), int(last_id), head.hex()]).encode()
-            return hmac.new(self.key(tx), _CHECKPOINT_LABEL + data, hashlib.sha256).digest()
+            return hmac.new(self.key(tx), contexts.AUDIT_CHECKPOINT_LABEL + data, hashlib.sha256).digest()
         data = json.dumps([at.astimezone(UTC).isoformat(), int(seq), int(last_id), head.hex()]).encode()
-        return hmac.new(self.key(tx), _SEALED_CHECKPOINT_LABEL + data, hashlib.sha256).digest()
+        return hmac.new(self.key(tx), contexts.AUDIT_SEALED_CHECKPOINT_LABEL + data, hashlib.sha256).digest()
 
     def unlinked_mac(self, tx: Tx, nonce: bytes, body: bytes) -> bytes:
-        return hmac.new(self.key(tx), _UNLINKED_LABEL + nonce + body, hashlib.sha256).digest()
+        return hmac.new(self.key(tx), contexts.AUDIT_UNLINKED_LABEL + nonce + body, hashlib.sha256).digest()
 
     def seal_mac(self, tx: Tx, prev: bytes, seq: int, row_id: int, row_hash: bytes) -> bytes:
         data = prev + int(seq).to_bytes(8, "big") + int(row_id).to_bytes(8, "big") + row_hash
-        return hmac.new(self.key(tx), _SEAL_LABEL + data, hashlib.sha256).digest()
+        return hmac.new(self.key(tx), contexts.AUDIT_SEAL_LABEL + data, hashlib.sha256).digest()
 
 
 def _chain_of(tx: Tx) -> AuditChain:

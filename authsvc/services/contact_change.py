@@ -16,7 +16,7 @@ import uuid
 
 from .. import errors
 from ..config import Settings
-from ..security import crypto
+from ..security import contexts, crypto
 from ..store import Store
 from . import contacts, messages
 from .attempts import failed_attempt
@@ -51,9 +51,7 @@ class ContactChangeService:
         self._reports = reports
         self._outbox = outbox
 
-    @staticmethod
-    def _purpose(change_id: str) -> str:
-        return f"contact-change:{change_id}"
+    _purpose = staticmethod(contexts.contact_change_purpose)
 
     def _mac(self, change_id: str, code: str) -> bytes:
         return self._cipher.mac(self._purpose(change_id), code)

@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import errors
 from ..config import Settings
-from ..security import crypto, totp
+from ..security import contexts, crypto, totp
 from ..security.crypto import Cipher
 from ..store import Store, Tx
 from . import messages
@@ -28,7 +28,7 @@ from .attempts import failed_attempt
 from .audit import audit
 from .ids import require_uuid
 from .outbox import Outbox
-from .second_factor import SecondFactors, totp_aad
+from .second_factor import SecondFactors
 from .step_up import StepUpService
 
 PENDING_TTL = 600
@@ -159,7 +159,7 @@ class FactorService:
                 id=factor_id,
                 account_id=actor.account_id,
                 name=name or "Authenticator app",
-                secret_enc=self._cipher.encrypt(secret.encode(), aad=totp_aad(factor_id)),
+                secret_enc=self._cipher.encrypt(secret.encode(), aad=contexts.totp_secret_aad(factor_id)),
                 ttl=PENDING_TTL,
             )
         uri = totp.provisioning_uri(secret, account_name=account["email"], issuer=self._settings.rp_name)
@@ -174,7 +174,7 @@ class FactorService:
                          max_attempts=MAX_CONFIRM_ATTEMPTS)
             if row is None:
                 raise failed
-            secret = self._cipher.decrypt(row["totp_secret_enc"], aad=totp_aad(factor_id)).decode()
+            secret = self._cipher.decrypt(row["totp_secret_enc"], aad=contexts.totp_secret_aad(factor_id)).decode()
             step = totp.verify(secret, code, last_step=None) if totp.is_well_formed(code) else None
             if step is None:
                 failed_attempt(tx, "pending_totp_failed", factor_id, max_attempts=MAX_CONFIRM_ATTEMPTS)

@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from .. import errors
 from ..config import Settings
-from ..security import tokens
+from ..security import contexts, tokens
 from ..security.crypto import Cipher
 from ..store import Store, Tx
 from .audit import audit
@@ -62,10 +62,6 @@ RETIRE_MARGIN = 60  # seconds an old key outlives the last token it may have sig
 MAX_ACTIVATE_IN = 30 * 24 * 3600
 PRUNE_AFTER = 7 * 24 * 3600
 VERIFIED_CACHE_SIZE = 4096
-
-
-def _aad(kid: str) -> bytes:
-    return b"signing-key:" + kid.encode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -263,7 +259,7 @@ class KeyService:
         row = tx.one(
             "key_insert",
             kid=kid,
-            private_key_enc=self._cipher.encrypt(pem, aad=_aad(kid)),
+            private_key_enc=self._cipher.encrypt(pem, aad=contexts.signing_key_aad(kid)),
             public_jwk=json.dumps(jwk, sort_keys=True),
             activate_in=activate_in,
         )
@@ -347,7 +343,7 @@ class KeyService:
         if row is None:  # deleted meanwhile: pick again next time
             self.refresh()
             raise errors.StoreError("signing key disappeared")
-        pem = self._cipher.decrypt(row["private_key_enc"], aad=_aad(kid))
+        pem = self._cipher.decrypt(row["private_key_enc"], aad=contexts.signing_key_aad(kid))
         key = tokens.load_private_key(pem)
         with self._lock:
             self._private[kid] = key

@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 from .. import errors
 from ..config import Settings
 from ..metrics import Metrics
-from ..security import crypto, passwords
+from ..security import contexts, crypto, passwords
 from ..store import Store, Tx
 from . import contacts, messages
 from .attempts import failed_attempt
@@ -259,9 +259,7 @@ class LoginService:
             self._metrics.throttle.labels("throttled", "factor_lock", "stranger").inc()
         return remaining
 
-    @staticmethod
-    def _sms_purpose(token_id: str) -> str:
-        return f"login-sms:{token_id}"
+    _sms_purpose = staticmethod(contexts.login_sms_purpose)
 
     def _sms_mac(self, token_id: str, code: str) -> bytes:
         return self._cipher.mac(self._sms_purpose(token_id), code)

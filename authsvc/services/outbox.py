@@ -38,12 +38,12 @@ from .. import errors
 from ..adapters.email import EmailSender
 from ..adapters.sms import SmsSender
 from ..errors import AuthsvcError
+from ..security import contexts
 from ..security.crypto import Cipher
 from ..store import Store, Tx
 from .audit import audit
 
 _log = logging.getLogger(__name__)
-_AAD = b"authsvc outbox v1"
 MAX_ATTEMPTS = 12
 LEASE_SECONDS = 60
 STOP_SECONDS = 15.0  # stop() waits this long for the message in flight (provider timeouts: 10 s)
@@ -91,7 +91,7 @@ class Outbox:
 
     # ------------------------------------------------------------------ enqueue
     def _enqueue(self, tx: Tx, kind: str, payload: dict) -> None:
-        sealed = self._cipher.encrypt(json.dumps(payload).encode(), aad=_AAD + kind.encode())
+        sealed = self._cipher.encrypt(json.dumps(payload).encode(), aad=contexts.outbox_aad(kind))
         tx.run("outbox_insert", kind=kind, payload=sealed)
         self._enqueued.any = True
 
@@ -136,7 +136,7 @@ class Outbox:
 
     def _deliver(self, row: dict, token: str) -> bool:
         try:
-            payload = json.loads(self._cipher.decrypt(row["payload"], aad=_AAD + row["kind"].encode()))
+            payload = json.loads(self._cipher.decrypt(row["payload"], aad=contexts.outbox_aad(row["kind"])))
             if row["kind"] == "bundle":
                 if not self._deliver_bundle(row, token, payload["messages"]):
                     return False  # the lease passed to another sender: the row is theirs now
@@ -186,7 +186,7 @@ class Outbox:
         return True
 
     def _save_progress(self, row_id: int, token: str, left: list[dict]) -> bool:
-        sealed = self._cipher.encrypt(json.dumps({"messages": left}).encode(), aad=_AAD + b"bundle")
+        sealed = self._cipher.encrypt(json.dumps({"messages": left}).encode(), aad=contexts.outbox_aad("bundle"))
         with self._store.transaction() as tx:
             return tx.one("outbox_progress", id=row_id, token=token, payload=sealed,
                           lease_seconds=self._lease_seconds) is not None

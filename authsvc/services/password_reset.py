@@ -25,7 +25,7 @@ from typing import Any
 
 from .. import errors
 from ..config import Settings
-from ..security import crypto
+from ..security import contexts, crypto
 from ..security.passwords import PasswordPolicy
 from ..store import Store, Tx
 from . import contacts, messages
@@ -71,9 +71,7 @@ class PasswordResetService:
         self._outbox = outbox
         self._devices = devices
 
-    @staticmethod
-    def _purpose(reset_id: str) -> str:
-        return f"password-reset:{reset_id}"
+    _purpose = staticmethod(contexts.password_reset_purpose)
 
     def _mac(self, reset_id: str, code: str) -> bytes:
         return self._cipher.mac(self._purpose(reset_id), code)

@@ -22,31 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .. import errors
+from ..security.contexts import ENCRYPTED_COLUMNS
 from ..security.crypto import Cipher
 from ..store import Store, Tx
 from .audit import AuditChain, audit
-from .keys import _aad as signing_key_aad
-from .outbox import _AAD as OUTBOX_AAD
-from .second_factor import totp_aad
-
-
-@dataclass(frozen=True)
-class _Target:
-    name: str
-    batch_query: str
-    update_query: str
-    first_cursor: str
-    aad: Callable[[dict], bytes]
-
-
-TARGETS = (
-    _Target("totp_secrets", "reencrypt_totp_batch", "reencrypt_totp_update",
-            "00000000-0000-0000-0000-000000000000", lambda r: totp_aad(r["id"])),
-    _Target("signing_keys", "reencrypt_signing_key_batch", "reencrypt_signing_key_update",
-            "", lambda r: signing_key_aad(r["id"])),
-    _Target("outbox", "reencrypt_outbox_batch", "reencrypt_outbox_update",
-            "0", lambda r: OUTBOX_AAD + r["kind"].encode()),
-)
 
 
 @dataclass
@@ -83,7 +62,7 @@ class Reencryption:
         with self._store.transaction() as tx:
             audit(tx, f"operator:{operator}", "keys.reencrypt_started", None, kid=kid, reason=reason,
                   pending=self._pending(tx, kid))
-        for target in TARGETS:
+        for target in ENCRYPTED_COLUMNS:
             done = failed = 0
             after = target.first_cursor
             while True:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from .. import errors, i18n
 from ..config import Settings
-from ..security import crypto
+from ..security import contexts, crypto
 from ..security.passwords import PasswordPolicy
 from ..store import Store
 from . import contacts, messages
@@ -79,9 +79,7 @@ class RegistrationService:
         self._policy = policy
         self._outbox = outbox
 
-    @staticmethod
-    def _purpose(registration_id: str, channel: str) -> str:
-        return f"registration:{registration_id}:{channel}"
+    _purpose = staticmethod(contexts.registration_purpose)
 
     def _code_mac(self, registration_id: str, channel: str, code: str) -> bytes:
         return self._cipher.mac(self._purpose(registration_id, channel), code)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from .. import errors
-from ..security import totp, webauthn_payment
+from ..security import contexts, totp, webauthn_payment
 from ..security.crypto import Cipher
 from ..security.webauthn import Assertion, WebAuthn, decoy_public_key, handles_equal
 from ..store import Tx
@@ -78,10 +78,6 @@ class Offer:
     webauthn_challenge: bytes | None
 
 
-def totp_aad(factor_id: str) -> bytes:
-    return b"totp-secret:" + factor_id.encode()
-
-
 def new_recovery_codes() -> list[str]:
     codes = []
     for _ in range(RECOVERY_CODE_COUNT):
@@ -96,7 +92,7 @@ def normalize_recovery_code(code: str) -> str | None:
 
 
 def recovery_code_hash(normalized: str) -> bytes:
-    return hashlib.sha256(b"authsvc recovery code v1\x00" + normalized.encode()).digest()
+    return hashlib.sha256(contexts.RECOVERY_CODE_LABEL + normalized.encode()).digest()
 
 
 class SecondFactors:
@@ -190,7 +186,7 @@ class SecondFactors:
             return None
         for factor in tx.all("active_totp_factors", account_id=account_id):
             factor_id = str(factor["id"])
-            secret = self._cipher.decrypt(factor["totp_secret_enc"], aad=totp_aad(factor_id)).decode()
+            secret = self._cipher.decrypt(factor["totp_secret_enc"], aad=contexts.totp_secret_aad(factor_id)).decode()
             step = totp.verify(secret, code, last_step=factor["totp_last_step"])
             if step is not None and tx.one("totp_accept_step", id=factor_id, step=step):
                 return FactorResult("totp", ("pwd", "otp", "mfa"), "aal2", factor_id)

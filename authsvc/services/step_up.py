@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 from .. import errors
 from ..config import Settings
 from ..metrics import Metrics
-from ..security import crypto, webauthn_payment
+from ..security import contexts, crypto, webauthn_payment
 from ..store import Store, Tx
 from . import spc
 from .attempts import failed_attempt
@@ -105,7 +105,7 @@ def transaction_hash(action: str, canonical: dict | None) -> str:
 
 
 def webauthn_challenge(challenge_id: str, tx_hash: str) -> bytes:
-    return hashlib.sha256(b"authsvc step-up v1\x00" + challenge_id.encode() + b"\x00" + tx_hash.encode()).digest()
+    return hashlib.sha256(contexts.STEP_UP_LABEL + challenge_id.encode() + b"\x00" + tx_hash.encode()).digest()
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from typing import Any
 from .. import errors
 from ..config import Settings
 from ..metrics import Metrics
+from ..security import contexts
 from ..store import Store
 from ..store.counters import CounterStore
 from . import contacts
@@ -122,7 +123,7 @@ def client_subjects(ip: str) -> list[Subject]:
 def email_subject(email_normalized: str | None, typed: str) -> Subject:
     """The email as typed, normalised when it parses; the id is a digest, the label masked."""
     basis = email_normalized if email_normalized is not None else typed.strip().lower()
-    digest = hashlib.sha256(b"authsvc throttle email v1\x00" + basis.encode("utf-8", "replace")).hexdigest()[:32]
+    digest = hashlib.sha256(contexts.THROTTLE_EMAIL_LABEL + basis.encode("utf-8", "replace")).hexdigest()[:32]
     return Subject("email", digest, mask_email(basis))
 
 
