@@ -145,3 +145,15 @@ def test_redaction_shortcut_does_not_skip_what_the_patterns_catch(line):
     from authsvc.logs import redact
 
     assert redact(line).endswith("***")
+
+
+def test_timestamps_are_what_datetime_writes():
+    """The seconds of ``ts`` are formatted once per second; the line's text is unchanged."""
+    import random
+    from datetime import UTC, datetime
+
+    rng = random.Random(5)
+    for _ in range(20000):
+        t = round(1.8e9 + rng.uniform(-1e9, 1e8), rng.choice([3, 4, 6, 7, 9]))
+        for created in (t, t + 0.0005, t + 0.9996):  # and the rounding edges next to it
+            assert logs._timestamp(created) == datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
