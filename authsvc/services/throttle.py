@@ -94,6 +94,7 @@ class Attempt:
     standing: Standing
     inflight: list[str]  # the in-flight counters it holds until its outcome
     ticket: str | None  # where a 503 leaves the right to come back ahead of other strangers
+    attack: bool = False  # whether an attack was on when it was admitted
 
 
 @dataclass(frozen=True)
@@ -187,16 +188,18 @@ class Throttle:
         inflight = [self._k("inflight", s) for s in subjects] if reserve else []
         # One instant: this attempt enters (in flight) while the failures settled so far, the
         # escalation levels and the waits are read, so two attempts never both see room for one.
+        # Whether an attack is on is read in the same round trip.
         left, values, running = self._counters.peek(
-            [self._k("block", s) for s in subjects], count_keys + level_keys + ([ticket] if ticket else []),
-            inflight, INFLIGHT_TTL)
+            [self._k("block", s) for s in subjects] + [self._attack_key],
+            count_keys + level_keys + ([ticket] if ticket else []), inflight, INFLIGHT_TTL)
         wait, reason = 0.0, "none"
         for subject, seconds in zip(subjects, left, strict=False):
             if seconds > wait:
                 wait, reason = seconds, subject.scope
-        self._maybe_end_attack()
+        attack = left[-1] > 0
+        if attack:
+            attack = self._maybe_end_attack()
         seen = {s: values[2 * i] + values[2 * i + 1] * self._overlap(s, now) for i, s in enumerate(subjects)}
-        attack = self.attack_active()
         standing = KNOWN if known else self._standing(seen, values[-1] if ticket else 0, now, attack)
         if wait > 0:
             self._release(inflight)
@@ -215,7 +218,7 @@ class Throttle:
                     self._metrics.throttle.labels("throttled", s.scope, standing.name).inc()
                     raise errors.RateLimited(CONCURRENT_WAIT, "too many failed sign-ins; try again later")
         self._metrics.throttle.labels("allowed", "none", standing.name).inc()
-        return Attempt(subjects, standing, inflight, ticket)
+        return Attempt(subjects, standing, inflight, ticket, attack)
 
     def _release(self, inflight: list[str]) -> None:
         if inflight:
@@ -254,12 +257,18 @@ class Throttle:
         if not self._enabled or not attempt.subjects:
             return []
         now = time.time()
-        attack = self.attack_active()
-        fail_keys = [self._k("fail", s, int(now // self._budgets[s.scope].window)) for s in attempt.subjects]
-        currents = self._counters.move(fail_keys, 2 * max(b.window for b in self._budgets.values()), attempt.inflight)
+        attack = attempt.attack
+        buckets = [int(now // self._budgets[s.scope].window) for s in attempt.subjects]
+        fail_keys = [self._k("fail", s, b) for s, b in zip(attempt.subjects, buckets, strict=True)]
+        # One round trip: the failures and this minute's count towards an attack go up, the
+        # in-flight counts down, and the previous windows' failures are read.
+        minute_key = self._minute_key(int(now // 60))
+        out = self._counters.move(
+            fail_keys + [minute_key], 2 * max(b.window for b in self._budgets.values()), attempt.inflight,
+            [self._k("fail", s, b - 1) for s, b in zip(attempt.subjects, buckets, strict=True)])
         attempt.inflight = []
-        previous = self._counters.get_many(
-            [self._k("fail", s, int(now // self._budgets[s.scope].window) - 1) for s in attempt.subjects])
+        n = len(attempt.subjects)
+        currents, this_minute, previous = out[:n], out[n], out[n + 1:]
         blocked = []
         for subject, current, prev in zip(attempt.subjects, currents, previous, strict=False):
             budget = self._budgets[subject.scope]
@@ -271,7 +280,7 @@ class Throttle:
                 {"scope": subject.scope, "label": subject.label, "level": level, "seconds": seconds}
             ), seconds)
             blocked.append(Blocked(subject, seconds, level == 1))
-        self._count_for_attack()
+        self._count_for_attack(this_minute)
         return blocked
 
     def passed(self, attempt: Attempt) -> None:
@@ -305,31 +314,38 @@ class Throttle:
     def _minute_key(self, minute: int) -> str:
         return f"{self._prefix}:rate:{minute}"
 
-    def _count_for_attack(self) -> None:
-        minute = int(time.time() // 60)
-        n = self._counters.incr(self._minute_key(minute), 180)
+    @property
+    def _attack_key(self) -> str:
+        return f"{self._prefix}:attack"
+
+    def _count_for_attack(self, n: int) -> None:
+        """``n`` wrong passwords this minute (this one counted): an attack starts at the level."""
         if n >= self._attack_level and self._counters.put_new(
-            f"{self._prefix}:attack", json.dumps({"started_at": int(time.time())}), 7 * 24 * 3600
+            self._attack_key, json.dumps({"started_at": int(time.time())}), 7 * 24 * 3600
         ):
             _log.warning("attack started: %d wrong passwords this minute", n)
             self._emit("attack.started", {"failures_per_minute": n, "level": self._attack_level})
 
     def attack_active(self) -> bool:
-        return bool(self._counters.remaining([f"{self._prefix}:attack"])[0])
+        return bool(self._counters.remaining([self._attack_key])[0])
 
-    def _maybe_end_attack(self, *, force: bool = False) -> None:
+    def _maybe_end_attack(self, *, force: bool = False) -> bool:
+        """Ends the attack when the last two minutes were quiet (checked at most every 5 s per
+        process unless ``force``); whether an attack is still on."""
         now = time.time()
         if not force and now - self._attack_checked < 5:
-            return
+            return True
         self._attack_checked = now
         if not self.attack_active():
-            return
+            return False
         minute = int(now // 60)
         current, previous = self._counters.get_many([self._minute_key(minute), self._minute_key(minute - 1)])
         quiet = self._attack_level / 2
-        if current < quiet and previous < quiet and self._counters.delete([f"{self._prefix}:attack"]):
+        if current < quiet and previous < quiet and self._counters.delete([self._attack_key]):
             _log.warning("attack ended")
             self._emit("attack.ended", {"failures_per_minute": previous, "level": self._attack_level})
+            return False
+        return True
 
     def _emit(self, event: str, payload: dict[str, Any]) -> None:
         try:

@@ -37,9 +37,10 @@ class CounterStore(Protocol):
         (created with ``ttl``), all at one instant (no other operation in between) and in one
         round trip; returns the three lists."""
 
-    def move(self, up: list[str], up_ttl: int, down: list[str]) -> list[int]:
-        """At one instant: add one to each ``up`` key (created with ``up_ttl``) and take one
-        from each ``down`` key; the new values of ``up``."""
+    def move(self, up: list[str], up_ttl: int, down: list[str], read: Sequence[str] = ()) -> list[int]:
+        """At one instant and in one round trip: add one to each ``up`` key (created with
+        ``up_ttl``), take one from each ``down`` key and read the ``read`` keys; the new values
+        of ``up``, then the values of ``read`` (0 for missing keys)."""
 
 
     def put(self, key: str, value: str, ttl: int) -> None:
@@ -113,15 +114,18 @@ class RedisCounters:
         return ([max(0, ms) / 1000 for ms in out[:len(live)]], [int(v) if v is not None else 0 for v in got],
                 entered)
 
-    def move(self, up: list[str], up_ttl: int, down: list[str]) -> list[int]:
+    def move(self, up: list[str], up_ttl: int, down: list[str], read: Sequence[str] = ()) -> list[int]:
         pipe = self._redis.pipeline(transaction=True)
         for key in up:
             pipe.set(key, 0, ex=max(1, int(up_ttl)), nx=True)
             pipe.incr(key)
         for key in down:
             pipe.decr(key)
+        if read:
+            pipe.mget(list(read))
         out = pipe.execute()
-        return [int(v) for v in out[1:2 * len(up):2]]
+        got = [int(v) if v is not None else 0 for v in out[-1]] if read else []
+        return [int(v) for v in out[1:2 * len(up):2]] + got
 
     def put(self, key: str, value: str, ttl: int) -> None:
         self._redis.set(key, value, ex=max(1, int(ttl)))
@@ -193,10 +197,10 @@ class MemoryCounters:
             entered = self._add_many(list(enter), 1, ttl)
             return self.remaining(live), self.get_many(values), entered
 
-    def move(self, up: list[str], up_ttl: int, down: list[str]) -> list[int]:
+    def move(self, up: list[str], up_ttl: int, down: list[str], read: Sequence[str] = ()) -> list[int]:
         with self._lock:
             self._add_many(down, -1, 1)
-            return self._add_many(up, 1, up_ttl)
+            return self._add_many(up, 1, up_ttl) + self.get_many(list(read))
 
     def _add_many(self, keys: list[str], amount: int, ttl: int) -> list[int]:
         with self._lock:
@@ -267,8 +271,8 @@ class FallbackCounters:
              ) -> tuple[list[float], list[int], list[int]]:
         return self._call("peek", live, values, enter, ttl)  # type: ignore[return-value]
 
-    def move(self, up: list[str], up_ttl: int, down: list[str]) -> list[int]:
-        return self._call("move", up, up_ttl, down)  # type: ignore[return-value]
+    def move(self, up: list[str], up_ttl: int, down: list[str], read: Sequence[str] = ()) -> list[int]:
+        return self._call("move", up, up_ttl, down, read)  # type: ignore[return-value]
 
     def put(self, key: str, value: str, ttl: int) -> None:
         self._call("put", key, value, ttl)

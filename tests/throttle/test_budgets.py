@@ -210,3 +210,35 @@ def test_cli_output_escapes_what_an_attacker_typed(client, tsettings, cli_env):
     assert [line for line in lines if line.startswith("attack:")] == [lines[-1]]  # only the real one
     row = next(line for line in lines if line.startswith("email"))
     assert "\\x0d\\x1b[2k" in row.lower() and "\\x0a" in row  # shown, escaped, on the one row
+
+
+def test_a_sign_in_costs_two_redis_round_trips(app, client, user):
+    """Admission reads budgets, waits, in-flight counts and whether an attack is on in one round
+    trip; a wrong password's outcome (failures up, in flight down, previous windows read, the
+    minute's count towards an attack) in one more; a right one's release in one."""
+    throttle = app.extensions["authsvc"].throttle
+    real = throttle._counters
+    calls: list[str] = []
+
+    class Counting:
+        def __getattr__(self, name):
+            method = getattr(real, name)
+
+            def call(*args, **kwargs):
+                calls.append(name)
+                return method(*args, **kwargs)
+            return call
+
+    throttle._counters = Counting()
+    throttle._attack_checked = time.time()  # the 5-second attack check is not part of a sign-in
+    try:
+        assert attempt(client, user["email"], WRONG, "198.51.100.77").status_code == 401
+        assert calls == ["peek", "move"]
+        calls.clear()
+        assert attempt(client, "nobody-here@example.com", WRONG, "198.51.100.78").status_code == 401
+        assert calls == ["peek", "move"]
+        calls.clear()
+        assert attempt(client, user["email"], user["password"], "198.51.100.79").status_code == 200
+        assert calls == ["peek", "move"]
+    finally:
+        throttle._counters = real
