@@ -100,7 +100,7 @@ COPY --from=builder /opt/venv /opt/venv
 # Byte-code for exactly what a start imports (stdlib included), compiled once here because the
 # root filesystem is read-only at run time; anything else compiles in memory when first used.
 RUN env -u PYTHONDONTWRITEBYTECODE /opt/venv/bin/python -c "import authsvc.cli, authsvc.app, \
-        authsvc.workers, authsvc.adapters.sms, gunicorn.app.base, gunicorn.arbiter, gunicorn.glogging, gunicorn.workers.gthread, \
+        authsvc.workers, authsvc.sync_worker, authsvc.adapters.sms, gunicorn.app.base, gunicorn.arbiter, gunicorn.glogging, gunicorn.workers.gthread, \
         gunicorn.workers.sync, limits.storage, redis, twilio.rest.api.v2010.account.message, \
         email.mime.text, smtplib, logging.config"
 # Plain-SQL migrations, read by `authsvc db upgrade|status` and by /readyz (config.py reads
