@@ -2,7 +2,8 @@
 
 Every layer raises these (``security`` and ``store`` translate library errors into them);
 ``api`` turns them into RFC 9457 problem documents in exactly one place
-(:func:`authsvc.api.problems.register`). ``code`` values are part of the API contract.
+(:func:`authsvc.api.problems.register`). ``code`` values are part of the API
+(docs/api-guide.md, "Conventions"; openapi.yaml).
 """
 
 from __future__ import annotations

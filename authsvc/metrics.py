@@ -1,6 +1,6 @@
 """Prometheus metrics: requests, latencies, logins by outcome, rate-limit hits, outbox depth.
 
-Rules (API contract, "Health and metadata"):
+Rules (README, "Configuration", ``AUTHSVC_METRICS_BIND``; "Logs"):
 - metrics are served only on their own listener (``AUTHSVC_METRICS_BIND``, see
   :mod:`authsvc.metrics_server`), never by the public app;
 - they cover the whole instance: under gunicorn every worker writes its samples to a shared

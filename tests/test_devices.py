@@ -1,4 +1,4 @@
-"""Known devices: server-issued device tokens (API contract, "Known devices and the list attack").
+"""Known devices: server-issued device tokens (README, "Holding against the list attack (credential stuffing)").
 
 Against the real database: the token is issued at registration and at logins from new devices,
 stored hashed, bound to one account, dies with a reset, "sign out everywhere", a freeze and a

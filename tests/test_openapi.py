@@ -25,7 +25,7 @@ HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "tra
 STATUS_KEY = "x-authsvc-status"
 STATUS_VALUES = {"planned", "served"}
 
-# Error codes the API contract names; each is part of the contract.
+# Error codes the API names (docs/api-guide.md, openapi.yaml); each is part of the API.
 CONTRACT_CODES = {
     "rate_limited",
     "busy",

@@ -1,6 +1,6 @@
 """Known devices: server-issued device tokens (the OWASP "device cookie").
 
-Rules (API contract, "Known devices and the list attack"):
+Rules (README, "Holding against the list attack (credential stuffing)"):
 - a device token is 256 random bits, stored only as its hash, bound to one account; the answer
   of a successful registration verify or login carries it, and the frontend sends it back as
   ``X-Device-Token`` on ``/v1/login``, ``/v1/login/mfa`` and ``/v1/password-resets``;

@@ -1,7 +1,8 @@
 """Payment exemptions from step-up, counted exactly once; the user's trusted payees.
 
-Rules (API contract, "Payment exemptions and Secure Payment Confirmation"; modelled on the
-PSD2 strong-authentication standard, Commission Delegated Regulation 2018/389):
+Rules (README, "Payments: exemptions that cannot be gamed"; docs/api-guide.md, "Payment
+exemptions"; modelled on the PSD2 strong-authentication standard, Commission Delegated
+Regulation 2018/389):
 - every exemption is off unless configured: ``AUTHSVC_LOW_VALUE_EXEMPTION`` per currency,
   ``AUTHSVC_TRUSTED_PAYEE_EXEMPTION``, ``AUTHSVC_RECURRING_EXEMPTION``;
 - they apply only to ``payment.authorize``; the first that fits wins, in this order:

@@ -1,6 +1,7 @@
 """Bounded password hashing with priority: every argon2 hash or verify on a request path.
 
-Rules (API contract, "Known devices and the list attack", Overload and Strangers):
+Rules (README, "Holding against the list attack (credential stuffing)", "Strangers are not one
+class"):
 - at most ``slots`` argon2 computations run at once in this process (argon2-cffi releases the
   GIL, so threads hash in parallel up to the cores given to this worker); the rest wait in
   a queue that is never unbounded;

@@ -1,6 +1,6 @@
 """ES256 signing keys: creation, rotation, signing, verification and the published JWKS.
 
-Rules (API contract, "Tokens"; table ``signing_keys``):
+Rules (docs/api-guide.md, "Conventions", Tokens; table ``signing_keys``):
 - the *signing* key is the most recently created key whose ``activate_at`` has come (and that
   stays published for at least one more access-token lifetime);
 - *published* keys (JWKS, verification) are those whose ``publish_until`` is NULL or in the
@@ -14,7 +14,7 @@ Rules (API contract, "Tokens"; table ``signing_keys``):
   only in memory.
 
 Every process keeps the published keys in memory, and the fleet sees a change made anywhere
-(API contract, "A fleet of replicas"):
+(README, "A fleet of replicas"):
 
 - any change to ``signing_keys`` notifies channel ``authsvc_keys`` at commit (a trigger,
   migration 0077), and a process drops its snapshot on the notification;

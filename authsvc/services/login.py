@@ -1,6 +1,7 @@
 """Login: a password step that yields only an mfa_token, then a mandatory second factor.
 
-Rules (API contract, "Login"):
+Rules (docs/api-guide.md, "3. Login: password, then a second factor"; README, "Password +
+second factor, or a passkey"):
 - an unknown email, a wrong password, a frozen or unverified account all answer 401
   ``invalid_credentials`` after the same argon2 work (unknown emails verify a dummy hash);
 - a password longer than the policy allows is a 400 before any hashing;

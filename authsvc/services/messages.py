@@ -4,7 +4,7 @@ Rules:
 - texts live in the catalogue (``authsvc/i18n``), never in the services: a service asks for a
   message by key and gets it in the locale of the account (or of the registration);
 - in an SMS or email that carries a code, the code comes first: it is the first run of exactly
-  6 digits of the body (the API contract); nothing else in an SMS is a run of 6 digits;
+  6 digits of the body (docs/api-guide.md); nothing else in an SMS is a run of 6 digits;
 - SMS fit one segment where the carrier allows: 160 GSM-7 characters in English (the English
   texts use the GSM-7 alphabet only), 70 UCS-2 characters in Japanese, except the notices
   that must carry a link;

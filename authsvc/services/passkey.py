@@ -1,6 +1,7 @@
 """Passkey sign-in: one phishing-resistant step, with no password to stuff.
 
-Rules (API contract, "Passkey sign-in"):
+Rules (docs/api-guide.md, `POST /v1/login/passkey`; README, "Password + second factor, or a
+passkey"):
 - a passkey is a WebAuthn factor enrolled with ``{"passkey": true}`` (resident key and user
   verification required); with user verification it proves two factors alone: ``amr``
   ``["hwk", "user", "mfa"]`` (``swk`` for a synced key), ``acr`` ``aal2``;

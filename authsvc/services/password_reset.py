@@ -1,6 +1,6 @@
 """Password reset: the SMS code to the registered phone AND a second factor, never less.
 
-Rules (API contract, "Password reset"):
+Rules (docs/api-guide.md, "6. Password reset"):
 - ``start`` answers the same for every email (a decoy reset for unknown ones); the code goes
   only to the account's verified phone: nothing in the request can choose where;
 - reset SMS quotas per hour, and within the caps of ``SmsPolicy`` (beyond either the answer

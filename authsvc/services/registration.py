@@ -1,6 +1,6 @@
 """Registration with a verified phone and a verified email.
 
-Rules (API contract, "Registration"):
+Rules (docs/api-guide.md, "1. Registration"):
 - an email is taken when it normalises to an account's email or has the same confusable
   skeleton (a look-alike, Unicode TS #39);
 - the phone must be able to receive our SMS (``SmsPolicy.check_number``: mobile, allowed

@@ -290,8 +290,8 @@ class SecondFactors:
         if not self._accept(tx, factor, assertion):
             return None  # a concurrent use of the same assertion won
         # User verification is required, so the passkey alone is two factors (RFC 8176 "user");
-        # a passkey sign-in is AAL2 whatever the key (the contract), and its amr still says
-        # whether the key is device-bound (hwk) or syncable (swk).
+        # a passkey sign-in is AAL2 whatever the key (docs/api-guide.md, `POST /v1/login/passkey`),
+        # and its amr still says whether the key is device-bound (hwk) or syncable (swk).
         _, key = webauthn_assurance(factor, assertion)
         return str(factor["account_id"]), FactorResult("webauthn", (key, "user", "mfa"), "aal2", str(factor["id"]))
 

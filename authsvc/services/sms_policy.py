@@ -3,7 +3,8 @@
 Every flow that sends an SMS because of a request (registration, the SMS login path of an
 account without a factor, password reset, phone change) goes through :class:`SmsPolicy`, so
 SMS pumping (an attacker making us pay for texts to premium-rate or foreign numbers) is held
-in one place. Rules (API contract, "Known devices and the list attack", SMS bullet):
+in one place. Rules (README, "Holding against the list attack (credential stuffing)", "Reset SMS
+quota"; the SMS caps in README, "Configuration"):
 
 - Numbers. A number a user gives us (registration, phone change) must be able to receive our
   SMS, else 400 ``unsupported_phone`` naming the field: checked offline with ``phonenumbers``,

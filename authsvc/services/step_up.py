@@ -11,15 +11,16 @@ Tokens work once: redeemed by a payment backend, or consumed by one of our own e
 than ``payment_max_session_age`` is refused (401 ``reauthentication_required``, RFC 9470
 ``max_age``) when the challenge is made and when it is answered.
 
-Wrong answers (API contract, "Step-up"): 5 kill the challenge (the count is committed although
-the request fails) and count for the account as in login. The account's second-factor lock,
-which only wrong answers from unknown devices cause, pauses step-up of a session whose device
-is unknown (its device token is no longer live); a session opened from a known device ignores
-it, so an attacker who has only the password cannot stop the signed-in owner from paying. Its
-wrong answers count as a known device's and for that session: the session's step-up waits while
-10 of its own wrong answers fall in 15 minutes (``SecondFactors.known_device_wait``), and the
-owner is told when that wait starts. A stolen session's wrong answers therefore pause only that
-session, never the owner's other sessions and devices.
+Wrong answers (docs/api-guide.md, "5. Step-up: confirming a payment"): 5 kill the challenge
+(the count is committed although the request fails) and count for the account as in login. The
+account's second-factor lock, which only wrong answers from unknown devices cause, pauses
+step-up of a session whose device is unknown (its device token is no longer live); a session
+opened from a known device ignores it, so an attacker who has only the password cannot stop the
+signed-in owner from paying. Its wrong answers count as a known device's and for that session:
+the session's step-up waits while 10 of its own wrong answers fall in 15 minutes
+(``SecondFactors.known_device_wait``), and the owner is told when that wait starts. A stolen
+session's wrong answers therefore pause only that session, never the owner's other sessions and
+devices.
 
 Payment exemptions (``services/exemptions.py``, off unless configured): a ``payment.authorize``
 that an exemption covers gets its step-up token at once, without a challenge (the token names

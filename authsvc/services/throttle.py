@@ -1,6 +1,6 @@
 """Failure budgets against the list attack (credential stuffing).
 
-Rules (API contract, "Known devices and the list attack"):
+Rules (README, "Holding against the list attack (credential stuffing)"):
 - only failures count (a wrong password, an unknown email: the same thing here), so many honest
   users behind one carrier NAT keep signing in;
 - a request from an unknown device is charged to its client (an IPv4 address, an IPv6 /64),

@@ -1,4 +1,4 @@
-"""Database failover (API contract, "A fleet of replicas"; README, "A fleet of replicas"):
+"""Database failover (README, "A fleet of replicas"):
 a primary with a synchronous standby (``pg_basebackup -R``) on loopback ports, the service
 (gunicorn, 2 workers) on a libpq multi-host URL, writes under way; the primary dies
 (``pg_ctl stop -m immediate``) and the standby is promoted (``pg_ctl promote``). Writes are

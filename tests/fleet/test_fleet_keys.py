@@ -1,4 +1,4 @@
-"""Key rotation across a fleet (API contract, "A fleet of replicas"): after the operator's
+"""Key rotation across a fleet (README, "A fleet of replicas"): after the operator's
 `keys rotate` in its own process, every replica publishes the new key before any replica signs
 with it, and every replica signs with it right after its activation."""
 

@@ -1,5 +1,5 @@
-"""The fleet through PgBouncer in transaction pooling mode (API contract, "A fleet of
-replicas"; README, "PgBouncer"): three replicas on AUTHSVC_DATABASE_URL -> PgBouncer
+"""The fleet through PgBouncer in transaction pooling mode (README, "A fleet of
+replicas", "PgBouncer"): three replicas on AUTHSVC_DATABASE_URL -> PgBouncer
 (4 server connections shared by 6 workers, the CLI and the probes) with
 AUTHSVC_DATABASE_POOLER=pgbouncer, LISTEN on AUTHSVC_DATABASE_DIRECT_URL. The HTTP flows pass:
 registration, sign-in, step-up and its redemption, and a client revoked through the CLI stops

@@ -1,5 +1,5 @@
-"""A rolling restart of the fleet under steady sign-ins loses no request (API contract,
-"A fleet of replicas"): each replica in turn gets SIGTERM, says 503 on /readyz while it still
+"""A rolling restart of the fleet under steady sign-ins loses no request (README,
+"Rolling restarts"): each replica in turn gets SIGTERM, says 503 on /readyz while it still
 serves (AUTHSVC_DRAIN_SECONDS), is taken out of rotation by the load balancer's readiness
 checks, finishes what it accepted, exits, starts again and rejoins when ready.
 

@@ -1,4 +1,4 @@
-"""Every rule holds across the fleet as in one process (API contract, "A fleet of replicas"),
+"""Every rule holds across the fleet as in one process (README, "A fleet of replicas"),
 shown black-box on three replicas (gunicorn, 2 workers each) on one database and one Redis:
 shared failure budgets, revocation everywhere at once, one-time things exactly once whichever
 replicas race, one message per registration with six senders, an intact audit chain after
