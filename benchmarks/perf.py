@@ -51,9 +51,9 @@ from _harness import ROOT, scratch_database
 
 from authsvc.config import Settings
 from authsvc.security import crypto
+from authsvc.security.contexts import totp_secret_aad
 from authsvc.security.crypto import Cipher
 from authsvc.security.passwords import PasswordHasher
-from authsvc.services.second_factor import totp_aad
 from tests.support.fake_twilio import FakeTwilio
 from tests.support.smtp_sink import SmtpSink, free_port
 
@@ -108,7 +108,7 @@ def seed_login_accounts(url: str, cipher: Cipher, n: int, password_hash: str) ->
             conn.execute(
                 "INSERT INTO factors (id, account_id, type, name, status, totp_secret_enc, confirmed_at)"
                 " VALUES (%s, %s, 'totp', 'app', 'active', %s, now())",
-                (factor_id, account_id, cipher.encrypt(secret.encode(), aad=totp_aad(factor_id))),
+                (factor_id, account_id, cipher.encrypt(secret.encode(), aad=totp_secret_aad(factor_id))),
             )
             device_token = crypto.new_token()  # a returning user's known device
             conn.execute(
