@@ -294,10 +294,13 @@ class Throttle:
         """The attempt was answered 503 busy: it is no longer in flight, and a stranger that
         comes back from the same client for the same email after ``retry_after`` seconds (as a
         person's app does) stands ahead of strangers who did not wait their turn."""
-        self.passed(attempt)
-        if attempt.ticket and self._enabled:
-            not_before = int((time.time() + max(0.0, retry_after - TICKET_SLACK)) * 1000)
-            self._counters.put(attempt.ticket, str(not_before), retry_after + TICKET_TTL)
+        if not attempt.ticket or not self._enabled:
+            self.passed(attempt)
+            return
+        not_before = int((time.time() + max(0.0, retry_after - TICKET_SLACK)) * 1000)
+        # one round trip: out of flight, and the ticket
+        self._counters.move([], 1, attempt.inflight, put=(attempt.ticket, str(not_before), retry_after + TICKET_TTL))
+        attempt.inflight = []
 
     def succeeded(self, subjects: list[Subject]) -> None:
         """A successful login: the email's (or the device's) escalation and count start over."""

@@ -37,10 +37,12 @@ class CounterStore(Protocol):
         (created with ``ttl``), all at one instant (no other operation in between) and in one
         round trip; returns the three lists."""
 
-    def move(self, up: list[str], up_ttl: int, down: list[str], read: Sequence[str] = ()) -> list[int]:
+    def move(self, up: list[str], up_ttl: int, down: list[str], read: Sequence[str] = (),
+             put: tuple[str, str, int] | None = None) -> list[int]:
         """At one instant and in one round trip: add one to each ``up`` key (created with
-        ``up_ttl``), take one from each ``down`` key and read the ``read`` keys; the new values
-        of ``up``, then the values of ``read`` (0 for missing keys)."""
+        ``up_ttl``), take one from each ``down`` key, read the ``read`` keys and set ``put``
+        (key, value, ttl); the new values of ``up``, then the values of ``read`` (0 for missing
+        keys)."""
 
 
     def put(self, key: str, value: str, ttl: int) -> None:
@@ -114,13 +116,16 @@ class RedisCounters:
         return ([max(0, ms) / 1000 for ms in out[:len(live)]], [int(v) if v is not None else 0 for v in got],
                 entered)
 
-    def move(self, up: list[str], up_ttl: int, down: list[str], read: Sequence[str] = ()) -> list[int]:
+    def move(self, up: list[str], up_ttl: int, down: list[str], read: Sequence[str] = (),
+             put: tuple[str, str, int] | None = None) -> list[int]:
         pipe = self._redis.pipeline(transaction=True)
         for key in up:
             pipe.set(key, 0, ex=max(1, int(up_ttl)), nx=True)
             pipe.incr(key)
         for key in down:
             pipe.decr(key)
+        if put is not None:
+            pipe.set(put[0], put[1], ex=max(1, int(put[2])))
         if read:
             pipe.mget(list(read))
         out = pipe.execute()
@@ -197,9 +202,12 @@ class MemoryCounters:
             entered = self._add_many(list(enter), 1, ttl)
             return self.remaining(live), self.get_many(values), entered
 
-    def move(self, up: list[str], up_ttl: int, down: list[str], read: Sequence[str] = ()) -> list[int]:
+    def move(self, up: list[str], up_ttl: int, down: list[str], read: Sequence[str] = (),
+             put: tuple[str, str, int] | None = None) -> list[int]:
         with self._lock:
             self._add_many(down, -1, 1)
+            if put is not None:
+                self.put(*put)
             return self._add_many(up, 1, up_ttl) + self.get_many(list(read))
 
     def _add_many(self, keys: list[str], amount: int, ttl: int) -> list[int]:
@@ -271,8 +279,9 @@ class FallbackCounters:
              ) -> tuple[list[float], list[int], list[int]]:
         return self._call("peek", live, values, enter, ttl)  # type: ignore[return-value]
 
-    def move(self, up: list[str], up_ttl: int, down: list[str], read: Sequence[str] = ()) -> list[int]:
-        return self._call("move", up, up_ttl, down, read)  # type: ignore[return-value]
+    def move(self, up: list[str], up_ttl: int, down: list[str], read: Sequence[str] = (),
+             put: tuple[str, str, int] | None = None) -> list[int]:
+        return self._call("move", up, up_ttl, down, read, put)  # type: ignore[return-value]
 
     def put(self, key: str, value: str, ttl: int) -> None:
         self._call("put", key, value, ttl)

@@ -155,6 +155,8 @@ def test_a_stranger_coming_back_after_retry_after_stands_ahead(app):
     first = throttle.admit(subjects, known=False)
     assert first.standing.name == "stranger"
     throttle.shed(first, 1)  # answered 503 busy, Retry-After: 1
+    # no longer in flight, in the same round trip that left the ticket
+    assert throttle._counters.get_many([throttle._k("inflight", s) for s in subjects]) == [0] * len(subjects)
     early = throttle.admit(subjects, known=False)
     assert early.standing.name == "stranger"  # came back before its turn: no place kept
     throttle.passed(early)
