@@ -63,6 +63,7 @@ def build_container(settings: Settings) -> Container:
     except errors.StoreError:
         pass  # a database that is down at start: the first audited change reports it
     metrics = Metrics()
+    gate, one_time = settings.hash_gate, settings.one_time  # the rules' numbers in force (policy.py)
     hasher = GatedHasher(
         PasswordHasher(
             time_cost=settings.argon2_time_cost,
@@ -70,8 +71,8 @@ def build_container(settings: Settings) -> Container:
             parallelism=settings.argon2_parallelism,
         ),
         HashGate(
-            settings.hash_slots, settings.hash_queue_budget, settings.hash_known_budget,
-            failing_budget=settings.hash_failing_budget, on_shed=metrics.shed,
+            settings.hash_slots, gate.queue_budget, gate.known_budget,
+            failing_budget=gate.failing_budget, on_shed=metrics.shed,
         ),
     )
     policy = PasswordPolicy()
@@ -89,10 +90,12 @@ def build_container(settings: Settings) -> Container:
             email = dev_outbox.email(email)
     outbox = Outbox(store, cipher, sms=sms_sender, email=email, webhooks=webhooks)
     metrics.watch_outbox(outbox.depth)
-    sms = SmsPolicy(settings=settings, store=store, outbox=outbox, metrics=metrics,
+    sms = SmsPolicy(caps=settings.sms_caps, countries=settings.sms_countries, store=store, outbox=outbox,
+                    metrics=metrics,
                     lookup=build_line_type_lookup(settings))
     throttle = Throttle(
-        settings=settings, counters=build_counters(settings.redis_url, metrics.throttle_fallback.inc),
+        rules=settings.throttle_rules, prefix=settings.rate_limit_prefix, enabled=settings.rate_limits_enabled,
+        counters=build_counters(settings.redis_url, metrics.throttle_fallback.inc),
         metrics=metrics, store=store, outbox=outbox,
     )
     keys = KeyService(store, cipher, settings)
@@ -101,9 +104,10 @@ def build_container(settings: Settings) -> Container:
         webauthn=WebAuthn(rp_id=settings.rp_id, rp_name=settings.rp_name, origins=settings.origins),
         outbox=outbox,
     )
-    devices = KnownDevices(settings=settings)
+    devices = KnownDevices(token_ttl=settings.device_token_ttl)
     sessions = Sessions(settings=settings, store=store, keys=keys, outbox=outbox, devices=devices)
-    reports = ReportService(settings=settings, store=store, sessions=sessions, devices=devices, outbox=outbox)
+    reports = ReportService(report_url=settings.report_url, store=store, sessions=sessions, devices=devices,
+                            outbox=outbox)
     sessions.on_new_device = reports.new_device
     password_change = PasswordChangeService(
         store=store, hasher=hasher, policy=policy, sessions=sessions, outbox=outbox
@@ -112,10 +116,10 @@ def build_container(settings: Settings) -> Container:
                             devices=devices, exemptions=PaymentExemptions(settings=settings, throttle=throttle),
                             reports=reports)
     factors = FactorService(
-        settings=settings, store=store, cipher=cipher, factors=second, step_up=step_up, outbox=outbox
+        totp_issuer=settings.rp_name, store=store, cipher=cipher, factors=second, step_up=step_up, outbox=outbox
     )
     login = LoginService(
-        settings=settings, store=store, cipher=cipher, hasher=hasher, factors=second,
+        one_time=one_time, store=store, cipher=cipher, hasher=hasher, factors=second,
         sessions=sessions, reports=reports, password_change=password_change, outbox=outbox, metrics=metrics,
         sms=sms,
         devices=devices, throttle=throttle,
@@ -126,7 +130,8 @@ def build_container(settings: Settings) -> Container:
         outbox=outbox,
         keys=keys,
         registration=RegistrationService(
-            settings=settings, store=store, cipher=cipher, hasher=hasher, policy=policy, outbox=outbox, sms=sms,
+            one_time=one_time, default_locale=settings.default_locale, store=store, cipher=cipher, hasher=hasher,
+            policy=policy, outbox=outbox, sms=sms,
             devices=devices, throttle=throttle,
         ),
         login=login,
@@ -143,11 +148,11 @@ def build_container(settings: Settings) -> Container:
         audit_log=AuditLog(store, audit_chain, outbox),
         password_change=password_change,
         password_reset=PasswordResetService(
-            settings=settings, store=store, cipher=cipher, hasher=hasher, policy=policy, factors=second,
+            one_time=one_time, store=store, cipher=cipher, hasher=hasher, policy=policy, factors=second,
             sessions=sessions, outbox=outbox, sms=sms, devices=devices,
         ),
         contact_change=ContactChangeService(
-            settings=settings, store=store, cipher=cipher, step_up=step_up, reports=reports, outbox=outbox,
+            one_time=one_time, store=store, cipher=cipher, step_up=step_up, reports=reports, outbox=outbox,
             sms=sms,
         ),
         health=Health(store, settings.migrations_dir),

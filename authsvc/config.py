@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any, overload
 from urllib.parse import unquote, urlsplit
 
+from . import policy
 from .errors import ConfigError
+from .policy import EXEMPTIONS, HASH_GATE, LIFETIMES, ONE_TIME, SMS, THROTTLE
 
 PREFIX = "AUTHSVC_"
 BUILTIN_STEP_UP_ACTIONS = (
@@ -131,10 +133,10 @@ class Settings:
     # (0: the CPUs this process may use divided among the workers), and how long a stranger's /
     # a known device's / failing traffic's (during an attack) request may wait for one before a
     # 503 busy.
-    hash_concurrency: int = 0
-    hash_queue_budget: float = 3.0
-    hash_known_budget: float = 5.0
-    hash_failing_budget: float = 0.25
+    hash_concurrency: int = HASH_GATE.concurrency
+    hash_queue_budget: float = HASH_GATE.queue_budget
+    hash_known_budget: float = HASH_GATE.known_budget
+    hash_failing_budget: float = HASH_GATE.failing_budget
     # Several workers (or replicas) without Redis each count rate limits on their own: a start
     # like that is refused unless the operator opts in (AUTHSVC_RATE_LIMITS_PER_PROCESS=true).
     rate_limits_per_process: bool = False
@@ -169,12 +171,12 @@ class Settings:
     # phonenumbers knows them), Twilio Lookup of line types, and hourly caps.
     sms_countries: tuple[str, ...] = DEV_SMS_COUNTRIES
     twilio_lookup: bool = False
-    sms_hourly_cap: int = 1000
-    sms_country_hourly_cap: int = 1000
-    sms_number_hourly_cap: int = 5
-    sms_account_hourly_cap: int = 10
-    sms_client_hourly_cap: int = 20
-    sms_network_hourly_cap: int = 100
+    sms_hourly_cap: int = SMS.total
+    sms_country_hourly_cap: int = SMS.country
+    sms_number_hourly_cap: int = SMS.number
+    sms_account_hourly_cap: int = SMS.account
+    sms_client_hourly_cap: int = SMS.client
+    sms_network_hourly_cap: int = SMS.network
 
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     proxy_header: str = "x-forwarded-for"  # or "forwarded" (RFC 7239): what the trusted proxies write
@@ -184,44 +186,77 @@ class Settings:
     argon2_memory_cost: int = 19456
     argon2_parallelism: int = 1
 
-    access_token_ttl: int = 600
+    access_token_ttl: int = LIFETIMES.access_token_ttl
     # A session ends session_max_age after its sign-in (auth_time) or session_idle_timeout
     # after its last use, however often it is refreshed; its refresh tokens never outlive it.
-    session_max_age: int = 30 * 24 * 3600
-    session_idle_timeout: int = 7 * 24 * 3600
+    session_max_age: int = LIFETIMES.session_max_age
+    session_idle_timeout: int = LIFETIMES.session_idle_timeout
     # Step-up for payment.authorize refuses sessions signed in longer ago than this.
-    payment_max_session_age: int = 24 * 3600
-    mfa_token_ttl: int = 300
-    enrollment_token_ttl: int = 900
-    code_ttl: int = 600
-    registration_ttl: int = 600  # the codes it carries live 10 minutes
-    step_up_ttl: int = 300
+    payment_max_session_age: int = LIFETIMES.payment_max_session_age
+    mfa_token_ttl: int = ONE_TIME.mfa_token_ttl
+    enrollment_token_ttl: int = ONE_TIME.enrollment_token_ttl
+    code_ttl: int = ONE_TIME.code_ttl
+    registration_ttl: int = ONE_TIME.registration_ttl
+    step_up_ttl: int = ONE_TIME.step_up_ttl
     # Payment exemptions (services/exemptions.py), all off by default: low value per currency,
     # the user's trusted payees, recurring series. They wait exemption_cooldown seconds after a
     # device becomes known, a password reset or an unfreeze.
     low_value_exemptions: tuple[LowValueCap, ...] = ()
     trusted_payee_exemption: bool = False
     recurring_exemption: bool = False
-    exemption_cooldown: int = 7 * 24 * 3600
+    exemption_cooldown: int = EXEMPTIONS.cooldown
     # Secure Payment Confirmation: the instrument the browser shows beside payee and total.
     spc_instrument_name: str = "authsvc"
     spc_instrument_icon: str = ""  # "" -> a built-in data: URL (services/spc.py)
-    device_token_ttl: int = 365 * 24 * 3600  # a known device's token: one year from its last use
+    device_token_ttl: int = LIFETIMES.device_token_ttl
 
     # Failure budgets against the list attack (services.throttle): failures per window before
     # a wait. Only failures count, so a carrier NAT with many honest users keeps working.
-    throttle_window: int = 900
-    throttle_client_failures: int = 20  # per IPv4 address / IPv6 /64
-    throttle_network_failures: int = 100  # per IPv4 /24 / IPv6 /48
-    throttle_email_failures: int = 10  # per email as typed, registered or not
-    throttle_device_failures: int = 10  # per known device token
-    attack_failures_per_minute: int = 300  # attack.started at this rate, attack.ended below half
+    throttle_window: int = THROTTLE.window
+    throttle_client_failures: int = THROTTLE.client_failures
+    throttle_network_failures: int = THROTTLE.network_failures
+    throttle_email_failures: int = THROTTLE.email_failures
+    throttle_device_failures: int = THROTTLE.device_failures
+    attack_failures_per_minute: int = THROTTLE.attack_failures_per_minute
 
     audit_checkpoint_interval: int = 300  # seconds between signed audit chain heads
 
     rate_limits_enabled: bool = True
     rate_limit_prefix: str = "authsvc"  # namespace of the counters in a shared Redis
     deliver_inline: bool = True  # kick the outbox dispatcher after each commit
+
+    # ------------------------------------------------------------ each service's slice
+    @property
+    def one_time(self) -> policy.OneTime:
+        return dataclasses.replace(ONE_TIME, code_ttl=self.code_ttl, registration_ttl=self.registration_ttl,
+                                   mfa_token_ttl=self.mfa_token_ttl, enrollment_token_ttl=self.enrollment_token_ttl,
+                                   step_up_ttl=self.step_up_ttl)
+
+    @property
+    def throttle_rules(self) -> policy.ThrottleRules:
+        return dataclasses.replace(
+            THROTTLE, window=self.throttle_window, client_failures=self.throttle_client_failures,
+            network_failures=self.throttle_network_failures, email_failures=self.throttle_email_failures,
+            device_failures=self.throttle_device_failures, attack_failures_per_minute=self.attack_failures_per_minute)
+
+    @property
+    def sms_caps(self) -> policy.SmsCaps:
+        return dataclasses.replace(
+            SMS, total=self.sms_hourly_cap, country=self.sms_country_hourly_cap, number=self.sms_number_hourly_cap,
+            account=self.sms_account_hourly_cap, client=self.sms_client_hourly_cap,
+            network=self.sms_network_hourly_cap)
+
+    @property
+    def hash_gate(self) -> policy.HashGate:
+        return policy.HashGate(concurrency=self.hash_concurrency, queue_budget=self.hash_queue_budget,
+                               known_budget=self.hash_known_budget, failing_budget=self.hash_failing_budget)
+
+    @property
+    def lifetimes(self) -> policy.Lifetimes:
+        return policy.Lifetimes(
+            access_token_ttl=self.access_token_ttl, session_max_age=self.session_max_age,
+            session_idle_timeout=self.session_idle_timeout, payment_max_session_age=self.payment_max_session_age,
+            device_token_ttl=self.device_token_ttl)
 
     @property
     def hash_slots(self) -> int:

@@ -15,7 +15,7 @@ import secrets
 import uuid
 
 from .. import errors
-from ..config import Settings
+from ..policy import OneTime
 from ..security import contexts, crypto
 from ..store import Store
 from . import contacts, messages
@@ -28,14 +28,12 @@ from .sessions import Principal
 from .sms_policy import SmsPolicy
 from .step_up import StepUpService
 
-MAX_ATTEMPTS = 5
-
 
 class ContactChangeService:
     def __init__(
         self,
         *,
-        settings: Settings,
+        one_time: OneTime,
         store: Store,
         cipher: crypto.Cipher,
         step_up: StepUpService,
@@ -44,7 +42,7 @@ class ContactChangeService:
         sms: SmsPolicy,
     ) -> None:
         self._sms = sms
-        self._settings = settings
+        self._one_time = one_time
         self._store = store
         self._cipher = cipher
         self._step_up = step_up
@@ -65,7 +63,7 @@ class ContactChangeService:
             new_value, new_normalized = contacts.normalize_email(value)
         change_id = str(uuid.uuid4())
         code = crypto.new_numeric_code()
-        ttl = self._settings.code_ttl
+        ttl = self._one_time.code_ttl
         with self._store.transaction() as tx:
             locale = messages.locale_of(tx.one("lock_account", account_id=principal.account_id))
             self._step_up.consume(tx, account_id=principal.account_id, session_id=principal.session_id,
@@ -110,7 +108,7 @@ class ContactChangeService:
                 if row["value_taken"] or not self._cipher.mac_matches(
                     row["code_mac"], self._purpose(change_id), code
                 ):
-                    failed_attempt(tx, "contact_change_failed", change_id, max_attempts=MAX_ATTEMPTS)
+                    failed_attempt(tx, "contact_change_failed", change_id, max_attempts=self._one_time.max_attempts)
                     ok = False
                 else:
                     if tx.one("complete_contact_change", id=change_id) is None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from ..config import Settings
 from ..security import crypto
 from ..store import Tx
 
@@ -40,8 +39,8 @@ class DeviceGrant:
 
 
 class KnownDevices:
-    def __init__(self, *, settings: Settings) -> None:
-        self._ttl = settings.device_token_ttl
+    def __init__(self, *, token_ttl: int) -> None:
+        self._ttl = token_ttl
 
     def identify(self, tx: Tx, raw_token: str | None) -> tuple[str, str] | None:
         """(token id, account id) of a live token, else None. Reads only."""

@@ -10,7 +10,7 @@ Regulation 2018/389):
     maintains; each addition needs a step-up ``payee.trust``;
   * ``recurring`` (art. 14): the same amount and currency to the same payee as a series that
     a full step-up started (a ``payment.authorize`` asked with ``"recurring": true``); at most
-    one exempt payment per series per ``RECURRING_MIN_INTERVAL`` (24 hours), counted from the
+    one exempt payment per series per ``policy.Exemptions.recurring_min_interval`` (24 hours), counted from the
     series' start or its last exempt payment;
   * ``low_value`` (art. 16): the amount is at most the currency's ``max_amount`` and the exempt
     low-value payments in that currency since the last full step-up of the account, this one
@@ -44,6 +44,7 @@ from typing import Protocol
 
 from .. import errors
 from ..config import Settings
+from ..policy import EXEMPTIONS
 from ..store import Store, Tx
 from .audit import audit
 from .sessions import Principal
@@ -55,8 +56,6 @@ class StepUpConsumer(Protocol):
 
     def consume(self, tx: Tx, *, account_id: str, session_id: str | None, action: str, token: str | None) -> None: ...
 
-RECURRING_MIN_INTERVAL = 24 * 3600
-MAX_TRUSTED_PAYEES = 100
 
 LOW_VALUE = "low_value"
 TRUSTED_PAYEE = "trusted_payee"
@@ -111,7 +110,8 @@ class PaymentExemptions:
         if self._trusted and tx.one("trusted_payee", account_id=account_id, payee=canonical["payee"]):
             grant = Grant(TRUSTED_PAYEE, {})
         elif self._recurring and (series := tx.one("take_recurring_exemption", account_id=account_id,
-                                                   transaction_hash=tx_hash, interval=RECURRING_MIN_INTERVAL)):
+                                                   transaction_hash=tx_hash,
+                                                   interval=EXEMPTIONS.recurring_min_interval)):
             grant = Grant(RECURRING, {"series_id": str(series["id"])})
         else:
             cap = self._caps.get(canonical["currency"])
@@ -165,8 +165,8 @@ class TrustedPayees:
                 raise errors.InvalidToken("unknown or frozen account")
             self._step_up.consume(tx, account_id=principal.account_id, session_id=principal.session_id,
                                   action="payee.trust", token=step_up_token)
-            if tx.scalar("trusted_payee_count", account_id=principal.account_id) >= MAX_TRUSTED_PAYEES:
-                raise errors.Conflict(f"at most {MAX_TRUSTED_PAYEES} trusted payees")
+            if tx.scalar("trusted_payee_count", account_id=principal.account_id) >= EXEMPTIONS.max_trusted_payees:
+                raise errors.Conflict(f"at most {EXEMPTIONS.max_trusted_payees} trusted payees")
             row = tx.one("insert_trusted_payee", account_id=principal.account_id, payee=payee)
             if row is None:
                 raise errors.Conflict("this payee is already trusted")

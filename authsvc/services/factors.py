@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from .. import errors
-from ..config import Settings
+from ..policy import ONE_TIME
 from ..security import contexts, crypto, totp
 from ..security.crypto import Cipher
 from ..store import Store, Tx
@@ -30,10 +30,6 @@ from .ids import require_uuid
 from .outbox import Outbox
 from .second_factor import SecondFactors
 from .step_up import StepUpService
-
-PENDING_TTL = 600
-CHALLENGE_TTL = 300
-MAX_CONFIRM_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -74,14 +70,14 @@ class FactorService:
     def __init__(
         self,
         *,
-        settings: Settings,
+        totp_issuer: str,
         store: Store,
         cipher: Cipher,
         factors: SecondFactors,
         step_up: StepUpService,
         outbox: Outbox,
     ) -> None:
-        self._settings = settings
+        self._totp_issuer = totp_issuer
         self._store = store
         self._cipher = cipher
         self._factors = factors
@@ -160,10 +156,10 @@ class FactorService:
                 account_id=actor.account_id,
                 name=name or "Authenticator app",
                 secret_enc=self._cipher.encrypt(secret.encode(), aad=contexts.totp_secret_aad(factor_id)),
-                ttl=PENDING_TTL,
+                ttl=ONE_TIME.factor_pending_ttl,
             )
-        uri = totp.provisioning_uri(secret, account_name=account["email"], issuer=self._settings.rp_name)
-        return {"factor_id": factor_id, "secret": secret, "otpauth_uri": uri, "expires_in": PENDING_TTL}
+        uri = totp.provisioning_uri(secret, account_name=account["email"], issuer=self._totp_issuer)
+        return {"factor_id": factor_id, "secret": secret, "otpauth_uri": uri, "expires_in": ONE_TIME.factor_pending_ttl}
 
     def confirm_totp(self, actor: Actor, factor_id: str, code: str) -> dict:
         failed = errors.VerificationFailed("the code does not match this pending factor")
@@ -171,13 +167,13 @@ class FactorService:
         with self._store.transaction() as tx:
             account = self._authorize(tx, actor, None)  # the pending factor was made under step-up
             row = tx.one("lock_pending_totp", id=factor_id, account_id=actor.account_id,
-                         max_attempts=MAX_CONFIRM_ATTEMPTS)
+                         max_attempts=ONE_TIME.max_attempts)
             if row is None:
                 raise failed
             secret = self._cipher.decrypt(row["totp_secret_enc"], aad=contexts.totp_secret_aad(factor_id)).decode()
             step = totp.verify(secret, code, last_step=None) if totp.is_well_formed(code) else None
             if step is None:
-                failed_attempt(tx, "pending_totp_failed", factor_id, max_attempts=MAX_CONFIRM_ATTEMPTS)
+                failed_attempt(tx, "pending_totp_failed", factor_id, max_attempts=ONE_TIME.max_attempts)
                 result: dict | None = None
             else:
                 tx.one("activate_totp", id=factor_id, step=step)
@@ -208,7 +204,8 @@ class FactorService:
                 payment=payment,
             )
             tx.run("insert_webauthn_challenge", id=str(uuid.uuid4()), account_id=actor.account_id,
-                   purpose="register", challenge=challenge, passkey=passkey, payment=payment, ttl=CHALLENGE_TTL)
+                   purpose="register", challenge=challenge, passkey=passkey, payment=payment,
+                   ttl=ONE_TIME.factor_challenge_ttl)
         return options
 
     def add_webauthn(self, actor: Actor, credential: Any, name: str | None) -> dict:

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .. import errors
-from ..config import Settings
 from ..metrics import Metrics
+from ..policy import FACTOR_LOCK, OneTime
 from ..security import contexts, crypto, passwords
 from ..store import Store, Tx
 from . import contacts, messages
@@ -53,14 +53,10 @@ from .hashing import GatedHasher
 from .outbox import Outbox
 from .password_change import PasswordChangeService
 from .reports import ReportService
-from .second_factor import FAILURES_BEFORE_LOCK, FactorResult, SecondFactors
+from .second_factor import FactorResult, SecondFactors
 from .sessions import RequestInfo, Sessions, TokenPair, device_name
 from .sms_policy import SmsPolicy
 from .throttle import Blocked, Subject, Throttle, client_subjects, device_subject, email_subject
-
-MFA_MAX_ATTEMPTS = 5
-LOGIN_PASS_TTL = 24 * 3600  # a sign-in pass lives one day
-LOGIN_PASS_MAX_ATTEMPTS = 5  # wrong passwords with a pass before it dies
 
 
 @dataclass(frozen=True)
@@ -85,7 +81,7 @@ class LoginService:
     def __init__(
         self,
         *,
-        settings: Settings,
+        one_time: OneTime,
         store: Store,
         cipher: crypto.Cipher,
         hasher: GatedHasher,
@@ -100,7 +96,7 @@ class LoginService:
         throttle: Throttle,
     ) -> None:
         self._sms = sms
-        self._settings = settings
+        self._one_time = one_time
         self._store = store
         self._cipher = cipher
         self._hasher = hasher
@@ -151,7 +147,8 @@ class LoginService:
             blocked = self._throttle.failed(attempt)
             if pass_id is not None:
                 with self._store.transaction() as tx:
-                    failed_attempt(tx, "login_pass_failed", pass_id, max_attempts=LOGIN_PASS_MAX_ATTEMPTS)
+                    failed_attempt(tx, "login_pass_failed", pass_id,
+                                   max_attempts=self._one_time.login_pass_max_attempts)
             self._episode_notice(blocked, account)
             raise invalid
         self._throttle.passed(attempt)
@@ -194,18 +191,18 @@ class LoginService:
                 user_agent=info.user_agent,
                 device_id=info.device_id,
                 password_fp=passwords.hash_fingerprint(current_hash),
-                ttl=self._settings.mfa_token_ttl,
+                ttl=self._one_time.mfa_token_ttl,
             )
             if sms_code and not self._sms.send(
                 tx, to=account["phone"], purpose="login", account_id=account_id, ip=info.ip,
                 body=messages.sms(messages.locale_of(account), "login_code",
-                                  code=sms_code, minutes=self._settings.mfa_token_ttl // 60),
+                                  code=sms_code, minutes=self._one_time.mfa_token_ttl // 60),
             ):
                 sms_code = None  # past a cap: the same answer, nothing sent
         if sms_code:
             self._outbox.kick()
         self._metrics.logins.labels("password", "ok").inc()
-        return MfaChallenge(token, self._settings.mfa_token_ttl, methods, options)
+        return MfaChallenge(token, self._one_time.mfa_token_ttl, methods, options)
 
     @staticmethod
     def subjects(info: RequestInfo, email_normalized: str | None, typed_email: str,
@@ -241,9 +238,9 @@ class LoginService:
             if account is not None:
                 login_pass = crypto.new_token(15)
                 tx.run("insert_login_pass", id=str(uuid.uuid4()), account_id=account["id"],
-                       token_hash=crypto.hash_token(login_pass), ttl=LOGIN_PASS_TTL)
+                       token_hash=crypto.hash_token(login_pass), ttl=self._one_time.login_pass_ttl)
                 subject, body = messages.email(messages.locale_of(account), "login_paused_new_devices",
-                                               login_pass=login_pass, hours=LOGIN_PASS_TTL // 3600)
+                                               login_pass=login_pass, hours=self._one_time.login_pass_ttl // 3600)
                 messages_.append({"kind": "email", "to": account["email"], "subject": subject, "body": body})
             self._outbox.bundle(tx, messages_)
             if account is not None:
@@ -303,10 +300,10 @@ class LoginService:
                         webauthn_challenge=bytes(row["webauthn_challenge"]) if row["webauthn_challenge"] else None,
                     )
             if result is None and not enrollment:
-                failed_attempt(tx, "mfa_token_failed", str(row["id"]), max_attempts=MFA_MAX_ATTEMPTS)
+                failed_attempt(tx, "mfa_token_failed", str(row["id"]), max_attempts=self._one_time.max_attempts)
                 if self._factors.record_failure(tx, account, from_known_device=known_token_id is not None,
                                                 device_token_id=known_token_id):
-                    self._reports.factor_guessing(tx, account, info, failures=FAILURES_BEFORE_LOCK)
+                    self._reports.factor_guessing(tx, account, info, failures=FACTOR_LOCK.failures)
                 outcome: TokenPair | EnrollmentGrant | errors.AuthsvcError = rejected
             else:
                 if tx.one("consume_mfa_token", id=row["id"]) is None:
@@ -380,7 +377,7 @@ class LoginService:
         return outcome
 
     def _enrollment_grant(self, tx: Tx, account_id: str) -> EnrollmentGrant:
-        ttl = self._settings.enrollment_token_ttl
+        ttl = self._one_time.enrollment_token_ttl
         token = issue_enrollment_token(tx, account_id, ttl)
         audit(tx, "user", "login.sms_enrollment", account_id)
         return EnrollmentGrant(token, ttl)

@@ -30,14 +30,13 @@ import uuid
 from dataclasses import dataclass
 
 from .. import errors
+from ..policy import ONE_TIME
 from ..security.webauthn import WebAuthn
 from ..store import Store
 from .ids import require_uuid
 from .login import LoginService
 from .second_factor import SecondFactors
 from .sessions import RequestInfo, TokenPair
-
-CHALLENGE_TTL = 300
 
 
 @dataclass(frozen=True)
@@ -62,8 +61,8 @@ class PasskeyLogin:
         challenge_id = str(uuid.uuid4())
         with self._store.transaction() as tx:
             tx.run("delete_stale_passkey_challenges")
-            tx.run("insert_passkey_challenge", id=challenge_id, challenge=challenge, ttl=CHALLENGE_TTL)
-        return PasskeyChallenge(challenge_id, CHALLENGE_TTL, options)
+            tx.run("insert_passkey_challenge", id=challenge_id, challenge=challenge, ttl=ONE_TIME.passkey_challenge_ttl)
+        return PasskeyChallenge(challenge_id, ONE_TIME.passkey_challenge_ttl, options)
 
     def sign_in(self, *, challenge_id: str, credential: dict, info: RequestInfo) -> TokenPair:
         rejected = errors.InvalidFactor("the passkey was not accepted")

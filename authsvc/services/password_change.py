@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 
 from .. import errors
+from ..policy import ONE_TIME
 from ..security import crypto
 from ..security.passwords import PasswordPolicy
 from ..store import Store, Tx
@@ -20,8 +21,6 @@ from .audit import audit
 from .hashing import GatedHasher
 from .outbox import Outbox
 from .sessions import Sessions
-
-TOKEN_TTL = 900
 
 
 def check_new_password(policy: PasswordPolicy, new_password: str, *, email_normalized: str) -> str:
@@ -71,7 +70,7 @@ class PasswordChangeService:
     def issue(self, tx: Tx, account_id: str) -> str:
         token = crypto.new_token()
         tx.run("insert_password_change_token", id=str(uuid.uuid4()), account_id=account_id,
-               token_hash=crypto.hash_token(token), ttl=TOKEN_TTL)
+               token_hash=crypto.hash_token(token), ttl=ONE_TIME.password_change_token_ttl)
         return token
 
     def change(self, token: str, new_password: str) -> None:

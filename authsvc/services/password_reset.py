@@ -24,7 +24,7 @@ import uuid
 from typing import Any
 
 from .. import errors
-from ..config import Settings
+from ..policy import SMS, OneTime
 from ..security import contexts, crypto
 from ..security.passwords import PasswordPolicy
 from ..store import Store, Tx
@@ -40,16 +40,12 @@ from .second_factor import SecondFactors
 from .sessions import Sessions
 from .sms_policy import SmsPolicy, network_keys
 
-MAX_ATTEMPTS = 5
-MAX_SMS_PER_HOUR = 3  # per account and phone: from its known devices, and from everyone else
-MAX_SMS_PER_CLIENT = 2  # of the anonymous 3, per client: one stranger cannot take them all
-
 
 class PasswordResetService:
     def __init__(
         self,
         *,
-        settings: Settings,
+        one_time: OneTime,
         store: Store,
         cipher: crypto.Cipher,
         hasher: GatedHasher,
@@ -61,7 +57,7 @@ class PasswordResetService:
         devices: KnownDevices,
     ) -> None:
         self._sms = sms
-        self._settings = settings
+        self._one_time = one_time
         self._store = store
         self._cipher = cipher
         self._hasher = hasher
@@ -82,7 +78,7 @@ class PasswordResetService:
         except errors.InvalidRequest:
             normalized = None
         reset_id = str(uuid.uuid4())
-        ttl = self._settings.code_ttl
+        ttl = self._one_time.code_ttl
         code = crypto.new_numeric_code()
         # Known and unknown emails do the same work: a limit query, a reset row, one outbox row
         # (empty for a decoy) and an audit row; only the account's verified phone is ever used.
@@ -98,9 +94,9 @@ class PasswordResetService:
             sent = tx.one("reset_sms_sent_recently", account_id=account_id, phone=phone, known=known,
                           client_key=client_key)
             assert sent is not None  # aggregates: always one row
-            within = sent["per_account"] < MAX_SMS_PER_HOUR and sent["per_phone"] < MAX_SMS_PER_HOUR
+            within = sent["per_account"] < SMS.reset_per_account and sent["per_phone"] < SMS.reset_per_account
             if not known:
-                within = within and sent["per_client"] < MAX_SMS_PER_CLIENT
+                within = within and sent["per_client"] < SMS.reset_per_client
             send_to = phone if phone and within else None
             if send_to:
                 if not self._sms.permit(tx, to=send_to, purpose="reset", account_id=account_id, ip=ip):
@@ -134,7 +130,7 @@ class PasswordResetService:
         return row
 
     def _fail(self, tx: Tx, row: dict, *, count_for_account: bool) -> None:
-        failed_attempt(tx, "password_reset_failed", str(row["id"]), max_attempts=MAX_ATTEMPTS)
+        failed_attempt(tx, "password_reset_failed", str(row["id"]), max_attempts=self._one_time.max_attempts)
         if count_for_account:
             account = tx.one("lock_account", account_id=row["account_id"])
             assert account is not None  # the reset's account (a foreign key)
@@ -196,7 +192,7 @@ class PasswordResetService:
         self._outbox.kick()
         if not ok:
             raise failed
-        return token, self._settings.code_ttl
+        return token, self._one_time.code_ttl
 
     def complete(self, reset_id: str, *, reset_token: str, new_password: str) -> None:
         invalid = errors.InvalidToken("the reset token is not valid")

@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 
 from .. import errors, i18n
-from ..config import Settings
+from ..policy import SMS, OneTime
 from ..security import contexts, crypto
 from ..security.passwords import PasswordPolicy
 from ..store import Store
@@ -36,9 +36,6 @@ from .outbox import Outbox
 from .sessions import RequestInfo
 from .sms_policy import SmsPolicy
 from .throttle import Throttle, client_subjects, email_subject
-
-MAX_ATTEMPTS = 5
-MAX_SMS_PER_PHONE_PER_HOUR = 5
 
 
 @dataclass(frozen=True)
@@ -59,7 +56,8 @@ class RegistrationService:
     def __init__(
         self,
         *,
-        settings: Settings,
+        one_time: OneTime,
+        default_locale: str,
         store: Store,
         cipher: crypto.Cipher,
         hasher: GatedHasher,
@@ -72,7 +70,8 @@ class RegistrationService:
         self._throttle = throttle
         self._sms = sms
         self._devices = devices
-        self._settings = settings
+        self._one_time = one_time
+        self._default_locale = default_locale
         self._store = store
         self._cipher = cipher
         self._hasher = hasher
@@ -88,7 +87,7 @@ class RegistrationService:
               locale: str | None = None) -> Started:
         """``locale``: the one asked for, else the best match of Accept-Language (the API
         layer's), else ``AUTHSVC_DEFAULT_LOCALE``; the codes go out in it and the account keeps it."""
-        locale = locale if i18n.supported(locale) else self._settings.default_locale
+        locale = locale if i18n.supported(locale) else self._default_locale
         email, email_normalized = contacts.normalize_email(email)
         phone = contacts.normalize_phone(phone)
         password = self._policy.check(password, email=email_normalized)
@@ -107,12 +106,12 @@ class RegistrationService:
         registration_id = str(uuid.uuid4())
         phone_code = crypto.new_numeric_code()
         email_code = crypto.new_numeric_code()
-        ttl = self._settings.registration_ttl
+        ttl = self._one_time.registration_ttl
         with self._store.transaction() as tx:
             # Counted whether or not the email is taken, so the limit cannot reveal which it is;
             # under a per-phone lock, so concurrent requests cannot all pass it.
             tx.one("lock_phone", phone=phone)
-            if tx.scalar("recent_registration_sms_count", phone=phone) >= MAX_SMS_PER_PHONE_PER_HOUR:
+            if tx.scalar("recent_registration_sms_count", phone=phone) >= SMS.registration_per_phone:
                 raise errors.RateLimited(3600, "too many registrations for this phone number")
             owner = tx.one("account_taking_email", email_normalized=email_normalized,
                            email_skeleton=contacts.email_skeleton(email_normalized), except_account=None)
@@ -135,7 +134,7 @@ class RegistrationService:
                 locale=locale,
                 ttl=ttl,
             )
-            minutes = self._settings.code_ttl // 60
+            minutes = self._one_time.code_ttl // 60
             # The phone in the request gets the same SMS either way (the requester must not
             # learn from it whether the email is taken); one outbox row either way.
             bundle: list[dict] = []
@@ -157,7 +156,7 @@ class RegistrationService:
     def verify(self, registration_id: str, *, phone_code: str, email_code: str) -> Verified:
         failed = errors.VerificationFailed("the codes do not match a live registration")
         require_uuid(registration_id, failed)
-        ttl = self._settings.enrollment_token_ttl
+        ttl = self._one_time.enrollment_token_ttl
         try:
             with self._store.transaction() as tx:
                 reg = tx.one("lock_live_registration", id=registration_id)
@@ -170,7 +169,8 @@ class RegistrationService:
                     reg["email_code_mac"], self._purpose(registration_id, "email"), email_code
                 )
                 if reg["email_taken"] or not (phone_ok and email_ok):
-                    failed_attempt(tx, "registration_failed_attempt", registration_id, max_attempts=MAX_ATTEMPTS)
+                    failed_attempt(tx, "registration_failed_attempt", registration_id,
+                                   max_attempts=self._one_time.max_attempts)
                     # committed below: the failed attempt must count
                     outcome: Verified | None = None
                 else:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .. import errors, i18n
-from ..config import Settings
+from ..policy import ONE_TIME
 from ..security import crypto, useragent
 from ..store import Store, Tx
 from . import messages
@@ -28,8 +28,6 @@ from .audit import audit
 from .devices import KnownDevices
 from .outbox import Outbox
 from .sessions import RequestInfo, Sessions
-
-REPORT_TOKEN_TTL = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -47,9 +45,9 @@ class ReportSubject:
 
 class ReportService:
     def __init__(
-        self, *, settings: Settings, store: Store, sessions: Sessions, devices: KnownDevices, outbox: Outbox
+        self, *, report_url: str, store: Store, sessions: Sessions, devices: KnownDevices, outbox: Outbox
     ) -> None:
-        self._settings = settings
+        self._report_url = report_url  # with {token}
         self._store = store
         self._sessions = sessions
         self._devices = devices
@@ -63,8 +61,8 @@ class ReportService:
             detail = {"browser": device.browser, "os": device.os, "ip": info.ip}
         tx.run("insert_report_token", id=str(uuid.uuid4()), account_id=account_id,
                token_hash=crypto.hash_token(token), reason=reason, detail=json.dumps(detail),
-               ttl=REPORT_TOKEN_TTL)
-        return self._settings.report_url.replace("{token}", token)
+               ttl=ONE_TIME.report_token_ttl)
+        return self._report_url.replace("{token}", token)
 
     def new_device(self, tx: Tx, account: dict, session_id: str, info: RequestInfo) -> None:
         """Notify the owner of a successful login from a device that was not known."""

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from .. import errors
+from ..policy import FACTOR_LOCK, ONE_TIME
 from ..security import contexts, totp, webauthn_payment
 from ..security.crypto import Cipher
 from ..security.webauthn import Assertion, WebAuthn, decoy_public_key, handles_equal
@@ -42,10 +43,6 @@ from .outbox import Outbox
 
 _log = logging.getLogger(__name__)
 
-FAILURE_WINDOW = 15 * 60
-FAILURES_BEFORE_LOCK = 10
-MAX_LOCK_SECONDS = 3600
-RECOVERY_CODE_COUNT = 10
 _RC_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i
 _RC_LENGTH = 16  # 16 symbols of 31: ~79 bits
 _RC_RE = re.compile(rf"[{_RC_ALPHABET}]{{{_RC_LENGTH}}}")  # fullmatch: "$" would allow a final "\n"
@@ -80,7 +77,7 @@ class Offer:
 
 def new_recovery_codes() -> list[str]:
     codes = []
-    for _ in range(RECOVERY_CODE_COUNT):
+    for _ in range(ONE_TIME.recovery_codes):
         raw = "".join(secrets.choice(_RC_ALPHABET) for _ in range(_RC_LENGTH))
         codes.append("-".join(raw[i : i + 4] for i in range(0, _RC_LENGTH, 4)))
     return codes
@@ -302,15 +299,15 @@ class SecondFactors:
         return tx.scalar("account_lock_remaining", account_id=account_id) or 0
 
     def known_device_wait(self, tx: Tx, *, device_token_id: str | None = None, session_id: str | None = None) -> int:
-        """Seconds until fewer than ``FAILURES_BEFORE_LOCK`` wrong answers of this session
+        """Seconds until fewer than ``FACTOR_LOCK.failures`` wrong answers of this session
         (step-up; ``session_id``) or of this known device's logins (``device_token_id``) are left
-        in the last ``FAILURE_WINDOW``: the bound on checks that ignore the account lock."""
+        in the last ``FACTOR_LOCK.window``: the bound on checks that ignore the account lock."""
         if session_id is not None:
-            return tx.scalar("session_failure_wait", session_id=session_id, window=FAILURE_WINDOW,
-                             offset=FAILURES_BEFORE_LOCK - 1) or 0
+            return tx.scalar("session_failure_wait", session_id=session_id, window=FACTOR_LOCK.window,
+                             offset=FACTOR_LOCK.failures - 1) or 0
         if device_token_id is not None:
-            return tx.scalar("device_failure_wait", device_token_id=device_token_id, window=FAILURE_WINDOW,
-                             offset=FAILURES_BEFORE_LOCK - 1) or 0
+            return tx.scalar("device_failure_wait", device_token_id=device_token_id, window=FACTOR_LOCK.window,
+                             offset=FACTOR_LOCK.failures - 1) or 0
         return 0
 
     def clear_escalation(self, tx: Tx, account: dict) -> None:
@@ -335,20 +332,21 @@ class SecondFactors:
                session_id=session_id if from_known_device else None)
         if from_known_device:
             if session_id is not None:
-                n = tx.scalar("session_failures_in_window", session_id=session_id, window=FAILURE_WINDOW)
+                n = tx.scalar("session_failures_in_window", session_id=session_id, window=FACTOR_LOCK.window)
             elif device_token_id is not None:
-                n = tx.scalar("device_failures_in_window", device_token_id=device_token_id, window=FAILURE_WINDOW)
+                n = tx.scalar("device_failures_in_window", device_token_id=device_token_id, window=FACTOR_LOCK.window)
             else:
                 return False
-            if n != FAILURES_BEFORE_LOCK:
+            if n != FACTOR_LOCK.failures:
                 return False
             audit(tx, "system", "login.known_device_paused", account_id,
                   scope="session" if session_id is not None else "device", failures=n)
             return True
-        failures = tx.scalar("recent_factor_failures", account_id=account_id, window=FAILURE_WINDOW)
-        if failures < FAILURES_BEFORE_LOCK:
+        failures = tx.scalar("recent_factor_failures", account_id=account_id, window=FACTOR_LOCK.window)
+        if failures < FACTOR_LOCK.failures:
             return False
-        seconds = min(MAX_LOCK_SECONDS, 60 * 2 ** min(account["lock_count"], 10))
+        lock = FACTOR_LOCK
+        seconds = min(lock.max_lock, lock.first_lock * 2 ** min(account["lock_count"], lock.max_doublings))
         tx.one("lock_account_until", account_id=account_id, seconds=seconds)
         minutes = max(1, seconds // 60)
         audit(tx, "system", "login.locked", account_id, seconds=seconds, failures=failures)

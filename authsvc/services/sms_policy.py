@@ -63,14 +63,13 @@ from phonenumbers import PhoneNumberType
 
 from .. import errors
 from ..adapters.sms import LineTypeLookup
-from ..config import Settings
 from ..metrics import ANONYMOUS_SMS_PURPOSES, Metrics
+from ..policy import SmsCaps
 from ..store import Store, Tx
 from .outbox import Outbox
 
 _log = logging.getLogger(__name__)
 
-WINDOW_SECONDS = 3600
 ACCEPTED_TYPES = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE)
 ACCEPTED_LINE_TYPES = ("mobile",)  # Twilio Lookup's line_type_intelligence.type
 _TYPE_NAMES = {
@@ -124,25 +123,26 @@ class SmsPolicy:
     def __init__(
         self,
         *,
-        settings: Settings,
+        caps: SmsCaps,
+        countries: tuple[str, ...],
         store: Store,
         outbox: Outbox,
         metrics: Metrics,
         lookup: LineTypeLookup | None = None,
     ) -> None:
-        self._settings = settings
         self._store = store
         self._outbox = outbox
         self._metrics = metrics
         self._lookup = lookup
-        self._countries = frozenset(settings.sms_countries)
+        self._countries = frozenset(countries)
+        self._window = caps.window
         self._limits = {
-            "total": settings.sms_hourly_cap,
-            "country": settings.sms_country_hourly_cap,
-            "network": settings.sms_network_hourly_cap,
-            "client": settings.sms_client_hourly_cap,
-            "account": settings.sms_account_hourly_cap,
-            "number": settings.sms_number_hourly_cap,
+            "total": caps.total,
+            "country": caps.country,
+            "network": caps.network,
+            "client": caps.client,
+            "account": caps.account,
+            "number": caps.number,
         }
         self._shards = {cap: shards_for(limit) for cap, limit in self._limits.items()}
 
@@ -239,7 +239,7 @@ class SmsPolicy:
         alert = f"country:{country}" if cap == "country" else cap
         if tx.one("sms_cap_alert_due", cap=alert) is not None:
             _log.warning("SMS cap reached: %s (%s per hour)", alert, self._limits[cap])
-            data: dict[str, Any] = {"cap": cap, "limit": self._limits[cap], "window_seconds": WINDOW_SECONDS,
+            data: dict[str, Any] = {"cap": cap, "limit": self._limits[cap], "window_seconds": self._window,
                                     "purpose": purpose}
             if cap == "country":
                 data["country"] = country

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 from .. import errors
 from ..config import Settings
 from ..metrics import Metrics
+from ..policy import FACTOR_LOCK, ONE_TIME
 from ..security import contexts, crypto, webauthn_payment
 from ..store import Store, Tx
 from . import spc
@@ -59,13 +60,12 @@ from .devices import KnownDevices
 from .exemptions import PaymentExemptions
 from .ids import require_uuid
 from .outbox import Outbox
-from .second_factor import FAILURES_BEFORE_LOCK, SecondFactors
+from .second_factor import SecondFactors
 from .sessions import Principal
 
 if TYPE_CHECKING:
     from .reports import ReportService
 
-MAX_ATTEMPTS = 5
 # fullmatch, never match + "$": "$" also matches before a final newline ("1000\n")
 _AMOUNT = re.compile(r"(0|[1-9][0-9]{0,17})(\.[0-9]{1,6})?")
 _CURRENCY = re.compile(r"[A-Z]{3}")
@@ -278,11 +278,11 @@ class StepUpService:
                     payment=spc.expected_payment(self._settings, row["transaction"]) if method == "spc" else None,
                 )
             if result is None:
-                failed_attempt(tx, "step_up_challenge_failed", challenge_id, max_attempts=MAX_ATTEMPTS)
+                failed_attempt(tx, "step_up_challenge_failed", challenge_id, max_attempts=ONE_TIME.max_attempts)
                 if self._factors.record_failure(tx, account, from_known_device=known is not None,
                                                 device_token_id=known, session_id=principal.session_id):
                     if self._reports is not None:
-                        self._reports.factor_guessing(tx, account, None, failures=FAILURES_BEFORE_LOCK)
+                        self._reports.factor_guessing(tx, account, None, failures=FACTOR_LOCK.failures)
                 answer: dict | None = None
             else:
                 if tx.one("step_up_challenge_verified", id=challenge_id) is None:

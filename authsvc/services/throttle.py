@@ -44,8 +44,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import errors
-from ..config import Settings
 from ..metrics import Metrics
+from ..policy import ThrottleRules
 from ..security import contexts
 from ..store import Store
 from ..store.counters import CounterStore
@@ -57,14 +57,6 @@ from .outbox import Outbox
 _log = logging.getLogger(__name__)
 
 SCOPES = ("client", "network", "email", "device")
-# A stranger's score: its client's recent failures, plus its network's and email's weighted
-# down (a network is shared by many people, an email on a leaked list is tried by attackers).
-# Below 1: no recent failures to speak of; 1 or more during an attack: "failing".
-WEIGHTS = {"client": 1, "network": 5, "email": 3}
-INFLIGHT_TTL = 120  # seconds an in-flight count outlives a worker that died holding it
-CONCURRENT_WAIT = 2  # seconds: Retry-After while attempts in flight already fill a budget
-TICKET_SLACK = 0.5  # seconds a returning stranger may come back before its Retry-After ends
-TICKET_TTL = 60  # seconds after its Retry-After that a returning stranger keeps its place
 
 
 @dataclass(frozen=True)
@@ -139,22 +131,25 @@ def mask_email(email: str) -> str:
 
 class Throttle:
     def __init__(
-        self, *, settings: Settings, counters: CounterStore, metrics: Metrics, store: Store, outbox: Outbox
+        self, *, rules: ThrottleRules, prefix: str, enabled: bool, counters: CounterStore, metrics: Metrics,
+        store: Store, outbox: Outbox,
     ) -> None:
-        self._prefix = f"{settings.rate_limit_prefix}:thr"
+        self._prefix = f"{prefix}:thr"
+        self._rules = rules
         self._counters = counters
         self._metrics = metrics
         self._store = store
         self._outbox = outbox
-        self._enabled = settings.rate_limits_enabled
-        w = settings.throttle_window
+        self._enabled = enabled
+        w, first = rules.window, rules.first_wait
         self._budgets = {
-            "client": Budget("client", settings.throttle_client_failures, w, 60, w),
-            "network": Budget("network", settings.throttle_network_failures, w, 60, w),
-            "email": Budget("email", settings.throttle_email_failures, w, 60, 3600),
-            "device": Budget("device", settings.throttle_device_failures, w, 60, 3600),
+            "client": Budget("client", rules.client_failures, w, first, w),
+            "network": Budget("network", rules.network_failures, w, first, w),
+            "email": Budget("email", rules.email_failures, w, first, rules.email_max_wait),
+            "device": Budget("device", rules.device_failures, w, first, rules.email_max_wait),
         }
-        self._attack_level = settings.attack_failures_per_minute
+        self._weights = {"client": rules.client_weight, "network": rules.network_weight, "email": rules.email_weight}
+        self._attack_level = rules.attack_failures_per_minute
         self._attack_checked = 0.0
 
     @property
@@ -191,7 +186,7 @@ class Throttle:
         # Whether an attack is on is read in the same round trip.
         left, values, running = self._counters.peek(
             [self._k("block", s) for s in subjects] + [self._attack_key],
-            count_keys + level_keys + ([ticket] if ticket else []), inflight, INFLIGHT_TTL)
+            count_keys + level_keys + ([ticket] if ticket else []), inflight, self._rules.inflight_ttl)
         wait, reason = 0.0, "none"
         for subject, seconds in zip(subjects, left, strict=False):
             if seconds > wait:
@@ -216,7 +211,7 @@ class Throttle:
                 if n > (room if room > 0 else (1 if level else 0)):
                     self._release(inflight)
                     self._metrics.throttle.labels("throttled", s.scope, standing.name).inc()
-                    raise errors.RateLimited(CONCURRENT_WAIT, "too many failed sign-ins; try again later")
+                    raise errors.RateLimited(self._rules.concurrent_wait, "too many failed sign-ins; try again later")
         self._metrics.throttle.labels("allowed", "none", standing.name).inc()
         return Attempt(subjects, standing, inflight, ticket, attack)
 
@@ -225,7 +220,10 @@ class Throttle:
             self._counters.move([], 1, inflight)
 
     def _standing(self, seen: dict[Subject, float], ticket_not_before: int, now: float, attack: bool) -> Standing:
-        score = sum(n / WEIGHTS.get(s.scope, 1) for s, n in seen.items())
+        # A stranger's score: its client's recent failures, plus its network's and email's weighted
+        # down (policy.ThrottleRules). Below 1: no recent failures to speak of; 1 or more during an
+        # attack: "failing".
+        score = sum(n / self._weights.get(s.scope, 1) for s, n in seen.items())
         client = next((n for s, n in seen.items() if s.scope == "client"), 0.0)
         if ticket_not_before and now * 1000 >= ticket_not_before and client < 1:
             return returning(score)
@@ -247,7 +245,7 @@ class Throttle:
     def _limit(self, subject: Subject, attack: bool) -> int:
         limit = self._budgets[subject.scope].limit
         if attack and subject.scope in ("client", "network"):
-            limit = max(1, limit // 4)
+            limit = max(1, limit // self._rules.attack_divisor)
         return limit
 
     def failed(self, attempt: Attempt) -> list[Blocked]:
@@ -297,9 +295,10 @@ class Throttle:
         if not attempt.ticket or not self._enabled:
             self.passed(attempt)
             return
-        not_before = int((time.time() + max(0.0, retry_after - TICKET_SLACK)) * 1000)
+        not_before = int((time.time() + max(0.0, retry_after - self._rules.ticket_slack)) * 1000)
         # one round trip: out of flight, and the ticket
-        self._counters.move([], 1, attempt.inflight, put=(attempt.ticket, str(not_before), retry_after + TICKET_TTL))
+        self._counters.move([], 1, attempt.inflight,
+                            put=(attempt.ticket, str(not_before), retry_after + self._rules.ticket_ttl))
         attempt.inflight = []
 
     def succeeded(self, subjects: list[Subject]) -> None:
@@ -324,7 +323,7 @@ class Throttle:
     def _count_for_attack(self, n: int) -> None:
         """``n`` wrong passwords this minute (this one counted): an attack starts at the level."""
         if n >= self._attack_level and self._counters.put_new(
-            self._attack_key, json.dumps({"started_at": int(time.time())}), 7 * 24 * 3600
+            self._attack_key, json.dumps({"started_at": int(time.time())}), self._rules.attack_max
         ):
             _log.warning("attack started: %d wrong passwords this minute", n)
             self._emit("attack.started", {"failures_per_minute": n, "level": self._attack_level})
@@ -336,14 +335,14 @@ class Throttle:
         """Ends the attack when the last two minutes were quiet (checked at most every 5 s per
         process unless ``force``); whether an attack is still on."""
         now = time.time()
-        if not force and now - self._attack_checked < 5:
+        if not force and now - self._attack_checked < self._rules.attack_check_every:
             return True
         self._attack_checked = now
         if not self.attack_active():
             return False
         minute = int(now // 60)
         current, previous = self._counters.get_many([self._minute_key(minute), self._minute_key(minute - 1)])
-        quiet = self._attack_level / 2
+        quiet = self._attack_level * self._rules.attack_end_fraction
         if current < quiet and previous < quiet and self._counters.delete([self._attack_key]):
             _log.warning("attack ended")
             self._emit("attack.ended", {"failures_per_minute": previous, "level": self._attack_level})
