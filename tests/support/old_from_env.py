@@ -1,5 +1,5 @@
 """A frozen copy of ``Settings.from_env`` as it was before the declarative table (commit
-6829000, authsvc/config.py), with the helpers it called, so tests/test_config_table.py can
+37506fa, authsvc/config.py), with the helpers it called, so tests/test_config_table.py can
 compare the new parser with it over many environments. Do not edit: it is the reference."""
 
 # ruff: noqa
@@ -476,5 +476,3 @@ def _weak_secret(value: str, *, min_len: int) -> bool:
         or len(set(value)) < 10
         or any(word in lowered for word in _WEAK_WORDS)
     )
-
-
