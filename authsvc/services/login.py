@@ -121,14 +121,27 @@ class LoginService:
             _, email_normalized = contacts.normalize_email(email)
         except errors.InvalidRequest:
             email_normalized = None
-        with self._store.transaction() as tx:
-            account = tx.one("account_by_email", email_normalized=email_normalized) if email_normalized else None
-            # Before any hashing; one lookup by the token whether or not the email is registered.
-            device_token_id = self._devices.known_to(tx, info.device_token, account["id"] if account else None)
-            pass_id = self._live_pass(tx, login_pass, account)
+        def lookup() -> tuple[dict | None, str | None, str | None]:
+            with self._store.transaction(crowd=True) as tx:  # before the gate: any number may come at once
+                account = tx.one("account_by_email", email_normalized=email_normalized) if email_normalized else None
+                # Before any hashing; one lookup by the token whether or not the email is registered.
+                device_token_id = self._devices.known_to(tx, info.device_token, account["id"] if account else None)
+                return account, device_token_id, self._live_pass(tx, login_pass, account)
+
+        if info.device_token or login_pass:  # what it is charged to depends on the token or pass
+            account, device_token_id, pass_id = lookup()
+            subjects = self.subjects(info, email_normalized, email, device_token_id, email_budget=pass_id is None)
+            attempt = self._throttle.admit(subjects, known=device_token_id is not None)
+        else:
+            # Charged to its client, network and email whatever the account: admission first, so
+            # a refused attempt costs no database work (the same for registered and unknown emails).
+            attempt = self._throttle.admit(self.subjects(info, email_normalized, email, None), known=False)
+            try:
+                account, device_token_id, pass_id = lookup()
+            except BaseException:
+                self._throttle.passed(attempt)
+                raise
         known = device_token_id is not None
-        subjects = self.subjects(info, email_normalized, email, device_token_id, email_budget=pass_id is None)
-        attempt = self._throttle.admit(subjects, known=known)
         try:
             if account is None:
                 self._hasher.dummy_verify(password, standing=attempt.standing)

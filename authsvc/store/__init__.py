@@ -176,6 +176,8 @@ class Store:
         self.pooled = pooled
         self.direct_url = direct_url
         self._min_size, self._max_size, self._timeout = min_size, max_size, timeout
+        # transactions of work that may arrive by the hundred at once hold at most half the pool
+        self._crowd = threading.BoundedSemaphore(max(1, max_size // 2))
         self._connect_timeout = connect_timeout
         self._probe_interval = probe_interval
         self._lock = threading.Lock()
@@ -297,10 +299,25 @@ class Store:
 
     # ------------------------------------------------------------------ API
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
-        """One database transaction: committed when the block ends, rolled back on any error."""
-        with wrap_errors(), self._connection() as conn, conn.transaction():
-            yield Tx(conn, QUERIES, self.extensions)
+    def transaction(self, *, crowd: bool = False) -> Iterator[Tx]:
+        """One database transaction: committed when the block ends, rolled back on any error.
+
+        ``crowd``: work that may arrive by the hundred at once, such as a sign-in's lookups
+        before the hash gate (hundreds of threads may wait there: ``AUTHSVC_GATE_THREADS``).
+        Such transactions hold at most half the pool, so the rest is always there for a
+        second-factor step, an introspection or anything else; one that waits longer than the
+        pool's timeout for its turn is ``StoreUnavailable`` like a pool timeout."""
+        if not crowd:
+            with wrap_errors(), self._connection() as conn, conn.transaction():
+                yield Tx(conn, QUERIES, self.extensions)
+            return
+        if not self._crowd.acquire(timeout=self._timeout):
+            raise errors.StoreUnavailable("database busy")
+        try:
+            with wrap_errors(), self._connection() as conn, conn.transaction():
+                yield Tx(conn, QUERIES, self.extensions)
+        finally:
+            self._crowd.release()
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[DictRow]]:

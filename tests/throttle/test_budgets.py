@@ -242,3 +242,30 @@ def test_a_sign_in_costs_two_redis_round_trips(app, client, user):
         assert calls == ["peek", "move"]
     finally:
         throttle._counters = real
+
+
+def test_a_refused_sign_in_costs_no_database_work(app, client, user):
+    """Without a device token or a sign-in pass an attempt is charged to its client, network and
+    email whatever the account, so it is admitted (or refused) before any database work: a
+    list attack's refused requests never reach PostgreSQL, for registered and unknown emails alike."""
+    ip = "192.0.2.97"
+    for i in range(20):
+        assert attempt(client, f"spent-{i}@example.com", WRONG, ip).status_code == 401
+    store = app.extensions["authsvc"].store
+    real = store.transaction
+    opened = []
+
+    def counting(*args, **kwargs):
+        opened.append(kwargs)
+        return real(*args, **kwargs)
+
+    store.transaction = counting
+    try:
+        assert attempt(client, "spent-x@example.com", WRONG, ip).status_code == 429
+        assert attempt(client, user["email"], user["password"], ip).status_code == 429
+        assert opened == []
+        # a known device is looked up first (what it is charged to depends on its token)
+        assert attempt(client, user["email"], user["password"], ip, token=user["device_token"]).status_code == 200
+        assert opened and opened[0] == {"crowd": True}
+    finally:
+        store.transaction = real
