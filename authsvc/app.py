@@ -24,30 +24,30 @@ from .security import passwords
 from .security.crypto import Cipher
 from .security.passwords import PasswordHasher, PasswordPolicy
 from .security.webauthn import WebAuthn
-from .services.accounts import AccountService
-from .services.audit import AuditChain, AuditLog
-from .services.clients import ClientService
-from .services.contact_change import ContactChangeService
-from .services.devices import KnownDevices
-from .services.exemptions import PaymentExemptions, TrustedPayees
-from .services.factors import FactorService
-from .services.hashing import GatedHasher, HashGate
-from .services.health import Health
-from .services.keys import KeyService
-from .services.login import LoginService
-from .services.operators import AccountAdmin, Incidents
-from .services.outbox import Outbox
-from .services.passkey import PasskeyLogin
-from .services.password_change import PasswordChangeService
-from .services.password_reset import PasswordResetService
-from .services.reencrypt import Reencryption
-from .services.registration import RegistrationService
-from .services.reports import ReportService
-from .services.second_factor import SecondFactors
-from .services.sessions import Sessions
-from .services.sms_policy import SmsPolicy
-from .services.step_up import StepUpService
-from .services.throttle import Throttle
+from .services.core.clients import ClientService
+from .services.core.devices import KnownDevices
+from .services.core.sessions import Sessions
+from .services.core.sms_policy import SmsPolicy
+from .services.core.throttle import Throttle
+from .services.factors.second_factor import SecondFactors
+from .services.flows.accounts import AccountService
+from .services.flows.contact_change import ContactChangeService
+from .services.flows.exemptions import PaymentExemptions, TrustedPayees
+from .services.flows.factor_management import FactorService
+from .services.flows.login import LoginService
+from .services.flows.operators import AccountAdmin, Incidents
+from .services.flows.passkey import PasskeyLogin
+from .services.flows.password_change import PasswordChangeService
+from .services.flows.password_reset import PasswordResetService
+from .services.flows.registration import RegistrationService
+from .services.flows.reports import ReportService
+from .services.flows.step_up import StepUpService
+from .services.platform.audit import AuditChain, AuditLog
+from .services.platform.hashing import GatedHasher, HashGate
+from .services.platform.health import Health
+from .services.platform.keys import KeyService
+from .services.platform.outbox import Outbox
+from .services.platform.reencrypt import Reencryption
 from .store import Store
 from .store.counters import build_counters
 
@@ -193,7 +193,7 @@ def create_app(settings: Settings, *, start_outbox: bool = True) -> Flask:
     container = build_container(settings)
     passwords.common_password_count()  # load the breached-password list once, before serving
     # Make the dummy hash now, so the first unknown email costs what a registered one does
-    # (on a hashing thread, like every request's hash: see services/hashing.py).
+    # (on a hashing thread, like every request's hash: see services/platform/hashing.py).
     container.hasher.dummy_verify("warm-up", known=True)
     try:
         # Made now rather than inside the first login's transaction, which would need a second

@@ -67,7 +67,7 @@ class Settings:
     # seconds a client has to send a whole request (head and body) from its connection's
     # accept (kept-alive: from the request's first byte); then 408 and close (authsvc/workers.py)
     request_read_timeout: int = 10
-    # Bounded password hashing (services/hashing.py): argon2 computations at once per worker
+    # Bounded password hashing (services/platform/hashing.py): argon2 computations at once per worker
     # (0: the CPUs this process may use), and how long a stranger's /
     # a known device's / failing traffic's (during an attack) request may wait for one before a
     # 503 busy.
@@ -105,7 +105,7 @@ class Settings:
     webhook_url: str | None = None
     webhook_secret: str | None = None
 
-    # SMS policy (services/sms_policy.py): destination countries (ISO 3166 region codes as
+    # SMS policy (services/core/sms_policy.py): destination countries (ISO 3166 region codes as
     # phonenumbers knows them), Twilio Lookup of line types, and hourly caps.
     sms_countries: tuple[str, ...] = DEV_SMS_COUNTRIES
     twilio_lookup: bool = False
@@ -136,7 +136,7 @@ class Settings:
     code_ttl: int = ONE_TIME.code_ttl
     registration_ttl: int = ONE_TIME.registration_ttl
     step_up_ttl: int = ONE_TIME.step_up_ttl
-    # Payment exemptions (services/exemptions.py), all off by default: low value per currency,
+    # Payment exemptions (services/flows/exemptions.py), all off by default: low value per currency,
     # the user's trusted payees, recurring series. They wait exemption_cooldown seconds after a
     # device becomes known, a password reset or an unfreeze.
     low_value_exemptions: tuple[LowValueCap, ...] = ()
@@ -145,10 +145,10 @@ class Settings:
     exemption_cooldown: int = EXEMPTIONS.cooldown
     # Secure Payment Confirmation: the instrument the browser shows beside payee and total.
     spc_instrument_name: str = "authsvc"
-    spc_instrument_icon: str = ""  # "" -> a built-in data: URL (services/spc.py)
+    spc_instrument_icon: str = ""  # "" -> a built-in data: URL (services/factors/spc.py)
     device_token_ttl: int = LIFETIMES.device_token_ttl
 
-    # Failure budgets against the list attack (services.throttle): failures per window before
+    # Failure budgets against the list attack (services.core.throttle): failures per window before
     # a wait. Only failures count, so a carrier NAT with many honest users keeps working.
     throttle_window: int = THROTTLE.window
     throttle_client_failures: int = THROTTLE.client_failures

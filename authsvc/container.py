@@ -11,29 +11,29 @@ from typing import Any
 
 from .config import Settings
 from .metrics import Metrics
-from .services.accounts import AccountService
-from .services.audit import AuditLog
-from .services.clients import ClientService
-from .services.contact_change import ContactChangeService
-from .services.devices import KnownDevices
-from .services.exemptions import TrustedPayees
-from .services.factors import FactorService
-from .services.hashing import GatedHasher
-from .services.health import Health
-from .services.keys import KeyService
-from .services.login import LoginService
-from .services.operators import AccountAdmin, Incidents
-from .services.outbox import Outbox
-from .services.passkey import PasskeyLogin
-from .services.password_change import PasswordChangeService
-from .services.password_reset import PasswordResetService
-from .services.reencrypt import Reencryption
-from .services.registration import RegistrationService
-from .services.reports import ReportService
-from .services.sessions import Sessions
-from .services.sms_policy import SmsPolicy
-from .services.step_up import StepUpService
-from .services.throttle import Throttle
+from .services.core.clients import ClientService
+from .services.core.devices import KnownDevices
+from .services.core.sessions import Sessions
+from .services.core.sms_policy import SmsPolicy
+from .services.core.throttle import Throttle
+from .services.flows.accounts import AccountService
+from .services.flows.contact_change import ContactChangeService
+from .services.flows.exemptions import TrustedPayees
+from .services.flows.factor_management import FactorService
+from .services.flows.login import LoginService
+from .services.flows.operators import AccountAdmin, Incidents
+from .services.flows.passkey import PasskeyLogin
+from .services.flows.password_change import PasswordChangeService
+from .services.flows.password_reset import PasswordResetService
+from .services.flows.registration import RegistrationService
+from .services.flows.reports import ReportService
+from .services.flows.step_up import StepUpService
+from .services.platform.audit import AuditLog
+from .services.platform.hashing import GatedHasher
+from .services.platform.health import Health
+from .services.platform.keys import KeyService
+from .services.platform.outbox import Outbox
+from .services.platform.reencrypt import Reencryption
 from .store import Store
 
 

@@ -59,7 +59,7 @@ class FactorLock:
 
 @dataclass(frozen=True)
 class ThrottleRules:
-    """Failure budgets against the list attack (``services/throttle.py``)."""
+    """Failure budgets against the list attack (``services/core/throttle.py``)."""
 
     window: int = 15 * MINUTE  # AUTHSVC_THROTTLE_WINDOW
     client_failures: int = 20  # AUTHSVC_THROTTLE_CLIENT_FAILURES (IPv4 address / IPv6 /64)
@@ -86,7 +86,7 @@ class ThrottleRules:
 
 @dataclass(frozen=True)
 class SmsCaps:
-    """SMS sent per ``window`` (``services/sms_policy.py``; registration and reset add theirs)."""
+    """SMS sent per ``window`` (``services/core/sms_policy.py``; registration and reset add theirs)."""
 
     window: int = HOUR
     total: int = 1000  # AUTHSVC_SMS_HOURLY_CAP
@@ -102,7 +102,7 @@ class SmsCaps:
 
 @dataclass(frozen=True)
 class HashGate:
-    """Bounded password hashing (``services/hashing.py``): argon2 computations at once per
+    """Bounded password hashing (``services/platform/hashing.py``): argon2 computations at once per
     worker (0: the CPUs the process may use) and how long a request may wait for one before
     503 ``busy``, in seconds."""
 
@@ -125,7 +125,7 @@ class Lifetimes:
 
 @dataclass(frozen=True)
 class Exemptions:
-    """Payment exemptions (``services/exemptions.py``)."""
+    """Payment exemptions (``services/flows/exemptions.py``)."""
 
     cooldown: int = 7 * DAY  # AUTHSVC_EXEMPTION_COOLDOWN: after a new known device, reset, unfreeze
     recurring_min_interval: int = DAY  # one exempt payment per recurring series per this

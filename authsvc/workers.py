@@ -22,7 +22,7 @@ the loop (at most ``LINGER_SECONDS``) until the client closes its side, instead 
 blocking drain in the loop.
 
 **Waiting at the gate takes no thread from anyone else.** A sign-in or a registration may
-wait at the hash gate for seconds (by its standing: :mod:`authsvc.services.hashing`), holding
+wait at the hash gate for seconds (by its standing: :mod:`authsvc.services.platform.hashing`), holding
 the thread that serves it. On gunicorn's one pool of ``threads`` (8), such requests filled every
 thread while a known device's second-factor step or an introspection waited behind them for a
 thread (measured: known-device sign-ins at p50 4.9 s with 48 attacker connections), and

@@ -3,7 +3,7 @@
     python benchmarks/sms_caps.py [--rounds 200] [--fill 0,1000,10000,100000] [--cap 1000]
 
 Counting is done in PostgreSQL with a row lock per cap scope and counters per minute
-(services/sms_policy.py, migration 0071). For each number of SMS already sent in the last hour,
+(services/core/sms_policy.py, migration 0071). For each number of SMS already sent in the last hour,
 prints the median and p99 time of one ``SmsPolicy.permit`` transaction (one statement: the
 scopes' locks, the six sums of at most 61 counters, the insert or the refusal; then commit) and
 how many such transactions one thread completes per second. The cost grows with neither the

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from authsvc import cli
 from authsvc.security.crypto import Cipher
-from authsvc.services.audit import GENESIS, _body, audit
+from authsvc.services.platform.audit import GENESIS, _body, audit
 from tests.support.concurrency import race
 from tests.test_webhooks import SECRET, receiver  # noqa: F401 - fixture
 

@@ -1,4 +1,4 @@
-"""Client credentials cached per worker (services/clients.py), revocation-aware: a revoked
+"""Client credentials cached per worker (services/core/clients.py), revocation-aware: a revoked
 client stops working in every worker as soon as the revocation commits, and a worker that
 cannot hear revocations does not use its cache."""
 
@@ -12,8 +12,8 @@ import pytest
 
 from authsvc import errors
 from authsvc.security.crypto import Cipher
-from authsvc.services.audit import AuditChain
-from authsvc.services.clients import ClientService
+from authsvc.services.core.clients import ClientService
+from authsvc.services.platform.audit import AuditChain
 from authsvc.store import Store
 
 WAIT = 5.0

@@ -1,4 +1,4 @@
-"""Bounded password hashing with priority (services/hashing.py): the gate itself with real
+"""Bounded password hashing with priority (services/platform/hashing.py): the gate itself with real
 threads, and its answers over HTTP (503 busy with Retry-After, the same for registered and
 unknown emails)."""
 
@@ -10,7 +10,7 @@ import time
 import pytest
 
 from authsvc import errors
-from authsvc.services.hashing import KNOWN, HashGate, Standing, failing, returning, stranger
+from authsvc.services.platform.hashing import KNOWN, HashGate, Standing, failing, returning, stranger
 from tests.support.flows import new_email, new_phone, register
 
 JOIN = 5.0
@@ -198,7 +198,7 @@ def test_known_device_login_is_served_while_unknown_ones_are_shed(busy_app, twil
     gate = container.hasher.gate
     _teach_cost(gate, 0.1)  # a hash costs ~100 ms > the 50 ms budget: unknowns are refused at once
     release, holder = _occupy(gate)
-    from authsvc.services.sessions import RequestInfo
+    from authsvc.services.core.sessions import RequestInfo
 
     info = RequestInfo(ip="192.0.2.7", user_agent="test", device_id=None, device_token=acct["device_token"])
     result: list = []
@@ -231,7 +231,7 @@ def test_hashing_memory_is_bounded_and_reused_across_request_threads():
     import resource
 
     from authsvc.security.passwords import PasswordHasher
-    from authsvc.services.hashing import GatedHasher
+    from authsvc.services.platform.hashing import GatedHasher
 
     hasher = GatedHasher(PasswordHasher(), HashGate(1, budget=60.0, known_budget=60.0))  # production parameters
     stored = hasher.hasher.hash("correct horse battery")
@@ -257,7 +257,7 @@ def test_hashing_memory_is_bounded_and_reused_across_request_threads():
 
 def test_closing_the_hasher_ends_its_hashing_threads():
     from authsvc.security.passwords import PasswordHasher
-    from authsvc.services.hashing import GatedHasher
+    from authsvc.services.platform.hashing import GatedHasher
 
     hasher = GatedHasher(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
                          HashGate(2, budget=5.0, known_budget=5.0))

@@ -13,7 +13,7 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
 from authsvc import i18n
-from authsvc.services import messages
+from authsvc.services.platform import messages
 from tests.support.flows import STRONG_PASSWORD, bearer, enroll_totp, new_email, new_phone
 from tests.support.messages import extract_code
 

@@ -22,8 +22,8 @@ from authsvc import errors
 from authsvc.api import jwks as jwks_api
 from authsvc.security import tokens
 from authsvc.security.crypto import Cipher
-from authsvc.services import keys as keys_module
-from authsvc.services.keys import PUBLISH_LEAD, UNHEARD_SECONDS, KeyService
+from authsvc.services.platform import keys as keys_module
+from authsvc.services.platform.keys import PUBLISH_LEAD, UNHEARD_SECONDS, KeyService
 from authsvc.store import Store
 
 
@@ -41,7 +41,7 @@ def cipher(settings):
 
 @pytest.fixture
 def ks(store, cipher, settings):
-    from authsvc.services.audit import AuditChain
+    from authsvc.services.platform.audit import AuditChain
 
     AuditChain(cipher).install(store).ensure(store)  # rotations with an actor are audited
     return KeyService(store, cipher, settings)

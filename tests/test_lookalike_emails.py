@@ -8,7 +8,7 @@ import time
 import pytest
 
 from authsvc.security import confusables
-from authsvc.services import contacts
+from authsvc.services.core import contacts
 from tests.support.flows import bearer, enroll_totp, login_password, new_phone, register, start_registration
 from tests.support.messages import extract_code
 

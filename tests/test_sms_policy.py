@@ -11,7 +11,7 @@ import pytest
 
 from authsvc.config import Settings
 from authsvc.errors import ConfigError
-from authsvc.services.sms_policy import network_keys
+from authsvc.services.core.sms_policy import network_keys
 from tests.support.concurrency import race
 from tests.support.flows import bearer, login_password, new_email, new_phone, register, start_registration
 from tests.support.messages import extract_code

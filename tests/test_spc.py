@@ -9,7 +9,7 @@ import base64
 
 import pytest
 
-from authsvc.services.spc import DEFAULT_ICON
+from authsvc.services.factors.spc import DEFAULT_ICON
 from tests.support.concurrency import race
 from tests.support.flows import bearer, enroll_webauthn, login_password, register
 from tests.support.soft_authenticator import SoftAuthenticator, b64url, b64url_decode

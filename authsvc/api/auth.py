@@ -10,8 +10,8 @@ from flask import request
 
 from .. import errors
 from ..container import Container
-from ..services.factors import Actor
-from ..services.sessions import Principal, RequestInfo
+from ..services.core.sessions import Principal, RequestInfo
+from ..services.flows.factor_management import Actor
 from .container import container
 from .context import client_ip, request_context
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from flask import g, request
 
-from ..services.sessions import RequestInfo
+from ..services.core.sessions import RequestInfo
 from .container import container
 
 MAX_HEADER = 256

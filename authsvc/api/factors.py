@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
 
-from ..services.factors import FactorService
+from ..services.flows.factor_management import FactorService
 from . import auth, body
 from .container import container
 from .schemas import EmptyIn, TotpBeginIn, TotpConfirmIn, WebauthnAddIn, WebauthnOptionsIn

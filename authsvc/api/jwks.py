@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from ..services.metadata import authorization_server_metadata
+from ..services.platform.metadata import authorization_server_metadata
 from .container import container
 
 bp = Blueprint("jwks", __name__)

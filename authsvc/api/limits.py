@@ -4,7 +4,7 @@ Keyed per client as the failure budgets are: the IPv4 address, or the IPv6 /64 (
 gets a whole /64 and may use any address in it).
 
 These are the coarse, per-client-IP limits on every request. The password step has none:
-there only failures count (``services.throttle``: per client, network, email and known device),
+there only failures count (``services.core.throttle``: per client, network, email and known device),
 so many honest users behind one carrier NAT keep signing in; per-account throttling of
 second-factor failures lives in the services too, where it holds however many IPs an attacker
 uses.

@@ -6,8 +6,8 @@ from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
 
 from ..container import Container
-from ..services.login import EnrollmentGrant
-from ..services.sessions import TokenPair
+from ..services.core.sessions import TokenPair
+from ..services.flows.login import EnrollmentGrant
 from . import auth, body
 from .container import container
 from .schemas import LoginIn, MfaIn, PasswordChangeIn, RefreshIn, ReportIn

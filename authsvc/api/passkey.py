@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from ..services.passkey import PasskeyLogin
+from ..services.flows.passkey import PasskeyLogin
 from . import auth, body
 from .container import container
 from .login import tokens_response

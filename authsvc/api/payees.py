@@ -6,7 +6,7 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from .. import errors
-from ..services.exemptions import TrustedPayees
+from ..services.flows.exemptions import TrustedPayees
 from . import auth, body
 from .container import container
 from .schemas import TrustedPayeeIn

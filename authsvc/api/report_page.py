@@ -19,7 +19,7 @@ from flask.typing import ResponseReturnValue
 
 from .. import errors, i18n
 from ..container import Container
-from ..services import messages
+from ..services.platform import messages
 from . import problems
 from .container import container
 

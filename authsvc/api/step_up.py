@@ -8,7 +8,7 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 
-from ..services.step_up import ExemptStepUp, StepUpService
+from ..services.flows.step_up import ExemptStepUp, StepUpService
 from . import auth, body
 from .container import container
 from .schemas import RedeemIn, StepUpIn, StepUpVerifyIn

@@ -98,7 +98,7 @@ def safe(value: object) -> str:
 
 
 def _check_reason(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    from ..services.audit import check_reason
+    from ..services.platform.audit import check_reason
 
     if value is None:
         return None

@@ -28,7 +28,7 @@ def db_upgrade(dev: bool) -> None:
 
 def backfill_email_skeletons(database_url: str) -> None:
     """Data step after the SQL migrations: email skeletons of accounts made before 0026."""
-    from ..services import email_skeletons
+    from ..services.core import email_skeletons
     from ..store import Store
 
     store = Store(database_url, max_size=2)

@@ -114,7 +114,7 @@ class Tx:
         self._conn = conn
         self._queries = queries
         # per-Store collaborators that helpers called with only a transaction need
-        # (the audit chain's key: services/audit.py)
+        # (the audit chain's key: services/platform/audit.py)
         self.extensions = extensions if extensions is not None else {}
 
     def _run(self, name: str, params: dict[str, Any]) -> psycopg.Cursor[DictRow]:

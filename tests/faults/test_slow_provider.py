@@ -14,7 +14,7 @@ import pytest
 from authsvc.adapters.email import SmtpEmail
 from authsvc.adapters.sms import TwilioSms
 from authsvc.security.crypto import Cipher
-from authsvc.services.outbox import Outbox
+from authsvc.services.platform.outbox import Outbox
 from authsvc.store import Store
 
 PROVIDER_DELAY = 0.5  # seconds per message, SMS and email alike

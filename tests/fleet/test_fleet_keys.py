@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 
-from authsvc.services.keys import PUBLISH_LEAD
+from authsvc.services.platform.keys import PUBLISH_LEAD
 from tests.fleet.conftest import random_ip
 from tests.fleet.flows import kid_of, new_account, sign_in
 

@@ -1,4 +1,4 @@
--- The keyed hash chain of the audit log, its key and its checkpoints (services/audit.py).
+-- The keyed hash chain of the audit log, its key and its checkpoints (services/platform/audit.py).
 
 -- name: audit_lock
 -- Only for making the chain key (and, in the previous version, for every write).

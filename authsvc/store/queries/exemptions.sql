@@ -1,4 +1,4 @@
--- Payment exemptions (services/exemptions.py) and trusted payees.
+-- Payment exemptions (services/flows/exemptions.py) and trusted payees.
 
 -- name: exemption_context
 -- What suspends exemptions for this session: its device unknown or known for less than the

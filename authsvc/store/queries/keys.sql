@@ -1,4 +1,4 @@
--- ES256 signing keys (services/keys.py). Parameters are %(name)s.
+-- ES256 signing keys (services/platform/keys.py). Parameters are %(name)s.
 -- The signing key is the most recently created key whose activate_at has come and that stays
 -- published for at least one more access-token lifetime; every key whose publish_until is
 -- NULL or in the future is published in the JWKS.

@@ -1,5 +1,5 @@
 -- Ciphertext per encryption key id, and re-encryption under the newest key
--- (services/reencrypt.py). A Cipher token is "v1.<kid>.<data>": split_part(col, '.', 2) is its kid.
+-- (services/platform/reencrypt.py). A Cipher token is "v1.<kid>.<data>": split_part(col, '.', 2) is its kid.
 
 -- name: key_usage
 SELECT 'totp_secrets' AS what, split_part(totp_secret_enc, '.', 2) AS kid, count(*) AS n

@@ -131,7 +131,7 @@ SELECT * FROM clients WHERE id = %(id)s AND revoked_at IS NULL;
 SELECT id, name, created_at, revoked_at FROM clients ORDER BY created_at;
 
 -- name: revoke_client
--- Workers that cache client credentials (services/clients.py) hear of it at commit.
+-- Workers that cache client credentials (services/core/clients.py) hear of it at commit.
 WITH revoked AS (
   UPDATE clients SET revoked_at = now() WHERE id = %(id)s AND revoked_at IS NULL RETURNING id
 )

@@ -1,4 +1,4 @@
--- Named queries of the SMS policy (services/sms_policy.py).
+-- Named queries of the SMS policy (services/core/sms_policy.py).
 
 -- name: sms_take
 -- One SMS decision in one statement (migrations 0071, 0091): locks the caps' scope rows (a
