@@ -27,8 +27,8 @@ the thread that serves it. On gunicorn's one pool of ``threads`` (8), such reque
 thread while a known device's second-factor step or an introspection waited behind them for a
 thread (measured: known-device sign-ins at p50 4.9 s with 48 attacker connections), and
 the requests queued in the pool beyond them were invisible to the gate, which could therefore
-neither order nor shed them. So ``POST /v1/login`` and ``POST /v1/registrations`` are served by
-a pool of their own, ``gate_threads`` per worker (``AUTHSVC_GATE_THREADS``, 256: more than the
+neither order nor shed them. So ``POST /v1/login`` and ``POST /v1/registrations`` without an
+``X-Device-Token`` (:func:`may_wait_at_gate`) are served by a pool of their own, ``gate_threads`` per worker (``AUTHSVC_GATE_THREADS``, 256: more than the
 waiters of a full stranger budget, so the gate sees every one of them, puts a known device
 first and sheds by budget); everything else keeps the ``threads`` pool. A thread waiting at
 the gate sleeps on a condition of its own and costs no CPU.
@@ -82,11 +82,19 @@ _METRIC_REASONS = {400: "malformed", 408: "timeout", 413: "too_large", 431: "hea
 _GATED_LINES = (b"POST /v1/login ", b"POST /v1/login?", b"POST /v1/registrations ", b"POST /v1/registrations?")
 
 
+_DEVICE_TOKEN = b"\r\nx-device-token:"
+
+
 def may_wait_at_gate(data: bytes) -> bool:
-    """True for a request (as received) that may wait at the hash gate: a sign-in's password
-    step or a registration, whichever device sends it (a device token is checked only in the
-    thread, so a forged one must not reach the other pool)."""
-    return data.startswith(_GATED_LINES)
+    """True for a request (as received) that may wait at the hash gate as a stranger: a sign-in's
+    password step or a registration without an ``X-Device-Token``. A sign-in that carries one
+    is served by the other pool, so a known device never queues behind a crowd of strangers
+    for a thread; a forged token only puts its request among all the others, where it waits
+    its turn like any request and still stands as a stranger at the gate."""
+    if not data.startswith(_GATED_LINES):
+        return False
+    end = data.find(b"\r\n\r\n")
+    return _DEVICE_TOKEN not in data[: end if end >= 0 else len(data)].lower()
 
 
 def configure(*, read_timeout: float, max_body: int, gate_threads: int = 256) -> None:
