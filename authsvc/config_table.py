@@ -233,8 +233,9 @@ VARS: tuple[Var, ...] = (
     Var("GATE_THREADS", "int", 256, minimum=1,
         doc=(
             "Threads per worker (gthread) for `POST /v1/login` and `POST /v1/registrations` without an "
-            "`X-Device-Token`, which may wait at the hash gate as strangers: enough for the waiters of a full stranger budget, so the gate orders and sheds all of them "
-            "and nothing else waits for a thread behind them."
+            "`X-Device-Token`, which may wait at the hash gate as strangers: enough for the waiters of a full "
+            "stranger budget, so the gate orders and sheds all of them and nothing else waits for a thread behind "
+            "them."
         )),
     Var("REQUEST_READ_TIMEOUT", "int", 10, minimum=1,
         doc=(

@@ -28,9 +28,10 @@ thread while a known device's second-factor step or an introspection waited behi
 thread (measured: known-device sign-ins at p50 4.9 s with 48 attacker connections), and
 the requests queued in the pool beyond them were invisible to the gate, which could therefore
 neither order nor shed them. So ``POST /v1/login`` and ``POST /v1/registrations`` without an
-``X-Device-Token`` (:func:`may_wait_at_gate`) are served by a pool of their own, ``gate_threads`` per worker (``AUTHSVC_GATE_THREADS``, 256: more than the
-waiters of a full stranger budget, so the gate sees every one of them, puts a known device
-first and sheds by budget); everything else keeps the ``threads`` pool. A thread waiting at
+``X-Device-Token`` (:func:`may_wait_at_gate`) are served by a pool of their own,
+``gate_threads`` per worker (``AUTHSVC_GATE_THREADS``, 256: more than the waiters of a full
+stranger budget, so the gate sees every one of them and sheds by budget); everything else,
+known devices' sign-ins included, keeps the ``threads`` pool. A thread waiting at
 the gate sleeps on a condition of its own and costs no CPU.
 
 **Nothing accepted is lost.** On SIGTERM gunicorn's own workers stop accepting at once;
