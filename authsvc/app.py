@@ -42,7 +42,8 @@ from .services.flows.password_reset import PasswordResetService
 from .services.flows.registration import RegistrationService
 from .services.flows.reports import ReportService
 from .services.flows.step_up import StepUpService
-from .services.platform.audit import AuditChain, AuditLog
+from .services.platform.audit import AuditChain
+from .services.platform.audit_log import AuditLog
 from .services.platform.hashing import GatedHasher, HashGate
 from .services.platform.health import Health
 from .services.platform.keys import KeyService

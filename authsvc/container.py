@@ -28,7 +28,7 @@ from .services.flows.password_reset import PasswordResetService
 from .services.flows.registration import RegistrationService
 from .services.flows.reports import ReportService
 from .services.flows.step_up import StepUpService
-from .services.platform.audit import AuditLog
+from .services.platform.audit_log import AuditLog
 from .services.platform.hashing import GatedHasher
 from .services.platform.health import Health
 from .services.platform.keys import KeyService

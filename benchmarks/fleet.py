@@ -75,7 +75,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from authsvc.config import Settings
 from authsvc.security.crypto import Cipher
 from authsvc.security.passwords import PasswordHasher
-from authsvc.services.platform.audit import AuditChain, AuditLog
+from authsvc.services.platform.audit import AuditChain
+from authsvc.services.platform.audit_log import AuditLog
 from authsvc.store import Store, migrate
 from tests.support.fake_twilio import FakeTwilio
 from tests.support.smtp_sink import SmtpSink, free_port

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from authsvc import cli
 from authsvc.security.crypto import Cipher
-from authsvc.services.platform.audit import GENESIS, _body, audit
+from authsvc.services.platform.audit import GENESIS, audit, row_body
 from tests.support.concurrency import race
 from tests.test_webhooks import SECRET, receiver  # noqa: F401 - fixture
 
@@ -57,7 +57,7 @@ class Owner:
         rows = self.db.execute("SELECT id, at, actor, action, account_id, detail FROM audit_log ORDER BY id").fetchall()
         prev = GENESIS
         for id_, at, actor, action, account_id, detail in rows:
-            digest = hashlib.sha256(prev + _body(at, actor, action, account_id, detail)).digest()
+            digest = hashlib.sha256(prev + row_body(at, actor, action, account_id, detail)).digest()
             self("UPDATE audit_log SET prev_hash = %s, hash = %s, chain = 1 WHERE id = %s", (prev, digest, id_))
             prev = digest
 
@@ -151,7 +151,7 @@ def _forge_legacy_row(db, actor="operator:alice", action="client.created") -> in
                     "(%s, %s, '{\"reason\": \"routine\"}'::jsonb, %s, 1) "
                     "RETURNING id, at, actor, action, account_id, detail", (actor, action, last))
     Owner(db)("UPDATE audit_log SET hash = %s WHERE id = %s",
-              (hashlib.sha256(last + _body(*row[1:])).digest(), row[0]))
+              (hashlib.sha256(last + row_body(*row[1:])).digest(), row[0]))
     return row[0]
 
 
@@ -203,7 +203,7 @@ def test_rows_from_before_the_keyed_chain_stay_verifiable_and_anchored(settings,
         row = db.execute("INSERT INTO audit_log (actor, action, detail, chain) VALUES ('system', 'old.event', "
                          "%s::jsonb, 1) RETURNING id, at, actor, action, account_id, detail",
                          (json.dumps({"n": i}),)).fetchone()
-        digest = hashlib.sha256(prev + _body(*row[1:])).digest()
+        digest = hashlib.sha256(prev + row_body(*row[1:])).digest()
         Owner(db)("UPDATE audit_log SET prev_hash = %s, hash = %s WHERE id = %s", (prev, digest, row[0]))
         prev = digest
     app = make_app(settings)  # makes the chain key: the 3 rows are the legacy part
@@ -216,7 +216,7 @@ def test_rows_from_before_the_keyed_chain_stay_verifiable_and_anchored(settings,
     rows = db.execute("SELECT id, at, actor, action, account_id, detail FROM audit_log WHERE chain = 1 ORDER BY id").fetchall()
     prev = GENESIS
     for r in rows:
-        digest = hashlib.sha256(prev + _body(*r[1:])).digest()
+        digest = hashlib.sha256(prev + row_body(*r[1:])).digest()
         owner("UPDATE audit_log SET prev_hash = %s, hash = %s WHERE id = %s", (prev, digest, r[0]))
         prev = digest
     assert not container.audit_log.verify().intact
@@ -362,7 +362,7 @@ def test_a_row_of_the_previous_version_during_a_rolling_upgrade_is_sealed(app, d
                      "('system', 'login.new_device', '{}'::jsonb, %s, 2) RETURNING id, at, actor, action, "
                      "account_id, detail", (prev,)).fetchone()
     with container.store.transaction() as tx:
-        mac = container.audit_log._chain.row_mac(tx, bytes(prev), _body(*row[1:]))
+        mac = container.audit_log._chain.row_mac(tx, bytes(prev), row_body(*row[1:]))
     Owner(db)("UPDATE audit_log SET hash = %s WHERE id = %s", (mac, row[0]))  # its INSERT had it
     result = container.audit_log.verify()
     assert result.intact and result.sealed == 2, result
