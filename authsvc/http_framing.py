@@ -19,7 +19,13 @@ the framing gunicorn applies afterwards, so the two never disagree about where a
 
 from __future__ import annotations
 
+import json
+import logging
 import re
+import time
+from typing import Any
+
+from . import errors, logs
 
 # RFC 9112 section 7.1.1: chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ),
 # names and values tokens or quoted strings (RFC 9110 section 5.6.2, 5.6.4).
@@ -195,3 +201,47 @@ class RequestFramer:
                 raise Refused(400, "malformed chunked body: chunk data not followed by CRLF")
             self._pos = end
             self._chunk_left = -1
+
+
+# --- what the front answers itself (both workers)
+_access = logging.getLogger(logs.ACCESS_LOGGER)
+
+_REASONS = {400: "Bad Request", 408: "Request Timeout", 413: "Content Too Large",
+            431: "Request Header Fields Too Large"}
+_ERRORS: dict[int, type[errors.AuthsvcError]] = {
+    400: errors.InvalidRequest, 408: errors.RequestTimeout, 413: errors.PayloadTooLarge,
+    431: errors.RequestHeadTooLarge}
+_METRIC_REASONS = {400: "malformed", 408: "timeout", 413: "too_large", 431: "head_too_large"}
+
+
+def problem_response(status: int, detail: str) -> bytes:
+    """A complete HTTP/1.1 response with an RFC 9457 problem document, closing the connection."""
+    code, title = _ERRORS[status].code, _ERRORS[status].title
+    body = json.dumps({"type": f"https://authsvc.dev/problems/{code}", "title": title, "status": status,
+                       "code": code, "detail": detail}).encode()
+    head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: application/problem+json\r\n"
+            f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n")
+    return head.encode() + body
+
+
+def log_refusal(framer: RequestFramer | None, status: int, detail: str, peer: Any, started: float,
+                 app: Any) -> None:
+    """The access line (and metric) of a request the front answered itself; ``client`` is the
+    TCP peer (the app's trusted-proxy rules need headers this request never finished sending)."""
+    try:
+        container = getattr(app, "extensions", {}).get("authsvc")
+        if container is not None:
+            container.metrics.unread_requests.labels(_METRIC_REASONS[status]).inc()
+    except Exception:  # noqa: BLE001 - counting must never break serving
+        pass
+    if not _access.isEnabledFor(logging.INFO):
+        return
+    method = framer.method if framer else None
+    path = framer.path if framer else None
+    client = peer[0] if isinstance(peer, tuple) and peer else str(peer)
+    _access.info("%s %s %s", method or "-", path or "-", status, extra={
+        "request_id": logs.request_id_from(None),
+        "fields": {"method": method, "route": None, "path": path, "status": status,
+                   "latency_ms": round((time.monotonic() - started) * 1000, 2), "client": client,
+                   "user_agent": None, "unread": _METRIC_REASONS[status], "detail": detail},
+    })

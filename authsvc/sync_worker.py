@@ -11,16 +11,8 @@ from typing import Any
 
 from gunicorn.workers.sync import SyncWorker
 
-from .http_framing import Refused, RequestFramer
-from .workers import (
-    DRAIN_SECONDS,
-    MAX_HEAD,
-    RECV_SIZE,
-    _log_refusal,
-    _options,
-    _set_socket_timeouts,
-    problem_response,
-)
+from .http_framing import Refused, RequestFramer, log_refusal, problem_response
+from .workers import DRAIN_SECONDS, MAX_HEAD, RECV_SIZE, _options, _set_socket_timeouts
 
 
 class _Prefetched:
@@ -73,7 +65,7 @@ class DrainingSyncWorker(SyncWorker):
                     continue_sent = True
                     client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
         except Refused as exc:
-            _log_refusal(framer, exc.status, exc.detail, addr, started, self.wsgi)
+            log_refusal(framer, exc.status, exc.detail, addr, started, self.wsgi)
             try:
                 client.sendall(problem_response(exc.status, exc.detail))
             except OSError:

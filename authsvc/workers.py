@@ -44,8 +44,6 @@ traffic away during the shutdown (README, "Faults").
 from __future__ import annotations
 
 import errno
-import json
-import logging
 import selectors
 import socket
 import struct
@@ -58,8 +56,7 @@ from typing import Any
 from gunicorn import glogging
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from . import errors, logs
-from .http_framing import Refused, RequestFramer
+from .http_framing import Refused, RequestFramer, log_refusal, problem_response
 
 DRAIN_SECONDS = 5.0  # at most this long taking in queued connections after SIGTERM
 LINGER_SECONDS = 2.0  # a closed connection waits this long at most for the client's FIN
@@ -68,16 +65,6 @@ MAX_HEAD = 32 * 1024  # request line and headers: ours are a few hundred bytes
 
 # Set by ``configure`` in the master before the workers fork.
 _options: dict[str, float] = {"read_timeout": 10.0, "max_body": 64 * 1024, "gate_threads": 256}
-
-_access = logging.getLogger(logs.ACCESS_LOGGER)
-
-_REASONS = {400: "Bad Request", 408: "Request Timeout", 413: "Content Too Large",
-            431: "Request Header Fields Too Large"}
-_ERRORS: dict[int, type[errors.AuthsvcError]] = {
-    400: errors.InvalidRequest, 408: errors.RequestTimeout, 413: errors.PayloadTooLarge,
-    431: errors.RequestHeadTooLarge}
-_METRIC_REASONS = {400: "malformed", 408: "timeout", 413: "too_large", 431: "head_too_large"}
-
 
 # Requests that may wait at the hash gate: served by the gate's own thread pool.
 _GATED_LINES = (b"POST /v1/login ", b"POST /v1/login?", b"POST /v1/registrations ", b"POST /v1/registrations?")
@@ -106,45 +93,12 @@ def configure(*, read_timeout: float, max_body: int, gate_threads: int = 256) ->
     _options["gate_threads"] = int(gate_threads)
 
 
-def problem_response(status: int, detail: str) -> bytes:
-    """A complete HTTP/1.1 response with an RFC 9457 problem document, closing the connection."""
-    code, title = _ERRORS[status].code, _ERRORS[status].title
-    body = json.dumps({"type": f"https://authsvc.dev/problems/{code}", "title": title, "status": status,
-                       "code": code, "detail": detail}).encode()
-    head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: application/problem+json\r\n"
-            f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n")
-    return head.encode() + body
-
-
 def _set_socket_timeouts(sock: socket.socket, seconds: float) -> None:
     """Kernel timeouts for blocking reads and writes on ``sock`` (the thread's side)."""
     whole = int(seconds)
     timeval = struct.pack("ll", whole, int((seconds - whole) * 1e6))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
-
-
-def _log_refusal(framer: RequestFramer | None, status: int, detail: str, peer: Any, started: float,
-                 app: Any) -> None:
-    """The access line (and metric) of a request the front answered itself; ``client`` is the
-    TCP peer (the app's trusted-proxy rules need headers this request never finished sending)."""
-    try:
-        container = getattr(app, "extensions", {}).get("authsvc")
-        if container is not None:
-            container.metrics.unread_requests.labels(_METRIC_REASONS[status]).inc()
-    except Exception:  # noqa: BLE001 - counting must never break serving
-        pass
-    if not _access.isEnabledFor(logging.INFO):
-        return
-    method = framer.method if framer else None
-    path = framer.path if framer else None
-    client = peer[0] if isinstance(peer, tuple) and peer else str(peer)
-    _access.info("%s %s %s", method or "-", path or "-", status, extra={
-        "request_id": logs.request_id_from(None),
-        "fields": {"method": method, "route": None, "path": path, "status": status,
-                   "latency_ms": round((time.monotonic() - started) * 1000, 2), "client": client,
-                   "user_agent": None, "unread": _METRIC_REASONS[status], "detail": detail},
-    })
 
 
 class DrainingThreadWorker(ThreadWorker):
@@ -291,7 +245,7 @@ class DrainingThreadWorker(ThreadWorker):
             self._final_close(self.lingering.popleft()[1])
 
     def _refuse(self, conn: TConn, status: int, detail: str) -> None:
-        _log_refusal(conn.framer, status, detail, conn.client, conn.read_started, self.wsgi)
+        log_refusal(conn.framer, status, detail, conn.client, conn.read_started, self.wsgi)
         try:
             conn.sock.send(problem_response(status, detail))
         except OSError:

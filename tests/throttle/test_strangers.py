@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import threading
 
-from authsvc.services.core.throttle import client_subjects, email_subject
+from authsvc.services.core.subjects import client_subjects, email_subject
 from tests.support.flows import enroll_totp, register
 from tests.support.metrics import metric
 from tests.throttle.conftest import WRONG, attempt

@@ -49,7 +49,8 @@ from ..core.attempts import failed_attempt
 from ..core.devices import KnownDevices
 from ..core.sessions import FactorResult, RequestInfo, Sessions, TokenPair, device_name
 from ..core.sms_policy import SmsPolicy
-from ..core.throttle import Blocked, Subject, Throttle, client_subjects, device_subject, email_subject
+from ..core.subjects import Blocked, Subject, client_subjects, device_subject, email_subject
+from ..core.throttle import Throttle
 from ..factors.second_factor import SecondFactors
 from ..platform import messages
 from ..platform.audit import audit

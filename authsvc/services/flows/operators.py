@@ -13,7 +13,7 @@ from ...store import Store, Tx
 from ..core import contacts
 from ..core.devices import KnownDevices
 from ..core.sessions import Sessions
-from ..core.throttle import mask_email
+from ..core.subjects import mask_email
 from ..platform import messages
 from ..platform.audit import audit
 from ..platform.outbox import Outbox

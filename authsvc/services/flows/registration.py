@@ -31,7 +31,8 @@ from ..core.devices import KnownDevices
 from ..core.ids import require_uuid
 from ..core.sessions import RequestInfo
 from ..core.sms_policy import SmsPolicy
-from ..core.throttle import Throttle, client_subjects, email_subject
+from ..core.subjects import client_subjects, email_subject
+from ..core.throttle import Throttle
 from ..platform import messages
 from ..platform.audit import audit
 from ..platform.hashing import GatedHasher
