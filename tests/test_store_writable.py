@@ -43,21 +43,21 @@ def test_a_read_only_server_is_unavailable_not_an_error_and_only_a_writable_one_
     store = Store(db_url, probe_interval=0.05)
     try:
         with store.transaction() as tx:
-            tx.scalar("key_clock")
+            tx.keys.clock()
         read_only(True)
         with pytest.raises(errors.StoreUnavailable):  # the pooled connection was ended
             with store.transaction() as tx:
-                tx.run("key_lock")
+                tx.keys.lock()
         with pytest.raises(errors.StoreUnavailable):
             with store.transaction() as tx:
-                tx.run("key_lock")
+                tx.keys.lock()
         assert not store.available
         time.sleep(0.5)  # the prober keeps trying: a read-only server never closes the circuit
         assert not store.available
         read_only(False)
         _wait(lambda: store.available)
         with store.transaction() as tx:
-            tx.scalar("key_clock")
+            tx.keys.clock()
     finally:
         store.close()
 

@@ -125,14 +125,19 @@ def _gunicorn(settings: Settings) -> None:
     )
     from ..app import create_app
     from ..metrics import OutboxDepthCollector
-    from ..store import query_once
+    from ..store import once
 
     listener: list[metrics_server.MetricsServer] = []
 
     def when_ready(arbiter: Any) -> None:  # in the master, which serves no API request
         logging.getLogger("authsvc").info("listening on %s with %s worker(s)", settings.bind, settings.workers)
         if settings.metrics_bind:
-            depth = OutboxDepthCollector(lambda: dict(query_once(url(settings.database_url), "outbox_depth") or {}))
+            def outbox_depth() -> dict[str, int]:
+                with once(url(settings.database_url)) as tx:
+                    depth = tx.outbox.depth()
+                return {"pending": depth.pending, "failed": depth.failed}
+
+            depth = OutboxDepthCollector(outbox_depth)
             try:
                 server = metrics_server.MetricsServer(settings.metrics_bind, metrics_server.instance_renderer([depth]))
             except OSError as exc:  # the API matters more than its metrics: serve on, loudly

@@ -1,11 +1,14 @@
 """Storage: named SQL on psycopg 3. The only package that imports psycopg.
 
-Queries live in ``queries/*.sql`` under ``-- name: <query_name>`` headers and are run by name
-inside a transaction::
+Queries live in ``queries/*.sql`` under ``-- name: <query_name>`` headers, one file per group
+of tables, each file run only by the typed module beside it (``outbox.py`` runs
+``queries/outbox.sql``, see ``base.py``), whose rows are frozen dataclasses. A transaction
+reaches them as attributes::
 
     with store.transaction() as tx:
-        row = tx.one("account_by_email", email_normalized=email)
+        tx.outbox.insert("sms", sealed)
 
+(files not yet given a module are still run by name: ``tx.one("account_by_email", ...)``.)
 psycopg errors are turned into :mod:`authsvc.errors` (``UniqueViolation``,
 ``StoreUnavailable``, ``StoreError``) at this boundary.
 """
@@ -19,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +32,23 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout, TooManyRequests
 
 from .. import errors
+from .audit import Audit
+from .base import QUERIES_DIR, parse
+from .keys import Keys
+from .outbox import Outbox
 
 _log = logging.getLogger(__name__)
-_QUERIES_DIR = Path(__file__).with_name("queries")
-_HEADER = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.M)
 
 
-def load_queries(directory: Path = _QUERIES_DIR) -> dict[str, str]:
+def load_queries(directory: Path = QUERIES_DIR) -> dict[str, str]:
+    """Every named query of every file (names are unique across files: the EXPLAIN checks of
+    tests/test_hot_paths.py find a query by its name alone)."""
     queries: dict[str, str] = {}
     for path in sorted(directory.glob("*.sql")):
-        parts = _HEADER.split(path.read_text(encoding="utf-8"))
-        for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        for name, body in parse(path).items():
             if name in queries:
                 raise ValueError(f"query {name!r} is defined twice ({path.name})")
-            queries[name] = body.strip().rstrip(";")
+            queries[name] = body
     return queries
 
 
@@ -136,6 +143,19 @@ class Tx:
 
     def run(self, query: str, /, **params: Any) -> int:
         return self._run(query, params).rowcount
+
+    # the tables, each through its module (made on first use in a transaction)
+    @cached_property
+    def audit(self) -> Audit:
+        return Audit(self._conn)
+
+    @cached_property
+    def keys(self) -> Keys:
+        return Keys(self._conn)
+
+    @cached_property
+    def outbox(self) -> Outbox:
+        return Outbox(self._conn)
 
 
 class Store:
@@ -325,6 +345,14 @@ class Store:
         with wrap_errors(), self._connection() as conn:
             yield conn
 
+    @contextmanager
+    def autocommit(self) -> Iterator[Tx]:
+        """Statements each on its own (autocommit), no transaction around them: for a single
+        statement, which is atomic by itself, this saves the BEGIN and COMMIT round trips of
+        :meth:`transaction`."""
+        with wrap_errors(), self._connection() as conn:
+            yield Tx(conn, QUERIES, self.extensions)
+
     def one(self, query: str, /, **params: Any) -> dict[str, Any] | None:
         """Run one statement on its own (autocommit): a single statement is atomic by itself,
         and this saves the BEGIN and COMMIT round trips of :meth:`transaction`."""
@@ -422,11 +450,12 @@ def connect(url: str, **kwargs: Any) -> Store:
     return Store(url, **kwargs)
 
 
-def query_once(url: str, query: str, /, *, timeout: int = 3, **params: Any) -> dict[str, Any] | None:
-    """One named query on a short-lived connection (no pool): for a process that must not hold
-    connections across ``fork`` (the gunicorn master serving metrics)."""
+@contextmanager
+def once(url: str, *, timeout: int = 3) -> Iterator[Tx]:
+    """A short-lived autocommit connection (no pool), each statement on its own: for a process
+    that must not hold connections across ``fork`` (the gunicorn master serving metrics)."""
     with wrap_errors(), psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=timeout) as conn:
-        return conn.execute(QUERIES[query], params).fetchone()
+        yield Tx(conn, QUERIES)
 
 
 def diagnose(url: str, *, timeout: int = 2) -> str | None:

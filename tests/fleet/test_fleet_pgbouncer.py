@@ -90,8 +90,8 @@ def test_without_the_pooler_setting_prepared_statements_break(pooled_url):
                 for s in stores:
                     try:
                         with s.transaction() as tx:
-                            tx.scalar("key_clock")
-                            tx.all("key_published")
+                            tx.keys.clock()
+                            tx.keys.published()
                     except (errors.StoreError, psycopg.Error):
                         failures += 1
         finally:

@@ -123,22 +123,21 @@ class AuditChain:
     def ensure(self, store: Store) -> None:
         """Create the chain key if the database has none (race-free under the audit lock)."""
         with store.transaction() as tx:
-            if tx.one("audit_key_get") is None:
-                tx.one("audit_lock")
-                if tx.one("audit_key_get") is None:
-                    last = tx.one("audit_last_hash")
-                    material = {"key": os.urandom(32).hex(), "legacy_until": int(last["id"]) if last else 0}
+            if tx.audit.key() is None:
+                tx.audit.lock()
+                if tx.audit.key() is None:
+                    material = {"key": os.urandom(32).hex(), "legacy_until": tx.audit.last_id() or 0}
                     sealed = self._cipher.encrypt(json.dumps(material).encode(),
                                                   aad=contexts.audit_chain_key_aad(KEY_ID))
-                    tx.run("audit_key_insert", key_enc=sealed)
+                    tx.audit.insert_key(sealed)
 
     def _load(self, tx: Tx) -> tuple[bytes, int]:
         if self._material is not None:
             return self._material
-        row = tx.one("audit_key_get")
+        row = tx.audit.key()
         if row is None:
             raise errors.StoreError("the audit chain key is missing (run the service once to create it)")
-        material = json.loads(self._cipher.decrypt(row["key_enc"], aad=contexts.audit_chain_key_aad(row["id"])))
+        material = json.loads(self._cipher.decrypt(row.key_enc, aad=contexts.audit_chain_key_aad(row.id)))
         loaded = (bytes.fromhex(material["key"]), int(material["legacy_until"]))
         with self._lock:
             self._material = loaded
@@ -152,12 +151,12 @@ class AuditChain:
 
     def rewrap(self, tx: Tx) -> int:
         """Re-encrypt the stored chain key under the current encryption key; 1 if it was needed."""
-        row = tx.one("audit_key_get")
-        if row is None or not self._cipher.needs_reencrypt(row["key_enc"]):
+        row = tx.audit.key()
+        if row is None or not self._cipher.needs_reencrypt(row.key_enc):
             return 0
-        plain = self._cipher.decrypt(row["key_enc"], aad=contexts.audit_chain_key_aad(row["id"]))
-        return tx.run("audit_key_rewrap", id=row["id"], old=row["key_enc"],
-                      key_enc=self._cipher.encrypt(plain, aad=contexts.audit_chain_key_aad(row["id"])))
+        plain = self._cipher.decrypt(row.key_enc, aad=contexts.audit_chain_key_aad(row.id))
+        return tx.audit.rewrap_key(row.id, row.key_enc,
+                                   self._cipher.encrypt(plain, aad=contexts.audit_chain_key_aad(row.id)))
 
     def row_mac(self, tx: Tx, prev: bytes, body: bytes) -> bytes:
         return hmac.new(self.key(tx), contexts.AUDIT_ROW_LABEL + prev + body, hashlib.sha256).digest()
@@ -196,8 +195,7 @@ def audit(tx: Tx, actor: str, event: str, account_id: str | None, /, **detail: A
     chain = _chain_of(tx)
     at = datetime.now(UTC)
     nonce = os.urandom(16)
-    tx.run(
-        "audit_insert",
+    tx.audit.insert(
         at=at,
         actor=actor,
         action=event,
@@ -210,7 +208,7 @@ def audit(tx: Tx, actor: str, event: str, account_id: str | None, /, **detail: A
 
 def linked_boundary(tx: Tx, chain: AuditChain) -> int:
     """The newest id of the linked chain: rows after it are sealed."""
-    return max(int(tx.scalar("audit_linked_until") or 0), chain.legacy_until(tx))
+    return max(tx.audit.linked_until(), chain.legacy_until(tx))
 
 
 @dataclass(frozen=True)

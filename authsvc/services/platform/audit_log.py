@@ -9,11 +9,13 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import asdict
 from datetime import datetime
 from typing import Protocol
 
 from ... import errors
 from ...store import Store, Tx
+from ...store.audit import StoredCheckpoint
 from .audit import GENESIS, UNSEALED_BOUND, AuditChain, Checkpoint, linked_boundary
 from .audit_verify import ChainVerifier, Verification
 
@@ -36,7 +38,7 @@ class AuditLog:
 
     def tail(self, limit: int = 20) -> list[dict]:
         with self._store.transaction() as tx:
-            return tx.all("audit_tail", limit=limit)
+            return [asdict(r) for r in tx.audit.tail(limit)]
 
     # ------------------------------------------------------------------ sealing
     def seal(self, limit: int = 2000) -> int:
@@ -44,31 +46,32 @@ class AuditLog:
         id first. Returns how many were sealed; 0 when another process holds the sealing lease
         right now (it is sealing) or nothing waits."""
         with self._store.transaction() as tx:
-            if not tx.scalar("audit_seal_lease"):
+            if not tx.audit.seal_lease():
                 return 0
-            queued = tx.all("audit_unsealed_batch", limit=limit)
+            queued = tx.audit.queued(limit)
             if not queued:
                 return 0
             boundary = linked_boundary(tx, self._chain)
-            rows = [q for q in queued if q["row_id"] > boundary and q["hash"] is not None and not q["sealed"]]
-            last = tx.one("audit_seal_last")
+            rows = [q for q in queued if q.row_id > boundary and q.hash is not None and not q.sealed]
+            last = tx.audit.last_seal()
             if last is not None:
-                prev, seq = bytes(last["hash"]), int(last["seq"])
+                prev, seq = bytes(last.hash), int(last.seq)
             else:
-                head = tx.one("audit_linked_head", until=boundary)
-                prev, seq = (bytes(head["hash"]) if head and head["hash"] is not None else GENESIS), 0
+                head = tx.audit.linked_head(boundary)
+                prev, seq = (bytes(head.hash) if head and head.hash is not None else GENESIS), 0
             seqs, row_ids, hashes = [], [], []
             for r in rows:
                 seq += 1
-                prev = self._chain.seal_mac(tx, prev, seq, r["row_id"], bytes(r["hash"]))
+                assert r.hash is not None  # filtered above
+                prev = self._chain.seal_mac(tx, prev, seq, r.row_id, bytes(r.hash))
                 seqs.append(seq)
-                row_ids.append(r["row_id"])
+                row_ids.append(r.row_id)
                 hashes.append(prev)
             if seqs:
-                tx.run("audit_seals_insert", seqs=seqs, row_ids=row_ids, hashes=hashes)
+                tx.audit.insert_seals(seqs, row_ids, hashes)
             # rows of the linked chain (or gone, or without a hash) leave the queue unsealed:
             # verify walks those through the linked chain, or reports them
-            tx.run("audit_unsealed_done", row_ids=[q["row_id"] for q in queued])
+            tx.audit.dequeue([q.row_id for q in queued])
         return len(seqs)
 
     def seal_all(self, limit: int = 2000) -> int:
@@ -100,22 +103,23 @@ class AuditLog:
         this on a timer). Seals what is committed first."""
         self.seal_all()
         with self._store.transaction() as tx:
-            seal = tx.one("audit_seal_last")
+            seal = tx.audit.last_seal()
+            seq: int | None
             if seal is not None:
-                last_id, seq, head_hash = int(seal["row_id"]), int(seal["seq"]), bytes(seal["hash"])
+                last_id, seq, head_hash = int(seal.row_id), int(seal.seq), bytes(seal.hash)
             else:
-                head = tx.one("audit_linked_head", until=linked_boundary(tx, self._chain))
-                if head is None or head["hash"] is None:
+                head = tx.audit.linked_head(linked_boundary(tx, self._chain))
+                if head is None or head.hash is None:
                     return None
-                last_id, seq, head_hash = int(head["id"]), None, bytes(head["hash"])
-            last = tx.one("audit_checkpoint_last")
-            now = tx.scalar("audit_clock")
+                last_id, seq, head_hash = int(head.id), None, bytes(head.hash)
+            last = tx.audit.last_checkpoint()
+            now = tx.audit.clock()
             if last is not None and self._counts(tx, last, now) and (
-                (last["last_id"] == last_id and last["seq"] == seq) or (now - last["at"]).total_seconds() < min_age
+                (last.last_id == last_id and last.seq == seq) or (now - last.at).total_seconds() < min_age
             ):
                 return None
             mac = self._chain.checkpoint_mac(tx, now, last_id, head_hash, seq)
-            cp_id = tx.scalar("audit_checkpoint_insert", at=now, last_id=last_id, seq=seq, head=head_hash, mac=mac)
+            cp_id = tx.audit.insert_checkpoint(at=now, last_id=last_id, seq=seq, head=head_hash, mac=mac)
             cp = Checkpoint(cp_id, now, last_id, head_hash, mac, seq)
             if self._events is not None:
                 self._events.event(tx, "audit.checkpoint", cp.public())
@@ -125,13 +129,13 @@ class AuditLog:
                   cp.at.isoformat(), cp.last_id, cp.seq, cp.head.hex(), cp.mac.hex())
         return cp
 
-    def _counts(self, tx: Tx, last: dict, now: datetime) -> bool:
+    def _counts(self, tx: Tx, last: StoredCheckpoint, now: datetime) -> bool:
         """Whether the newest stored checkpoint may stand in for a new one: authentic and not
         dated after ``now`` (a forged one must not silence every later checkpoint)."""
-        if last["at"] > now:
+        if last.at > now:
             return False
-        expected = self._chain.checkpoint_mac(tx, last["at"], last["last_id"], bytes(last["head"]), last["seq"])
-        return hmac.compare_digest(bytes(last["mac"]), expected)
+        expected = self._chain.checkpoint_mac(tx, last.at, last.last_id, bytes(last.head), last.seq)
+        return hmac.compare_digest(bytes(last.mac), expected)
 
     def start(self, interval: float, seal_interval: float = 0.2) -> None:
         """Seal committed rows every ``seal_interval`` seconds and publish a checkpoint every
@@ -145,8 +149,9 @@ class AuditLog:
             failing = False
             while not self._stop.wait(seal_interval):
                 try:
-                    waiting = self._store.one("audit_unsealed_any")
-                    if waiting is not None and waiting["waiting"]:
+                    with self._store.autocommit() as tx:
+                        waiting = tx.audit.any_queued()
+                    if waiting:
                         self.seal_all()
                     if time.monotonic() >= next_checkpoint:
                         next_checkpoint = time.monotonic() + interval

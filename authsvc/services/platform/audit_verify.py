@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from ... import errors
 from ...store import Store, Tx
+from ...store.audit import AuditRow
 from .audit import (
     CHAIN_KEYED,
     CHAIN_LEGACY,
@@ -57,8 +58,8 @@ class ChainVerifier:
             except (errors.StoreError, errors.DecryptionError) as exc:
                 result.problem = f"the audit chain key cannot be read ({exc.detail}): the log cannot be vouched for"
                 return result
-            stored = [Checkpoint(r["id"], r["at"], r["last_id"], bytes(r["head"]), bytes(r["mac"]), r["seq"])
-                      for r in tx.all("audit_checkpoints_all")]
+            stored = [Checkpoint(r.id, r.at, r.last_id, bytes(r.head), bytes(r.mac), r.seq)
+                      for r in tx.audit.checkpoints()]
             for cp in stored:
                 if not hmac.compare_digest(cp.mac, self._chain.checkpoint_mac(tx, cp.at, cp.last_id, cp.head, cp.seq)):
                     result.problem = f"checkpoint #{cp.id} is not authentic"
@@ -82,43 +83,43 @@ class ChainVerifier:
         unanchored: int | None = None  # first unkeyed row that no keyed row or checkpoint covers yet
         while True:
             with self._store.transaction() as tx:
-                rows = tx.all("audit_page", after=after, until=boundary, limit=batch)
+                rows = tx.audit.page(after, boundary, batch)
                 for r in rows:
-                    if next_wanted < len(pending) and pending[next_wanted] < r["id"]:
-                        result.broken_at = r["id"]
+                    if next_wanted < len(pending) and pending[next_wanted] < r.id:
+                        result.broken_at = r.id
                         result.problem = f"row {pending[next_wanted]} named by a checkpoint is missing"
                         return result
-                    body = row_body(r["at"], r["actor"], r["action"], r["account_id"], r["detail"])
-                    stored_prev = bytes(r["prev_hash"]) if r["prev_hash"] is not None else None
-                    if r["chain"] == CHAIN_KEYED:
+                    body = row_body(r.at, r.actor, r.action, r.account_id, r.detail)
+                    stored_prev = bytes(r.prev_hash) if r.prev_hash is not None else None
+                    if r.chain == CHAIN_KEYED:
                         expected = self._chain.row_mac(tx, prev, body)
                         unanchored = None  # this row's MAC covers every row before it
-                    elif r["chain"] == CHAIN_LEGACY:
-                        if r["id"] > legacy_until:
-                            result.broken_at = r["id"]
-                            result.problem = (f"row {r['id']} is not keyed but was written after the chain key "
+                    elif r.chain == CHAIN_LEGACY:
+                        if r.id > legacy_until:
+                            result.broken_at = r.id
+                            result.problem = (f"row {r.id} is not keyed but was written after the chain key "
                                               "existed: a forgery")
                             return result
                         expected = legacy_digest(prev, body)
                         if unanchored is None:
-                            unanchored = r["id"]
+                            unanchored = r.id
                     else:
-                        result.broken_at, result.problem = r["id"], f"row {r['id']} has an unknown chain version"
+                        result.broken_at, result.problem = r.id, f"row {r.id} has an unknown chain version"
                         return result
-                    if stored_prev != prev or r["hash"] is None or not hmac.compare_digest(bytes(r["hash"]), expected):
-                        result.broken_at = r["id"]
-                        result.problem = f"row {r['id']} was changed, or a row before it was added or removed"
+                    if stored_prev != prev or r.hash is None or not hmac.compare_digest(bytes(r.hash), expected):
+                        result.broken_at = r.id
+                        result.problem = f"row {r.id} was changed, or a row before it was added or removed"
                         return result
-                    if next_wanted < len(pending) and pending[next_wanted] == r["id"]:
-                        for label, head, seq in wanted[r["id"]]:
+                    if next_wanted < len(pending) and pending[next_wanted] == r.id:
+                        for label, head, seq in wanted[r.id]:
                             if seq is not None or not hmac.compare_digest(head, expected):
-                                result.broken_at, result.problem = r["id"], f"row {r['id']} does not match {label}"
+                                result.broken_at, result.problem = r.id, f"row {r.id} does not match {label}"
                                 return result
                         next_wanted += 1
                         unanchored = None  # an authentic checkpoint covers every row up to here
-                    prev, after = expected, r["id"]
+                    prev, after = expected, r.id
                     result.checked += 1
-                    result.legacy += r["chain"] == CHAIN_LEGACY
+                    result.legacy += r.chain == CHAIN_LEGACY
             if len(rows) < batch:
                 break
         result.last_id = after or None
@@ -141,20 +142,20 @@ class ChainVerifier:
                               f"covers (the sealed chain ends at seal {result.sealed})")
             return result
         with self._store.transaction() as tx:
-            duplicate = tx.one("audit_duplicate_mac")
+            duplicate = tx.audit.duplicate_mac()
             if duplicate is not None:
                 result.problem = "a row of the log appears twice (the same MAC): a copy was added"
                 return result
-            unsealed = tx.all("audit_not_sealed", until=boundary)
+            unsealed = tx.audit.not_sealed(boundary)
             for u in unsealed:  # not in the chain yet, but a row must carry its own MAC at once
                 problem = self._own_mac_problem(tx, u)
                 if problem is not None:
-                    result.broken_at, result.problem = u["id"], problem
+                    result.broken_at, result.problem = u.id, problem
                     return result
-        old = [u for u in unsealed if u["age"] is not None and float(u["age"]) > unsealed_bound]
+        old = [u for u in unsealed if u.age is not None and float(u.age) > unsealed_bound]
         if old:
-            result.broken_at = old[0]["id"]
-            result.problem = (f"{len(old)} row(s) from row {old[0]['id']} on are not sealed "
+            result.broken_at = old[0].id
+            result.problem = (f"{len(old)} row(s) from row {old[0].id} on are not sealed "
                               f"{unsealed_bound:.0f} s after they were written (the sealer is not running, or "
                               "the rows were added or their seals removed)")
             return result
@@ -181,14 +182,15 @@ class ChainVerifier:
         after = 0
         while True:
             with self._store.transaction() as tx:
-                seals = tx.all("audit_sealed_page", after=after, limit=batch)
+                seals = tx.audit.sealed_page(after, batch)
                 for s in seals:
-                    seq, row_id = int(s["seq"]), int(s["row_id"])
+                    seq, row_id = int(s.seq), int(s.row_id)
                     if seq != after + 1:
                         result.broken_at = row_id
                         result.problem = f"seal {after + 1} is missing (the next is seal {seq}, of row {row_id})"
                         return None
-                    if s["id"] is None:
+                    sealed_row = s.row()
+                    if sealed_row is None:
                         result.broken_at = row_id
                         result.problem = f"row {row_id} (seal {seq}) was removed"
                         return None
@@ -196,13 +198,13 @@ class ChainVerifier:
                         result.broken_at = row_id
                         result.problem = f"seal {seq} names row {row_id} of the linked chain"
                         return None
-                    problem = self._own_mac_problem(tx, s)
-                    if problem is not None:
+                    problem = self._own_mac_problem(tx, sealed_row)
+                    if problem is not None or sealed_row.hash is None:
                         result.broken_at, result.problem = row_id, problem
                         return None
-                    row_hash = bytes(s["hash"])
+                    row_hash = bytes(sealed_row.hash)
                     expected = self._chain.seal_mac(tx, prev, seq, row_id, row_hash)
-                    if not hmac.compare_digest(bytes(s["seal"]), expected):
+                    if not hmac.compare_digest(bytes(s.seal), expected):
                         result.broken_at = row_id
                         result.problem = (f"seal {seq} (row {row_id}) was changed, "
                                           "or a seal before it was added or removed")
@@ -224,20 +226,20 @@ class ChainVerifier:
                 break
         return found
 
-    def _own_mac_problem(self, tx: Tx, r: dict) -> str | None:
+    def _own_mac_problem(self, tx: Tx, r: AuditRow) -> str | None:
         """What is wrong with a row after the linked chain, judged by its own MAC (None: nothing)."""
-        row_id = r["id"]
-        body = row_body(r["at"], r["actor"], r["action"], r["account_id"], r["detail"])
-        if r["chain"] == CHAIN_UNLINKED and r["nonce"] is not None:
-            own = self._chain.unlinked_mac(tx, bytes(r["nonce"]), body)
-        elif r["chain"] == CHAIN_KEYED and r["prev_hash"] is not None:
+        row_id = r.id
+        body = row_body(r.at, r.actor, r.action, r.account_id, r.detail)
+        if r.chain == CHAIN_UNLINKED and r.nonce is not None:
+            own = self._chain.unlinked_mac(tx, bytes(r.nonce), body)
+        elif r.chain == CHAIN_KEYED and r.prev_hash is not None:
             # written by the previous version during a rolling upgrade: its MAC covers the
             # link it stored; its seal fixes its place
-            own = self._chain.row_mac(tx, bytes(r["prev_hash"]), body)
-        elif r["chain"] == CHAIN_LEGACY:
+            own = self._chain.row_mac(tx, bytes(r.prev_hash), body)
+        elif r.chain == CHAIN_LEGACY:
             return f"row {row_id} is not keyed but was written after the chain key existed: a forgery"
         else:
             own = None
-        if own is None or r["hash"] is None or not hmac.compare_digest(bytes(r["hash"]), own):
+        if own is None or r.hash is None or not hmac.compare_digest(bytes(r.hash), own):
             return f"row {row_id} was changed, or was added without the chain key"
         return None

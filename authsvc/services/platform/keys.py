@@ -40,7 +40,7 @@ import builtins
 import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -160,8 +160,8 @@ class KeyService:
         if not 0 <= activate_in <= MAX_ACTIVATE_IN:
             raise ValueError(f"activate_in must be between 0 and {MAX_ACTIVATE_IN} seconds")
         with self._store.transaction() as tx:
-            tx.one("key_lock")
-            if tx.one("key_signing", ttl=self._settings.access_token_ttl) is None:
+            tx.keys.lock()
+            if tx.keys.signing(self._settings.access_token_ttl) is None:
                 # nobody signs yet, so nobody can sign with a key others do not publish
                 if activate_in > 0:
                     self._insert(tx, 0)  # a key for the meantime
@@ -178,11 +178,11 @@ class KeyService:
         every replica as soon as this commits. Refuses the key that signs now (rotate first and
         let the new key activate). False when no such published key exists."""
         with self._store.transaction() as tx:
-            tx.one("key_lock")
-            signing = tx.one("key_signing", ttl=self._settings.access_token_ttl)
-            if signing is not None and signing["kid"] == kid:
+            tx.keys.lock()
+            signing = tx.keys.signing(self._settings.access_token_ttl)
+            if signing is not None and signing.kid == kid:
                 raise errors.Conflict("this key signs now: rotate first and wait until the new key signs")
-            done = tx.one("key_withdraw", kid=kid) is not None
+            done = tx.keys.withdraw(kid)
             if done:
                 audit(tx, actor, "keys.withdrawn", None, kid=kid, reason=reason)
         self.refresh()
@@ -193,20 +193,20 @@ class KeyService:
         (announced, not signing yet), ``published (retiring)`` (still verifies old tokens) or
         ``unpublished`` (kept until pruned)."""
         with self._store.transaction() as tx:
-            rows = tx.all("key_list")
-            signing = tx.one("key_signing", ttl=self._settings.access_token_ttl)
-        signing_kid = signing["kid"] if signing is not None else None
+            rows = tx.keys.all()
+            signing = tx.keys.signing(self._settings.access_token_ttl)
+        signing_kid = signing.kid if signing is not None else None
         out = []
         for row in rows:
-            if row["kid"] == signing_kid:
+            if row.kid == signing_kid:
                 state = "signing"
-            elif not row["published"]:
+            elif not row.published:
                 state = "unpublished"
-            elif not row["active"]:
+            elif not row.active:
                 state = "published (next)"
             else:
                 state = "published (retiring)"
-            out.append({**row, "state": state})
+            out.append({**asdict(row), "state": state})
         return out
 
     def ensure_signing_key(self) -> str:
@@ -231,8 +231,7 @@ class KeyService:
     def prune(self, older_than: int = PRUNE_AFTER) -> builtins.list[str]:
         """Delete keys unpublished more than ``older_than`` seconds ago; returns their kids."""
         with self._store.transaction() as tx:
-            rows = tx.all("key_delete_expired", older_than=int(older_than))
-        kids = [r["kid"] for r in rows]
+            kids = tx.keys.delete_expired(int(older_than))
         with self._lock:
             for kid in kids:
                 self._private.pop(kid, None)
@@ -250,27 +249,20 @@ class KeyService:
 
     def _create_if_missing(self) -> None:
         with self._store.transaction() as tx:
-            tx.one("key_lock")
-            if tx.one("key_signing", ttl=self._settings.access_token_ttl) is None:
+            tx.keys.lock()
+            if tx.keys.signing(self._settings.access_token_ttl) is None:
                 self._insert(tx, 0)
 
     def _insert(self, tx: Tx, activate_in: int) -> tuple[str, datetime]:
         kid, pem, jwk = tokens.generate_es256_key()
-        row = tx.one(
-            "key_insert",
-            kid=kid,
+        activate_at = tx.keys.insert(
+            kid,
             private_key_enc=self._cipher.encrypt(pem, aad=contexts.signing_key_aad(kid)),
             public_jwk=json.dumps(jwk, sort_keys=True),
             activate_in=activate_in,
         )
-        assert row is not None  # INSERT ... RETURNING
-        tx.all(
-            "key_retire_others",
-            kid=kid,
-            activate_at=row["activate_at"],
-            grace=self._settings.access_token_ttl + RETIRE_MARGIN,
-        )
-        return kid, row["activate_at"]
+        tx.keys.retire_others(kid, activate_at=activate_at, grace=self._settings.access_token_ttl + RETIRE_MARGIN)
+        return kid, activate_at
 
     def _current(self) -> _Snapshot:
         if self._listen:
@@ -300,29 +292,29 @@ class KeyService:
             with self._verified_lock:
                 generation, listening = self._generation, self._listening
             with self._store.transaction() as tx:
-                rows = tx.all("key_published")
-                signing = tx.one("key_signing", ttl=self._settings.access_token_ttl)
-                db_now = tx.scalar("key_clock")
+                rows = tx.keys.published()
+                signing = tx.keys.signing(self._settings.access_token_ttl)
+                db_now = tx.keys.clock()
             keys = []
             lifetime = self._cache_seconds if listening else min(self._cache_seconds, UNHEARD_SECONDS)
             for row in rows:
-                jwk = row["public_jwk"]
+                jwk = row.public_jwk
                 if isinstance(jwk, str):
                     jwk = json.loads(jwk)
                 try:
                     public_key = tokens.load_public_key(jwk)
                 except ValueError:
                     continue  # a malformed row must not take verification down
-                keys.append(_Key(kid=row["kid"], jwk=dict(jwk), public_key=public_key))
+                keys.append(_Key(kid=row.kid, jwk=dict(jwk), public_key=public_key))
                 # reload as soon as something this snapshot knows of changes
-                for moment in (row["activate_at"], row["publish_until"]):
+                for moment in (row.activate_at, row.publish_until):
                     if moment is not None and moment > db_now:
                         lifetime = min(lifetime, (moment - db_now).total_seconds())
             signing_kid = None
             if signing is not None:
-                signing_kid = signing["kid"]
-                if signing["publish_until"] is not None:
-                    stop = (signing["publish_until"] - db_now).total_seconds() - self._settings.access_token_ttl
+                signing_kid = signing.kid
+                if signing.publish_until is not None:
+                    stop = (signing.publish_until - db_now).total_seconds() - self._settings.access_token_ttl
                     lifetime = min(lifetime, max(stop, 0.0))
             with self._verified_lock:
                 if generation != self._generation:
@@ -339,11 +331,11 @@ class KeyService:
         if key is not None:
             return key
         with self._store.transaction() as tx:
-            row = tx.one("key_private", kid=kid)
-        if row is None:  # deleted meanwhile: pick again next time
+            sealed = tx.keys.private_key_enc(kid)
+        if sealed is None:  # deleted meanwhile: pick again next time
             self.refresh()
             raise errors.StoreError("signing key disappeared")
-        pem = self._cipher.decrypt(row["private_key_enc"], aad=contexts.signing_key_aad(kid))
+        pem = self._cipher.decrypt(sealed, aad=contexts.signing_key_aad(kid))
         key = tokens.load_private_key(pem)
         with self._lock:
             self._private[kid] = key

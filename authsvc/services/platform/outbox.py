@@ -25,6 +25,7 @@ Delivery rules (at least once; a duplicate needs a crash at the wrong instant):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import secrets
@@ -41,6 +42,7 @@ from ...errors import AuthsvcError
 from ...security import contexts
 from ...security.crypto import Cipher
 from ...store import Store, Tx
+from ...store.outbox import Leased
 from .audit import audit
 
 _log = logging.getLogger("authsvc.services.outbox")
@@ -92,7 +94,7 @@ class Outbox:
     # ------------------------------------------------------------------ enqueue
     def _enqueue(self, tx: Tx, kind: str, payload: dict) -> None:
         sealed = self._cipher.encrypt(json.dumps(payload).encode(), aad=contexts.outbox_aad(kind))
-        tx.run("outbox_insert", kind=kind, payload=sealed)
+        tx.outbox.insert(kind, sealed)
         self._enqueued.any = True
 
     def sms(self, tx: Tx, to: str, body: str) -> None:
@@ -128,59 +130,52 @@ class Outbox:
                 break
             token = str(uuid.uuid4())
             with self._store.transaction() as tx:
-                row = tx.one("outbox_lease", token=token, lease_seconds=self._lease_seconds)
+                row = tx.outbox.lease(token, self._lease_seconds)
             if row is None:
                 break
             delivered += self._deliver(row, token)
         return delivered
 
-    def _deliver(self, row: dict, token: str) -> bool:
+    def _deliver(self, row: Leased, token: str) -> bool:
         try:
-            payload = json.loads(self._cipher.decrypt(row["payload"], aad=contexts.outbox_aad(row["kind"])))
-            if row["kind"] == "bundle":
+            payload = json.loads(self._cipher.decrypt(row.payload, aad=contexts.outbox_aad(row.kind)))
+            if row.kind == "bundle":
                 if not self._deliver_bundle(row, token, payload["messages"]):
                     return False  # the lease passed to another sender: the row is theirs now
             else:
-                self._handlers[row["kind"]](_keyed(payload, row["id"], 0))
+                self._handlers[row.kind](_keyed(payload, row.id, 0))
         except Exception as exc:  # noqa: BLE001 - one bad message must never stop delivery
-            delay = min(3600, 2 ** row["attempts"])
+            delay = min(3600, 2 ** row.attempts)
             cause = delivery_cause(exc)
-            _log.warning("outbox %s #%s attempt %s failed: %s", row["kind"], row["id"], row["attempts"], cause,
-                         extra={"fields": {"outbox_id": row["id"], "kind": row["kind"],
-                                           "attempts": row["attempts"], "cause": cause}})
+            _log.warning("outbox %s #%s attempt %s failed: %s", row.kind, row.id, row.attempts, cause,
+                         extra={"fields": {"outbox_id": row.id, "kind": row.kind,
+                                           "attempts": row.attempts, "cause": cause}})
             with self._store.transaction() as tx:
-                tx.run(
-                    "outbox_retry_later",
-                    id=row["id"],
-                    token=token,
-                    delay=delay,
-                    error=cause,
-                    max_attempts=MAX_ATTEMPTS,
-                )
+                tx.outbox.retry_later(row.id, token, delay=delay, error=cause, max_attempts=MAX_ATTEMPTS)
             return False
         with self._store.transaction() as tx:
-            tx.run("outbox_delivered", id=row["id"])
+            tx.outbox.delivered(row.id)
         return True
 
-    def _deliver_bundle(self, row: dict, token: str, messages: list[dict]) -> bool:
+    def _deliver_bundle(self, row: Leased, token: str, messages: list[dict]) -> bool:
         """Try every message (an SMS outage must not hold back the email). After each one sent,
         the row keeps only what is left (failed or not yet tried) and its lease is renewed, so
         neither a retry nor a crash sends a message twice; the first error is raised at the end.
         False when the row stopped being ours midway."""
         failed, first_error = [], None
         for i, message in enumerate(messages):
-            message = _keyed(message, row["id"], i)
+            message = _keyed(message, row.id, i)
             try:
                 self._handlers[message["kind"]](message)
             except Exception as exc:  # noqa: BLE001 - kept for the retry, re-raised below
                 failed.append(message)
                 first_error = first_error or exc
                 continue
-            left = failed + [_keyed(m, row["id"], j) for j, m in enumerate(messages) if j > i]
-            if left and not self._save_progress(row["id"], token, left):
+            left = failed + [_keyed(m, row.id, j) for j, m in enumerate(messages) if j > i]
+            if left and not self._save_progress(row.id, token, left):
                 return False
         if first_error is not None:
-            if len(failed) < len(messages) and not self._save_progress(row["id"], token, failed):
+            if len(failed) < len(messages) and not self._save_progress(row.id, token, failed):
                 return False
             raise first_error
         return True
@@ -188,23 +183,20 @@ class Outbox:
     def _save_progress(self, row_id: int, token: str, left: list[dict]) -> bool:
         sealed = self._cipher.encrypt(json.dumps({"messages": left}).encode(), aad=contexts.outbox_aad("bundle"))
         with self._store.transaction() as tx:
-            return tx.one("outbox_progress", id=row_id, token=token, payload=sealed,
-                          lease_seconds=self._lease_seconds) is not None
+            return tx.outbox.progress(row_id, token, sealed, self._lease_seconds)
 
     def depth(self) -> dict[str, int]:
         with self._store.transaction() as tx:
-            depth = tx.one("outbox_depth")
-        assert depth is not None  # an aggregate: always one row
-        return dict(depth)
+            return dataclasses.asdict(tx.outbox.depth())
 
     def recent_errors(self, limit: int = 10) -> list[dict]:
         """Undelivered messages whose last attempt failed, newest first, with the cause."""
         with self._store.transaction() as tx:
-            return [dict(r) for r in tx.all("outbox_recent_errors", limit=limit)]
+            return [dataclasses.asdict(r) for r in tx.outbox.recent_errors(limit)]
 
     def requeue_failed(self, *, operator: str, reason: str) -> int:
         with self._store.transaction() as tx:
-            n = len(tx.all("outbox_requeue_failed"))
+            n = tx.outbox.requeue_failed()
             audit(tx, f"operator:{operator}", "outbox.requeued", None, count=n, reason=reason)
         return n
 

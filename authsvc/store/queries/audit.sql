@@ -91,8 +91,5 @@ INSERT INTO audit_checkpoints (at, last_id, seq, head, mac)
 VALUES (%(at)s, %(last_id)s, %(seq)s, %(head)s, %(mac)s)
 RETURNING id;
 
--- name: audit_row_hash
-SELECT id, hash FROM audit_log WHERE id = %(id)s;
-
 -- name: audit_clock
 SELECT clock_timestamp() AS now;

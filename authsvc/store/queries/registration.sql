@@ -1,8 +1,5 @@
 -- Named queries. Each starts with "-- name: <query_name>"; parameters are %(name)s.
 
--- name: ping
-SELECT 1 AS ok;
-
 -- ---------------------------------------------------------------- registrations
 -- name: account_taking_email
 -- The account whose email is this one, normalised or look-alike (same confusable skeleton);

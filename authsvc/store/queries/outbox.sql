@@ -1,4 +1,5 @@
--- The transactional outbox (the audit log's queries are in audit.sql).
+-- The transactional outbox: messages and webhooks written with the change that causes them
+-- (store/outbox.py runs these).
 
 -- ---------------------------------------------------------------- outbox
 -- name: outbox_insert
