@@ -125,7 +125,7 @@ def _outage(service: Service, pg, seconds: float) -> dict:
     db = traffic.of("db")
     assert all(s.status in (401, 503) for s in db), sorted({s.status for s in db}, key=str)
     outage_db = during("db")
-    assert len(outage_db) >= 10 and all(s.status == 503 for s in outage_db), sorted(((s.started - down_at, s.status) for s in outage_db if s.status != 503))[:20]
+    assert len(outage_db) >= 10 and all(s.status == 503 for s in outage_db), sorted((s.started - down_at, s.status) for s in outage_db if s.status != 503)[:20]
     ready = during("readyz")
     assert ready and all(s.status == 503 for s in ready)
     health = traffic.of("healthz")
