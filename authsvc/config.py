@@ -63,7 +63,7 @@ class Settings:
     drain_seconds: int = 5  # after SIGTERM, readiness 503 while still serving, before that
     worker_class: str = "gthread"  # gunicorn: gthread (keep-alive, threads) or sync
     threads: int = 8  # gunicorn gthread threads per worker (keep-alive connections)
-    gate_threads: int = 256  # per worker, for sign-ins and registrations waiting at the hash gate
+    gate_threads: int = 16  # per worker, for sign-ins and registrations waiting at the hash gate
     # seconds a client has to send a whole request (head and body) from its connection's
     # accept (kept-alive: from the request's first byte); then 408 and close (authsvc/workers.py)
     request_read_timeout: int = 10

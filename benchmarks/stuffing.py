@@ -316,6 +316,8 @@ def main() -> None:
     ap.add_argument("--victims", type=int, default=20, help="registered accounts in the leaked list")
     ap.add_argument("--new-device-rate", type=float, default=0.5, help="honest sign-ins from new phones per second")
     ap.add_argument("--registration-rate", type=float, default=0.2, help="honest registrations per second")
+    ap.add_argument("--service-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="an AUTHSVC_* setting for the service (repeatable), e.g. AUTHSVC_GATE_THREADS=16")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     rng = random.Random(args.seed)
@@ -365,7 +367,7 @@ def main() -> None:
         twilio.clear()
 
         port = free_port()
-        service = Service(settings, port, redis_url, prefix, {})
+        service = Service(settings, port, redis_url, prefix, dict(kv.split("=", 1) for kv in args.service_env))
         stop_all = threading.Event()
         phases = [Phase("before"), Phase("during"), Phase("after")]
         current = [phases[0]]
@@ -572,7 +574,7 @@ def main() -> None:
                 r.delete(*keys[k:k + 500])
 
     print(f"credential stuffing vs known devices: authsvc serve (gunicorn, default workers), Redis, trusted proxy; "
-          f"{args.attackers} attacker connections in {args.attack_procs} processes "
+          f"{' '.join(args.service_env) + '; ' if args.service_env else ''}{args.attackers} attacker connections in {args.attack_procs} processes "
           f"({'closed loop' if not args.attack_rate else f'paced at {args.attack_rate:g}/s'}, "
           f"client CPU {attacker_cpu:.1f} s) over {len(addresses)} addresses "
           f"({sum(':' not in a for a in addresses)} IPv4, {sum(':' in a for a in addresses)} IPv6); "
