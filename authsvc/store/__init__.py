@@ -20,7 +20,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -322,20 +322,22 @@ class Store:
     def transaction(self, *, crowd: bool = False) -> Iterator[Tx]:
         """One database transaction: committed when the block ends, rolled back on any error.
 
-        ``crowd``: work that may arrive by the hundred at once, such as a sign-in's lookups
-        before the hash gate (hundreds of threads may wait there: ``AUTHSVC_GATE_THREADS``).
-        Such transactions hold at most half the pool, so the rest is always there for a
-        second-factor step, an introspection or anything else; one that waits longer than the
-        pool's timeout for its turn is ``StoreUnavailable`` like a pool timeout."""
-        if not crowd:
-            with wrap_errors(), self._connection() as conn, conn.transaction():
-                yield Tx(conn, QUERIES, self.extensions)
-            return
+        ``crowd``: work that may arrive by the dozen at once, such as a sign-in's lookups
+        before the hash gate (every thread of the gate pool may be doing one:
+        ``AUTHSVC_GATE_THREADS``). Such transactions hold at most half the pool, so the rest is
+        always there for a second-factor step, an introspection or anything else; one that
+        waits longer than the pool's timeout for its turn is ``StoreUnavailable`` like a pool
+        timeout."""
+        with self._crowd_turn() if crowd else nullcontext(), wrap_errors(), self._connection() as conn, \
+                conn.transaction():
+            yield Tx(conn, QUERIES, self.extensions)
+
+    @contextmanager
+    def _crowd_turn(self) -> Iterator[None]:
         if not self._crowd.acquire(timeout=self._timeout):
             raise errors.StoreUnavailable("database busy")
         try:
-            with wrap_errors(), self._connection() as conn, conn.transaction():
-                yield Tx(conn, QUERIES, self.extensions)
+            yield
         finally:
             self._crowd.release()
 
